@@ -1,0 +1,3 @@
+"""ctrbench: a reproducible benchmark suite for click-through-rate prediction models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,44 @@
+"""Model names (the config's ``arch``) → classes, and construction with checked hyper-parameters."""
+
+from __future__ import annotations
+
+import inspect
+
+from ctrbench.data.schema import FeatureMap
+from ctrbench.models.base import CTRModel
+
+MODELS: dict[str, type[CTRModel]] = {}
+
+
+def register(cls: type[CTRModel]) -> type[CTRModel]:
+    if not cls.arch or cls.arch in MODELS:
+        raise ValueError(f"model class {cls.__name__} needs a unique arch name, got {cls.arch!r}")
+    MODELS[cls.arch] = cls
+    return cls
+
+
+def _load_models() -> None:
+    # imported here, not at module import, so that registering cannot be circular
+    from ctrbench.models import autoint, dcnv2, deepfm, ft_transformer  # noqa: F401
+
+
+def model_class(arch: str) -> type[CTRModel]:
+    if not MODELS:
+        _load_models()
+    if arch not in MODELS:
+        raise ValueError(f"unknown model arch {arch!r}; known: {', '.join(sorted(MODELS))}")
+    return MODELS[arch]
+
+
+def check_params(arch: str, params: dict) -> None:
+    """Raise ValueError naming any key that the model's constructor does not take."""
+    accepted = set(inspect.signature(model_class(arch).__init__).parameters) - {"self", "feature_map", "sparse_embeddings"}
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise ValueError(f"model arch {arch!r} has no parameter(s) {unknown}; it takes {sorted(accepted)}")
+
+
+def build_model(arch: str, feature_map: FeatureMap, params: dict | None = None, *, sparse_embeddings: bool = False) -> CTRModel:
+    params = dict(params or {})
+    check_params(arch, params)
+    return model_class(arch)(feature_map, sparse_embeddings=sparse_embeddings, **params)
