@@ -1,0 +1,53 @@
+"""Gold evaluation: the best checkpoint of a model on the one gold split every model shares."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from ctrbench.data.batch import TensorDataset
+from ctrbench.inference import predict
+from ctrbench.metrics import task_metrics
+from ctrbench.provenance import sha256_file
+from ctrbench.train.cost import device_name, resolve_device
+from ctrbench.train.trainer import atomic_write_text, load_checkpoint
+
+
+def evaluate_gold(
+    *,
+    checkpoint_path: str | Path,
+    gold_path: str | Path,
+    output_path: str | Path,
+    batch_size: int = 8192,
+    device: str = "auto",
+    meta: dict | None = None,
+) -> dict:
+    """Score the gold split and write ``gold_eval.json`` (metrics per task, row count, hashes)."""
+    torch_device = resolve_device(device)
+    model, ckpt = load_checkpoint(checkpoint_path, torch_device)
+    gold = TensorDataset.from_parquet(gold_path, model.feature_map)
+    start = time.perf_counter()
+    scored = predict(model, gold, batch_size, torch_device)
+    seconds = time.perf_counter() - start
+    labels = model.feature_map.labels
+    per_task = task_metrics(labels, scored["labels"], scored["probs"], scored["groups"])
+    result = {
+        **(meta or {}),
+        "arch": ckpt["arch"],
+        "checkpoint_epoch": ckpt["epoch"],
+        "rows": len(gold),
+        "metrics": per_task[labels[0]],
+        "task_metrics": per_task,
+        "gold_sha256": sha256_file(gold_path),
+        "checkpoint_sha256": sha256_file(checkpoint_path),
+        "eval_seconds": seconds,
+        "eval_samples_per_s": len(gold) / seconds if seconds > 0 else None,
+        "device": torch_device.type,
+        "device_name": device_name(torch_device),
+    }
+    Path(output_path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(output_path), json.dumps(result, indent=2) + "\n")
+    return result

@@ -1,0 +1,63 @@
+"""DeepFM (Guo et al., 2017): first-order + FM second-order + DNN, all on shared field embeddings."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ctrbench.data.batch import Batch
+from ctrbench.data.schema import FeatureMap
+from ctrbench.models.base import CTRModel, ModelOutput
+from ctrbench.models.layers import MLP, FeatureEmbedding, FMInteraction
+from ctrbench.models.registry import register
+
+
+@register
+class DeepFM(CTRModel):
+    """logits = first-order + FM(field tokens) + DNN(flattened field tokens).
+
+    Dense features are per-feature tokens ``x_i * v_i + b_i`` so that they join the FM. With several
+    tasks, the first-order term and the DNN have one output per task and the (scalar) FM term is
+    shared; with one task this is exactly DeepFM."""
+
+    arch = "deepfm"
+
+    def __init__(
+        self,
+        feature_map: FeatureMap,
+        *,
+        sparse_embeddings: bool = False,
+        embedding_dim: int = 16,
+        mlp_hidden: Sequence[int] = (256, 128),
+        dropout: float = 0.1,
+        batch_norm: bool = False,
+    ):
+        super().__init__(feature_map, sparse_embeddings=sparse_embeddings)
+        n_tasks = feature_map.num_tasks
+        self.embedding = FeatureEmbedding(feature_map, embedding_dim, dense_mode="per_feature", sparse=sparse_embeddings)
+        # first order: one weight per categorical row (per task), same layout and offsets as the tokens
+        self.linear_cat = None
+        if self.embedding.num_categorical:
+            self.linear_cat = nn.Embedding(self.embedding.embedding.num_embeddings, n_tasks, sparse=sparse_embeddings)
+            nn.init.normal_(self.linear_cat.weight, std=1e-4)
+        self.linear_dense = nn.Linear(self.embedding.num_dense, n_tasks, bias=False) if self.embedding.num_dense else None
+        self.bias = nn.Parameter(torch.zeros(n_tasks))
+        self.fm = FMInteraction()
+        self.dnn = MLP(
+            self.embedding.num_tokens * embedding_dim,
+            tuple(mlp_hidden),
+            dropout=dropout,
+            batch_norm=batch_norm,
+            output_dim=n_tasks,
+        )
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        tokens = self.embedding(batch)  # [B, F, d]
+        logits = self.bias + self.fm(tokens) + self.dnn(tokens.flatten(1))  # [B, n_tasks]
+        if self.linear_dense is not None:
+            logits = logits + self.linear_dense(batch.dense)
+        if self.linear_cat is not None:
+            logits = logits + self.linear_cat(batch.categorical + self.embedding.offsets).sum(dim=1)
+        return ModelOutput(logits=logits)
