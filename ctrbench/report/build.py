@@ -1,0 +1,605 @@
+"""The HTML report: load result files, check they are comparable, rank models, render one page.
+
+The page is a single self-contained file (CSS inlined, charts as inline SVG) so that it can be
+archived or mailed next to the results without anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from ctrbench.report import charts
+
+# The top-level report/ folder: templates/report.html.j2 and style.css (inlined into the page).
+DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "report"
+TEMPLATE_NAME = "report.html.j2"
+STYLESHEET_NAME = "style.css"
+NOT_AVAILABLE = "n/a"
+
+MEMORY_KIND_LABELS = {"cpu_peak_rss": "CPU peak RSS", "cuda_max_allocated": "CUDA max allocated"}
+
+
+class GoldHashMismatch(ValueError):
+    """Results of one dataset were evaluated on different gold files, so they cannot be compared."""
+
+    def __init__(self, dataset: str, models_by_hash: dict[str, list[str]]):
+        self.dataset = dataset
+        self.models_by_hash = models_by_hash
+        detail = "; ".join(f"{', '.join(models)}: gold_sha256 {digest}" for digest, models in models_by_hash.items())
+        super().__init__(f"dataset {dataset!r} has results evaluated on different gold files ({detail})")
+
+
+@dataclass
+class ResultEntry:
+    """The two result files of one (dataset, model): training metrics and the gold evaluation."""
+
+    dataset: str
+    model: str
+    train: dict
+    gold: dict
+    train_path: str | None = None
+    gold_path: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.dataset}/{self.model}"
+
+    @property
+    def arch(self) -> str:
+        return self.train.get("arch") or self.gold.get("arch") or self.model
+
+    @property
+    def cost(self) -> dict:
+        return self.train.get("cost") or {}
+
+    @property
+    def gold_sha256(self) -> str | None:
+        return self.gold.get("gold_sha256")
+
+    def gold_metric(self, name: str) -> float | None:
+        return _finite((self.gold.get("metrics") or {}).get(name))
+
+    def cost_value(self, name: str) -> float | None:
+        return _finite(self.cost.get(name))
+
+    @property
+    def total_params(self) -> float | None:
+        embedding, dense = self.cost_value("params_embedding"), self.cost_value("params_dense")
+        return None if embedding is None or dense is None else embedding + dense
+
+
+def _finite(value: Any) -> float | None:
+    """A number to compare and format, or None for absent, null, NaN and non-numbers."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def format_metric(value: float | None, digits: int = 4) -> str:
+    return NOT_AVAILABLE if value is None else f"{value:.{digits}f}"
+
+
+def _scaled(value: float, step: float, units: Sequence[str]) -> str:
+    index = 0
+    while abs(value) >= step and index < len(units) - 1:
+        value /= step
+        index += 1
+    if index == 0:
+        return f"{value:.0f} {units[0]}".rstrip()
+    digits = 2 if abs(value) < 10 else 1 if abs(value) < 100 else 0
+    return f"{value:.{digits}f} {units[index]}"
+
+
+def format_bytes(value: float | None) -> str:
+    return NOT_AVAILABLE if value is None else _scaled(value, 1024, ("B", "KiB", "MiB", "GiB", "TiB"))
+
+
+def format_count(value: float | None) -> str:
+    return NOT_AVAILABLE if value is None else _scaled(value, 1000, ("", "K", "M", "B"))
+
+
+def format_rate(value: float | None) -> str:
+    if value is None:
+        return NOT_AVAILABLE
+    return f"{value:,.1f}" if value < 10 else f"{value:,.0f}"
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return NOT_AVAILABLE
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+# ---------------------------------------------------------------- loading and checks
+
+
+def _read_json(path: str | Path) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    if not isinstance(data, dict):  # a malformed result file: ValueError like every other data problem
+        raise ValueError(f"{path}: expected a JSON object")  # noqa: TRY004
+    return data
+
+
+def load_entries(pairs: Iterable[tuple[str | Path, str | Path]]) -> list[ResultEntry]:
+    """Read (train_metrics.json, gold_eval.json) pairs; both files must name the same dataset and model."""
+    entries = []
+    for train_path, gold_path in pairs:
+        train, gold = _read_json(train_path), _read_json(gold_path)
+        for key in ("dataset", "model"):
+            if key not in train or key not in gold:
+                raise ValueError(f"{train_path} and {gold_path} must both have a {key!r} field")
+            if train[key] != gold[key]:
+                raise ValueError(f"{key} differs between {train_path} ({train[key]!r}) and {gold_path} ({gold[key]!r})")
+        if not gold.get("gold_sha256"):
+            raise ValueError(f"{gold_path} has no gold_sha256; its results cannot be checked against the others")
+        entries.append(
+            ResultEntry(str(train["dataset"]), str(train["model"]), train, gold, str(train_path), str(gold_path))
+        )
+    return entries
+
+
+def check_gold_hashes(entries: Iterable[ResultEntry]) -> None:
+    """Raise GoldHashMismatch when one dataset's results were scored on different gold files."""
+    by_dataset: dict[str, dict[str, list[str]]] = {}
+    for entry in entries:
+        by_dataset.setdefault(entry.dataset, {}).setdefault(str(entry.gold_sha256), []).append(entry.model)
+    for dataset, models_by_hash in by_dataset.items():
+        if len(models_by_hash) > 1:
+            raise GoldHashMismatch(dataset, models_by_hash)
+
+
+def _check_unique(entries: Sequence[ResultEntry], missing: Sequence[tuple[str, str]]) -> None:
+    seen: set[tuple[str, str]] = set()
+    for entry in entries:
+        key = (entry.dataset, entry.model)
+        if key in seen:
+            raise ValueError(f"two results for {entry.label}")
+        seen.add(key)
+    both = sorted(seen & {tuple(pair) for pair in missing})
+    if both:
+        raise ValueError(f"listed as missing but results were given: {', '.join(f'{d}/{m}' for d, m in both)}")
+
+
+# ---------------------------------------------------------------- tables and ranking
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    better: str  # "min" or "max"
+    value: Callable[[ResultEntry], float | None]
+    format: Callable[[float | None], str]
+    detail: Callable[[ResultEntry], str] = lambda entry: ""  # small second line in the cell
+    detail_label: str = ""  # what that second line holds, shown under the header
+    # Values are only ranked against values of the same kind (CPU RSS is not CUDA allocation).
+    kind: Callable[[ResultEntry], Any] = lambda entry: None
+
+
+def _params_detail(entry: ResultEntry) -> str:
+    embedding, dense = entry.cost_value("params_embedding"), entry.cost_value("params_dense")
+    return f"{format_count(embedding)} + {format_count(dense)}"
+
+
+def _memory_kind(entry: ResultEntry) -> str | None:
+    return entry.cost.get("peak_memory_kind")
+
+
+def _optimizer_detail(entry: ResultEntry) -> str:
+    optimizers = entry.cost.get("optimizers") or {}
+    return " / ".join(str(optimizers[group]) for group in ("embedding", "dense") if group in optimizers)
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("gold_logloss", "Gold logloss", "min", lambda e: e.gold_metric("logloss"), format_metric),
+    Column("gold_auc", "Gold AUC", "max", lambda e: e.gold_metric("auc"), format_metric),
+    Column("gold_gauc", "Gold gAUC", "max", lambda e: e.gold_metric("gauc"), format_metric),
+    Column(
+        "valid_auc",
+        "Val AUC",
+        "max",
+        lambda e: _finite((e.train.get("best_valid") or {}).get("auc")),
+        format_metric,
+        detail=lambda e: f"epoch {e.train['best_epoch']}" if e.train.get("best_epoch") is not None else "",
+    ),
+    Column(
+        "params",
+        "Parameters",
+        "min",
+        lambda e: e.total_params,
+        format_count,
+        detail=_params_detail,
+        detail_label="embedding + dense",
+    ),
+    Column(
+        "optimizer_state",
+        "Optimizer state",
+        "min",
+        lambda e: e.cost_value("optimizer_state_bytes"),
+        format_bytes,
+        detail=_optimizer_detail,
+        detail_label="embedding / dense opt.",
+    ),
+    Column(
+        "peak_memory",
+        "Peak memory",
+        "min",
+        lambda e: e.cost_value("peak_memory_bytes"),
+        format_bytes,
+        detail=lambda e: MEMORY_KIND_LABELS.get(_memory_kind(e), _memory_kind(e) or ""),
+        kind=_memory_kind,
+    ),
+    Column(
+        "samples_per_s",
+        "Samples/s",
+        "max",
+        lambda e: e.cost_value("train_samples_per_s"),
+        format_rate,
+        detail=lambda e: e.cost.get("device") or "",
+        detail_label="train device",
+    ),
+    Column(
+        "train_time",
+        "Train time",
+        "min",
+        lambda e: e.cost_value("train_seconds"),
+        format_duration,
+        detail=lambda e: (
+            f"{format_duration(e.cost_value('seconds_per_epoch'))}/epoch" if e.cost_value("seconds_per_epoch") else ""
+        ),
+    ),
+)
+
+
+@dataclass
+class Cell:
+    column: str
+    value: float | None
+    text: str
+    detail: str = ""
+    best: bool = False
+
+
+@dataclass
+class TableRow:
+    model: str
+    arch: str
+    color: str
+    rank: int | None = None
+    cells: list[Cell] = field(default_factory=list)
+    missing: bool = False
+
+
+def rank_entries(entries: Sequence[ResultEntry]) -> list[ResultEntry]:
+    """Best first: highest gold AUC, then lowest gold logloss; results without AUC go last."""
+
+    def key(entry: ResultEntry):
+        auc, logloss = entry.gold_metric("auc"), entry.gold_metric("logloss")
+        return (auc is None, -(auc or 0.0), logloss is None, logloss or 0.0, entry.model)
+
+    return sorted(entries, key=key)
+
+
+def best_models(entries: Sequence[ResultEntry], column: Column) -> tuple[set[str], str]:
+    """Models holding the column's best value (ties share it), and a note when nothing is marked.
+
+    With fewer than two values there is nothing to compare, so nothing is marked.
+    """
+    scored = [(entry.model, column.value(entry), column.kind(entry)) for entry in entries]
+    scored = [item for item in scored if item[1] is not None]
+    if len(scored) < 2:
+        return set(), ""
+    kinds = sorted({str(kind) for _, _, kind in scored})
+    if len(kinds) > 1:
+        return set(), f"{column.label}: not ranked, the results measure it differently ({', '.join(kinds)})"
+    pick = min if column.better == "min" else max
+    best = pick(value for _, value, _ in scored)
+    return {model for model, value, _ in scored if value == best}, ""
+
+
+# ---------------------------------------------------------------- sections
+
+
+@dataclass
+class DatasetSection:
+    name: str
+    anchor: str
+    gold_sha256: str | None
+    gold_rows: Any
+    rows: list[TableRow]
+    missing: list[str]
+    notes: list[str]
+    scatter_svg: Markup | None
+    curves_svg: Markup | None
+
+
+def _anchor(name: str, taken: set[str]) -> str:
+    base = "dataset-" + (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "x")
+    anchor, suffix = base, 2
+    while anchor in taken:
+        anchor, suffix = f"{base}-{suffix}", suffix + 1
+    taken.add(anchor)
+    return anchor
+
+
+def _tick_bytes(value: float) -> str:
+    """Axis ticks are round numbers: '2 GiB' rather than '2.00 GiB'."""
+    number, _, unit = format_bytes(value).partition(" ")
+    if "." in number:
+        number = number.rstrip("0").rstrip(".")
+    return "0" if value == 0 else f"{number} {unit}"
+
+
+def _scatter(entries: Sequence[ResultEntry], colors: dict[str, str]) -> Markup:
+    points = []
+    for entry in entries:
+        memory, auc = entry.cost_value("peak_memory_bytes"), entry.gold_metric("auc")
+        if memory is not None and auc is not None:
+            tooltip = f"{entry.model}: gold AUC {format_metric(auc)}, peak memory {format_bytes(memory)}"
+            points.append(charts.Point(entry.model, memory, auc, colors[entry.model], tooltip))
+    svg = charts.scatter_svg(
+        points,
+        title="Gold AUC vs peak memory",
+        x_label="Peak memory",
+        y_label="Gold AUC",
+        x_format=_tick_bytes,
+        x_bytes=True,
+    )
+    return Markup(svg)
+
+
+def _curves(entries: Sequence[ResultEntry], colors: dict[str, str]) -> Markup:
+    series = []
+    for entry in entries:
+        points = []
+        for epoch in entry.train.get("epochs") or []:
+            x, y = _finite(epoch.get("epoch")), _finite(epoch.get("valid_auc"))
+            if x is not None and y is not None:
+                points.append((x, y))
+        series.append(charts.Series(entry.model, colors[entry.model], points, _finite(entry.train.get("best_epoch"))))
+    svg = charts.line_chart_svg(
+        series,
+        title="Validation AUC per epoch",
+        x_label="Epoch",
+        y_label="Validation AUC",
+        highlight_label="best epoch",
+    )
+    return Markup(svg)
+
+
+def dataset_sections(
+    entries: Sequence[ResultEntry], missing: Sequence[tuple[str, str]], colors: dict[str, str]
+) -> list[DatasetSection]:
+    """One section per dataset, in the order datasets first appear (results, then missing ones)."""
+    order = list(dict.fromkeys([e.dataset for e in entries] + [d for d, _ in missing]))
+    anchors: set[str] = set()
+    sections = []
+    for dataset in order:
+        ranked = rank_entries([e for e in entries if e.dataset == dataset])
+        missing_models = list(dict.fromkeys(m for d, m in missing if d == dataset))
+        notes = []
+        best_by_column = {}
+        for column in COLUMNS:
+            best_by_column[column.key], note = best_models(ranked, column)
+            if note:
+                notes.append(note)
+        rows = []
+        for rank, entry in enumerate(ranked, start=1):
+            cells = []
+            for column in COLUMNS:
+                value = column.value(entry)
+                best = entry.model in best_by_column[column.key]
+                cells.append(Cell(column.key, value, column.format(value), column.detail(entry), best))
+            rows.append(TableRow(entry.model, entry.arch, colors[entry.model], rank, cells))
+        rows += [TableRow(model, "", colors[model], missing=True) for model in missing_models]
+        first = ranked[0] if ranked else None
+        sections.append(
+            DatasetSection(
+                name=dataset,
+                anchor=_anchor(dataset, anchors),
+                gold_sha256=first.gold_sha256 if first else None,
+                gold_rows=first.gold.get("rows") if first else None,
+                rows=rows,
+                missing=missing_models,
+                notes=notes,
+                scatter_svg=_scatter(ranked, colors) if ranked else None,
+                curves_svg=_curves(ranked, colors) if ranked else None,
+            )
+        )
+    return sections
+
+
+# ---------------------------------------------------------------- provenance
+
+
+@dataclass
+class Distinct:
+    """One value seen in the results and which results carry it."""
+
+    value: str
+    sources: list[str]
+
+
+def _distinct(pairs: Iterable[tuple[Any, str]]) -> list[Distinct]:
+    grouped: dict[str, list[str]] = {}
+    for value, source in pairs:
+        grouped.setdefault("unknown" if value in (None, "") else str(value), []).append(source)
+    return [Distinct(value, list(dict.fromkeys(sources))) for value, sources in grouped.items()]
+
+
+def _provenances(entry: ResultEntry) -> list[tuple[dict, str]]:
+    """Training and evaluation run separately, so each file's provenance counts."""
+    return [
+        (entry.train.get("provenance") or {}, f"{entry.label} train"),
+        (entry.gold.get("provenance") or {}, f"{entry.label} eval"),
+    ]
+
+
+def _device_text(device: Any, name: Any) -> str | None:
+    if not device:
+        return None
+    return f"{device} ({name})" if name and name != device else str(device)
+
+
+def provenance_view(entries: Sequence[ResultEntry], sections: Sequence[DatasetSection]) -> dict:
+    stamps = [(prov, source) for entry in entries for prov, source in _provenances(entry)]
+    package_names = list(dict.fromkeys(name for prov, _ in stamps for name in (prov.get("packages") or {})))
+    return {
+        "commits": _distinct((prov.get("git_commit"), source) for prov, source in stamps),
+        "config_hashes": _distinct((prov.get("config_sha256"), source) for prov, source in stamps),
+        "hosts": _distinct((prov.get("host"), source) for prov, source in stamps),
+        "train_devices": _distinct(
+            (_device_text(e.cost.get("device"), e.cost.get("device_name")), e.label) for e in entries
+        ),
+        "eval_devices": _distinct((e.gold.get("device"), e.label) for e in entries),
+        "packages": [
+            (
+                name,
+                _distinct(
+                    ((prov.get("packages") or {}).get(name), source)
+                    for prov, source in stamps
+                    if name in (prov.get("packages") or {})
+                ),
+            )
+            for name in package_names
+        ],
+        "gold_files": [(s.name, s.gold_sha256, s.gold_rows) for s in sections if s.gold_sha256],
+        "results": [
+            {
+                "label": entry.label,
+                "commit": (entry.train.get("provenance") or {}).get("git_commit"),
+                "config_sha256": (entry.train.get("provenance") or {}).get("config_sha256"),
+                "checkpoint_sha256": entry.gold.get("checkpoint_sha256"),
+                "train_device": _device_text(entry.cost.get("device"), entry.cost.get("device_name")),
+                "eval_device": entry.gold.get("device"),
+                "eval_seconds": format_duration(_finite(entry.gold.get("eval_seconds"))),
+            }
+            for entry in entries
+        ],
+    }
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _environment(template_dir: Path) -> jinja2.Environment:
+    # autoescape=True rather than select_autoescape: the template's name ends in .j2, not .html
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir / "templates")),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["short_hash"] = lambda value, length=12: value[:length] if isinstance(value, str) else value
+    return env
+
+
+def _stylesheet(template_dir: Path) -> Markup:
+    css = (template_dir / STYLESHEET_NAME).read_text(encoding="utf-8")
+    if "</style" in css.lower():  # would close the inline <style> element early
+        raise ValueError(f"{template_dir / STYLESHEET_NAME} must not contain '</style'")
+    return Markup(css)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write next to the target and rename, so a reader never sees a half-written report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp_name, 0o644)  # mkstemp makes it owner-only; a report is meant to be shared
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def _run_info_text(value: Any) -> str:
+    if value is None:
+        return NOT_AVAILABLE
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+def render_html(
+    entries: Sequence[ResultEntry],
+    *,
+    title: str = "ctrbench report",
+    run_info: dict | None = None,
+    missing: Sequence[tuple[str, str]] = (),
+    template_dir: str | Path | None = None,
+) -> str:
+    """The report as a string; raises GoldHashMismatch / ValueError before rendering anything."""
+    entries = list(entries)
+    missing = [(str(dataset), str(model)) for dataset, model in missing]
+    check_gold_hashes(entries)
+    _check_unique(entries, missing)
+    template_dir = Path(template_dir) if template_dir is not None else DEFAULT_TEMPLATE_DIR
+
+    # one colour per model name across all datasets, so a model looks the same in every chart
+    model_names = list(dict.fromkeys([e.model for e in entries] + [m for _, m in missing]))
+    colors = {name: charts.color_for(index) for index, name in enumerate(model_names)}
+    sections = dataset_sections(entries, missing, colors)
+    run_info_items = [(str(key), _run_info_text(value)) for key, value in (run_info or {}).items()]
+    template = _environment(template_dir).get_template(TEMPLATE_NAME)
+    return template.render(
+        title=title,
+        css=_stylesheet(template_dir),
+        run_info=run_info_items,
+        columns=COLUMNS,
+        sections=sections,
+        result_count=len(entries),
+        missing_count=sum(len(s.missing) for s in sections),
+        provenance=provenance_view(entries, sections),
+    )
+
+
+def render_report(
+    entries: Sequence[ResultEntry],
+    output_path: str | Path,
+    *,
+    title: str = "ctrbench report",
+    run_info: dict | None = None,
+    missing: Sequence[tuple[str, str]] = (),
+    template_dir: str | Path | None = None,
+) -> Path:
+    """Render the report to ``output_path`` (atomically) and return that path.
+
+    ``missing`` lists (dataset, model) pairs without results; they are shown as missing.
+    ``template_dir`` replaces the top-level report/ folder (templates/report.html.j2, style.css).
+    Nothing is written when the results fail the gold-hash or uniqueness checks.
+    """
+    html = render_html(entries, title=title, run_info=run_info, missing=missing, template_dir=template_dir)
+    output_path = Path(output_path)
+    _write_atomically(output_path, html)
+    return output_path
+
+
+def build_report(pairs: Iterable[tuple[str | Path, str | Path]], output_path: str | Path, **options: Any) -> Path:
+    """Load (train_metrics.json, gold_eval.json) pairs and render them: what the workflow rule calls."""
+    return render_report(load_entries(pairs), output_path, **options)

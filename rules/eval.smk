@@ -1,0 +1,20 @@
+rule gold_eval:
+    input:
+        checkpoint="results/{dataset}/{model}/checkpoint.pt",
+        gold="results/{dataset}/data/gold.parquet",
+    output:
+        gold_eval="results/{dataset}/{model}/gold_eval.json",
+    params:
+        training=training_config,
+        meta=run_meta,
+    log:
+        "results/{dataset}/{model}/logs/gold_eval.log",
+    benchmark:
+        "results/{dataset}/{model}/benchmarks/gold_eval.tsv"
+    threads: job_resources("gold_eval")["threads"]
+    resources:
+        mem_mb=job_resources("gold_eval")["mem_mb"],
+        runtime=job_resources("gold_eval")["runtime"],
+        gpu=job_resources("gold_eval").get("gpu", 0),
+    script:
+        "../workflow_scripts/gold_eval.py"

@@ -1,0 +1,25 @@
+rule train:
+    input:
+        train="results/{dataset}/data/train.parquet",
+        valid="results/{dataset}/data/valid.parquet",
+        feature_map="results/{dataset}/data/feature_map.json",
+    output:
+        checkpoint="results/{dataset}/{model}/checkpoint.pt",
+        metrics="results/{dataset}/{model}/train_metrics.json",
+        train_log="results/{dataset}/{model}/train_log.jsonl",
+    params:
+        model=model_config,
+        training=training_config,
+        seed=config["seed"],
+        meta=run_meta,
+    log:
+        "results/{dataset}/{model}/logs/train.log",
+    benchmark:
+        "results/{dataset}/{model}/benchmarks/train.tsv"
+    threads: job_resources("train")["threads"]
+    resources:
+        mem_mb=job_resources("train")["mem_mb"],
+        runtime=job_resources("train")["runtime"],
+        gpu=job_resources("train").get("gpu", 0),
+    script:
+        "../workflow_scripts/train.py"

@@ -1,0 +1,128 @@
+"""The Snakemake workflow itself: config errors before any job, lint, and a tiny run end to end."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+WORKFLOW_PARTS = ["Snakefile", "rules", "workflow_scripts", "config"]
+MODELS = ["dcnv2", "autoint", "ft_transformer", "deepfm"]
+
+TINY_CONFIG = {
+    "seed": 11,
+    "benchmark": {"datasets": ["tiny_criteo"], "models": MODELS},
+    "datasets": {
+        "tiny_criteo": {
+            "format": "criteo_dac",
+            "synthetic": {"rows": 4000, "seed": 3},
+            "hash_bins": 500,
+            "splits": {"train": 0.7, "valid": 0.15, "gold": 0.15},
+        }
+    },
+    "models": {
+        "dcnv2": {"arch": "dcnv2", "params": {"embedding_dim": 4, "num_cross_layers": 1, "mlp_hidden": [16]}},
+        "autoint": {"arch": "autoint", "params": {"embedding_dim": 4, "num_layers": 1, "num_heads": 1}},
+        "ft_transformer": {"arch": "ft_transformer", "params": {"d_token": 8, "num_layers": 1, "num_heads": 2}},
+        "deepfm": {"arch": "deepfm", "params": {"embedding_dim": 4, "mlp_hidden": [16]}},
+    },
+    "training": {
+        "device": "cpu",
+        "batch_size": 256,
+        "steps_per_epoch": None,
+        "max_epochs": 2,
+        "patience": 1,
+        "eval_batch_size": 2048,
+        "optimizer": {"embedding": {"name": "sgd", "lr": 5.0}, "dense": {"name": "adamw", "lr": 0.003}},
+    },
+    "resources": {
+        "preprocess": {"mem_mb": 1000, "runtime": 10, "threads": 1},
+        "train": {"mem_mb": 2000, "runtime": 10, "threads": 1, "gpu": 0},
+        "gold_eval": {"mem_mb": 1000, "runtime": 10, "threads": 1, "gpu": 0},
+        "report": {"mem_mb": 500, "runtime": 5, "threads": 1},
+    },
+}
+
+
+def workflow_copy(tmp_path: Path) -> Path:
+    """The workflow files in a scratch directory, so results/ and .snakemake/ land there."""
+    work = tmp_path / "wf"
+    work.mkdir()
+    for part in WORKFLOW_PARTS:
+        source = REPO / part
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, work / part)
+    return work
+
+
+def snakemake(work: Path, *args: str, config: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    if config is not None:
+        (work / "test_config.yaml").write_text(yaml.safe_dump(config))
+        command += ["--configfile", "test_config.yaml"]
+    return subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=timeout)
+
+
+def with_changes(config: dict, change) -> dict:
+    changed = json.loads(json.dumps(config))
+    change(changed)
+    return changed
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: c["models"]["dcnv2"].update(arch="dcn_v9"), "unknown model arch 'dcn_v9'"),
+        (lambda c: c["benchmark"]["models"].append("lr"), "benchmark.models names 'lr'"),
+        (lambda c: c["benchmark"]["datasets"].append("avazu"), "benchmark.datasets names 'avazu'"),
+        (lambda c: c["models"]["deepfm"]["params"].update(embeding_dim=8), "no parameter(s) ['embeding_dim']"),
+        (lambda c: c["training"].update(batch_size="big"), "'big' is not of type 'integer'"),
+        (
+            lambda c: c["datasets"]["tiny_criteo"].pop("synthetic") and c["datasets"]["tiny_criteo"].update(path="/nonexistent/train.txt"),
+            "'/nonexistent/train.txt' does not exist",
+        ),
+    ],
+    ids=["unknown-arch", "unknown-model", "unknown-dataset", "unknown-param", "wrong-type", "missing-path"],
+)
+def test_config_errors_are_reported_before_any_job(tmp_path, change, message):
+    work = workflow_copy(tmp_path)
+    run = snakemake(work, "-n", "results/report.html", config=with_changes(TINY_CONFIG, change))
+    assert run.returncode != 0
+    assert message in run.stdout + run.stderr
+    assert not (work / "results").exists()
+
+
+def test_lint_is_clean(tmp_path):
+    run = snakemake(workflow_copy(tmp_path), "--lint")
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+@pytest.mark.slow
+def test_tiny_run_end_to_end_renders_every_model(tmp_path):
+    work = workflow_copy(tmp_path)
+    run = snakemake(work, "results/report.html", config=TINY_CONFIG)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    results = work / "results"
+    html = (results / "report.html").read_text()
+    gold_hashes = set()
+    for model in MODELS:
+        gold = json.loads((results / "tiny_criteo" / model / "gold_eval.json").read_text())
+        assert gold["rows"] == json.loads((results / "tiny_criteo/data/manifest.json").read_text())["rows"]["gold"]
+        assert 0.5 < gold["metrics"]["auc"] <= 1.0
+        gold_hashes.add(gold["gold_sha256"])
+        assert model in html
+        assert f"{gold['metrics']['auc']:.4f}" in html  # the model's number, as the report formats it
+        assert (results / "tiny_criteo" / model / "benchmarks" / "train.tsv").exists()
+        assert (results / "tiny_criteo" / model / "logs" / "train.log").stat().st_size > 0
+    assert len(gold_hashes) == 1 and gold_hashes.pop() in html
+    assert not re.search(r"<script[^>]+src=|<link[^>]+href=\"?https?:", html)
+
+    # asking for one model's gold evaluation again finds nothing to do
+    again = snakemake(work, "-n", "results/tiny_criteo/dcnv2/gold_eval.json")
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr

@@ -1,0 +1,23 @@
+"""Rule train: one model on one dataset (arguments from Snakemake, logic in ctrbench.train)."""
+
+import torch
+
+from ctrbench.joblog import job_logging
+from ctrbench.provenance import provenance
+from ctrbench.train.trainer import TrainOutputs, train
+
+with job_logging(snakemake.log[0]):
+    torch.set_num_threads(snakemake.threads)
+    meta = dict(snakemake.params.meta)
+    meta["provenance"] = {**provenance(), "config_sha256": meta["config_sha256"]}
+    train(
+        train_path=snakemake.input.train,
+        valid_path=snakemake.input.valid,
+        feature_map_path=snakemake.input.feature_map,
+        arch=snakemake.params.model["arch"],
+        params=snakemake.params.model.get("params", {}),
+        training=snakemake.params.training,
+        seed=snakemake.params.seed,
+        outputs=TrainOutputs(snakemake.output.checkpoint, snakemake.output.metrics, snakemake.output.train_log),
+        meta=meta,
+    )
