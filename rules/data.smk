@@ -4,6 +4,8 @@ rule generate_synthetic:
     params:
         format=lambda wc: dataset_config(wc)["format"],
         synthetic=lambda wc: dataset_config(wc)["synthetic"],
+    conda:
+        "../envs/ctrbench.yaml"
     log:
         "results/{dataset}/logs/generate_synthetic.log",
     resources:
@@ -24,6 +26,8 @@ rule preprocess:
         manifest="results/{dataset}/data/manifest.json",
     params:
         dataset=dataset_config,
+    conda:
+        "../envs/ctrbench.yaml"
     log:
         "results/{dataset}/logs/preprocess.log",
     threads: job_resources("preprocess")["threads"]

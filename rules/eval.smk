@@ -7,6 +7,8 @@ rule gold_eval:
     params:
         training=training_config,
         meta=run_meta,
+    conda:
+        "../envs/ctrbench.yaml"
     log:
         "results/{dataset}/{model}/logs/gold_eval.log",
     benchmark:

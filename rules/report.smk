@@ -7,6 +7,8 @@ rule report:
         report="results/report.html",
     params:
         config=config,
+    conda:
+        "../envs/ctrbench.yaml"
     log:
         "results/logs/report.log",
     threads: job_resources("report")["threads"]

@@ -12,6 +12,8 @@ rule train:
         training=training_config,
         seed=config["seed"],
         meta=run_meta,
+    conda:
+        "../envs/ctrbench.yaml"
     log:
         "results/{dataset}/{model}/logs/train.log",
     benchmark:

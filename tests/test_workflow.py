@@ -12,7 +12,7 @@ import yaml
 
 from conftest import REPO
 
-WORKFLOW_PARTS = ["Snakefile", "rules", "workflow_scripts", "config"]
+WORKFLOW_PARTS = ["Snakefile", "rules", "workflow_scripts", "config", "envs"]
 MODELS = ["dcnv2", "autoint", "ft_transformer", "deepfm"]
 
 TINY_CONFIG = {
@@ -39,7 +39,7 @@ TINY_CONFIG = {
         "max_epochs": 2,
         "patience": 1,
         "eval_batch_size": 2048,
-        "optimizer": {"embedding": {"name": "sgd", "lr": 5.0}, "dense": {"name": "adamw", "lr": 0.003}},
+        "optimizer": {"embedding": {"name": "sgd", "lr": 1.0}, "dense": {"name": "adamw", "lr": 0.003}},
     },
     "resources": {
         "preprocess": {"mem_mb": 1000, "runtime": 10, "threads": 1},
@@ -113,7 +113,7 @@ def test_tiny_run_end_to_end_renders_every_model(tmp_path):
     gold_hashes = set()
     for model in MODELS:
         gold = json.loads((results / "tiny_criteo" / model / "gold_eval.json").read_text())
-        assert gold["rows"] == json.loads((results / "tiny_criteo/data/manifest.json").read_text())["rows"]["gold"]
+        assert gold["rows"] == json.loads((results / "tiny_criteo/data/manifest.json").read_text())["splits"]["gold"]["rows"]
         assert 0.5 < gold["metrics"]["auc"] <= 1.0
         gold_hashes.add(gold["gold_sha256"])
         assert model in html
@@ -124,5 +124,5 @@ def test_tiny_run_end_to_end_renders_every_model(tmp_path):
     assert not re.search(r"<script[^>]+src=|<link[^>]+href=\"?https?:", html)
 
     # asking for one model's gold evaluation again finds nothing to do
-    again = snakemake(work, "-n", "results/tiny_criteo/dcnv2/gold_eval.json")
+    again = snakemake(work, "-n", "results/tiny_criteo/dcnv2/gold_eval.json", config=TINY_CONFIG)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr

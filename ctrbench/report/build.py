@@ -467,7 +467,6 @@ def provenance_view(entries: Sequence[ResultEntry], sections: Sequence[DatasetSe
     package_names = list(dict.fromkeys(name for prov, _ in stamps for name in (prov.get("packages") or {})))
     return {
         "commits": _distinct((prov.get("git_commit"), source) for prov, source in stamps),
-        "config_hashes": _distinct((prov.get("config_sha256"), source) for prov, source in stamps),
         "hosts": _distinct((prov.get("host"), source) for prov, source in stamps),
         "train_devices": _distinct(
             (_device_text(e.cost.get("device"), e.cost.get("device_name")), e.label) for e in entries

@@ -1,0 +1,121 @@
+"""Benchmark: preprocess_criteo on a synthetic 1M-row Criteo DAC file, against pyarrow.csv.read_csv alone.
+
+    python bench/preprocess_criteo.py [--rows 1000000] [--path FILE] [--block-bytes N] [--keep]
+
+The preprocessing runs in a child process so that its peak RSS is its own: the child reports its
+VmHWM (the high-water mark of its address space; ``ru_maxrss`` of a child can inherit the
+parent's size across fork/exec), and ``getrusage(RUSAGE_CHILDREN)`` is printed beside it as a
+cross-check. The parent stays small (the data is generated in another child) and afterwards
+times ``pyarrow.csv.read_csv`` alone on the same file, with the reader's options (every column as
+raw bytes, tab, no quoting, threads on): the floor any reader built on it can reach.
+
+Project goal: <= 15 s and peak RSS <= 1 GB for 1M rows on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+GOAL_SECONDS = 15.0
+GOAL_RSS_BYTES = 1 << 30
+
+GENERATE = """
+import json, sys
+from ctrbench.data.synthetic import write_synthetic_criteo
+print(json.dumps(write_synthetic_criteo(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))))
+"""
+
+PREPROCESS = """
+import json, sys, time
+from ctrbench.data.preprocess import preprocess_criteo
+start = time.perf_counter()
+manifest = preprocess_criteo(sys.argv[1], sys.argv[2], block_bytes=int(sys.argv[3]), progress=False)
+elapsed = time.perf_counter() - start
+hwm = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(json.dumps({"seconds": elapsed, "vmhwm_bytes": hwm, "rows": manifest["rows"]}))
+"""
+
+
+def run_child(code: str, *args: str) -> tuple[dict, float]:
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
+    )
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, check=False)
+    wall = time.perf_counter() - start
+    if done.returncode:
+        sys.exit(f"child failed ({done.returncode}):\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1]), wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--path", type=Path, help="raw file to use; generated there first if missing")
+    parser.add_argument("--block-bytes", type=int, default=32 << 20)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="ctrbench-bench-"))
+    raw = args.path or work / "train.txt"
+    if not raw.exists():
+        facts, seconds = run_child(GENERATE, str(raw), str(args.rows), str(args.seed))
+        print(f"generated {facts['rows']:,} rows, {facts['bytes'] / 1e6:.0f} MB in {seconds:.1f} s: {raw}")
+    size = raw.stat().st_size
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    child, wall = run_child(PREPROCESS, str(raw), str(work / "out"), str(args.block_bytes))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    rows = child["rows"]["written"]
+
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    from ctrbench.data.criteo import COLUMNS
+
+    start = time.perf_counter()
+    table = pa_csv.read_csv(
+        raw,
+        read_options=pa_csv.ReadOptions(column_names=COLUMNS, use_threads=True),
+        parse_options=pa_csv.ParseOptions(delimiter="\t", quote_char=False),
+        convert_options=pa_csv.ConvertOptions(column_types={c: pa.binary() for c in COLUMNS}),
+    )
+    arrow_seconds = time.perf_counter() - start
+    assert table.num_rows == rows
+    del table
+
+    seconds, rss = child["seconds"], child["vmhwm_bytes"]
+    print(
+        f"input: {raw} ({size / 1e6:.0f} MB, {rows:,} rows), {os.cpu_count()} cores, block {args.block_bytes >> 20} MiB"
+    )
+    print(
+        f"preprocess_criteo:        {seconds:6.2f} s  ({rows / seconds / 1e6:.2f} M rows/s, {size / seconds / 1e6:.0f} MB/s); "
+        f"child wall incl. start-up {wall:.2f} s"
+    )
+    print(f"pyarrow.csv.read_csv:     {arrow_seconds:6.2f} s  ({rows / arrow_seconds / 1e6:.2f} M rows/s)")
+    print(f"ratio preprocess / read_csv: {seconds / arrow_seconds:.2f}x")
+    rusage = f"{after / 2**20:.0f} MiB" if after > before else "n/a (not above an earlier child's)"
+    print(f"peak RSS of the child: {rss / 2**20:.0f} MiB (VmHWM); RUSAGE_CHILDREN max {rusage}")
+    scale = rows / 1_000_000
+    print(f"goal <= {GOAL_SECONDS * scale:.1f} s: {'met' if seconds <= GOAL_SECONDS * scale else 'NOT met'}")
+    print(f"goal peak RSS <= 1 GiB: {'met' if rss <= GOAL_RSS_BYTES else 'NOT met'}")
+    if args.keep:
+        print(f"kept {work}")
+    else:
+        for path in sorted(work.rglob("*"), reverse=True):
+            path.rmdir() if path.is_dir() else path.unlink()
+        work.rmdir()
+
+
+if __name__ == "__main__":
+    main()

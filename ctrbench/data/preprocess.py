@@ -1,0 +1,284 @@
+"""Raw Criteo DAC file -> train / valid / gold parquet + feature_map.json + manifest.json, streaming.
+
+Two passes over the input: a newline count (the split draws need the number of data lines up
+front; it also hashes the input when asked), then the streaming read (``CriteoReader``), where
+every block is split by ``SplitAssigner`` and appended to one ``ParquetWriter`` per split. Peak
+memory is a few times ``block_bytes`` plus three row groups, independent of the file size.
+
+Row groups hold exactly ``row_group_rows`` rows (the last one fewer), so the parquet bytes do
+not depend on ``block_bytes``: the I/O block size is a speed knob, not part of the result.
+
+Every output is written under a temporary name in its final folder and renamed only after all
+of them succeeded and the splits were checked; ``manifest.json`` is renamed last, so a run
+that fails leaves nothing that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from ctrbench.data.criteo import (
+    BAD_ROW_KINDS,
+    CATEGORICAL,
+    CATEGORICAL_TRANSFORM,
+    DEFAULT_BLOCK_BYTES,
+    DEFAULT_HASH_BINS,
+    DENSE,
+    DENSE_TRANSFORM,
+    LABEL,
+    OUTPUT_SCHEMA,
+    CriteoBlock,
+    CriteoReader,
+    count_lines,
+)
+from ctrbench.data.schema import Feature, FeatureMap
+from ctrbench.data.splits import (
+    DEFAULT_SPLITS,
+    SPLIT_BLOCK_LINES,
+    SPLITS,
+    SplitAssigner,
+    check_split_files,
+    resolve_split_counts,
+)
+from ctrbench.provenance import package_versions, sha256_file
+
+MANIFEST_KIND = "ctrbench.preprocess.criteo/1"
+OUTPUT_FILES = {
+    "train": "train.parquet",
+    "valid": "valid.parquet",
+    "gold": "gold.parquet",
+    "feature_map": "feature_map.json",
+    "manifest": "manifest.json",
+}
+ROW_GROUP_ROWS = 1 << 17
+COMPRESSION = "zstd"
+# distinct ids per field are counted with one bool per id; above this it is not "cheap"
+MAX_DISTINCT_BINS = 1 << 24
+
+
+class _SplitWriter:
+    """Streams one split to parquet in row groups of exactly ``row_group_rows`` rows."""
+
+    def __init__(self, path: Path, row_group_rows: int, compression: str):
+        self.path = path
+        self.row_group_rows = row_group_rows
+        self.writer = pq.ParquetWriter(path, OUTPUT_SCHEMA, compression=compression)
+        self.pending: list[CriteoBlock] = []
+        self.pending_rows = 0
+        self.rows = 0
+        self.positives = 0.0
+
+    def add(self, block: CriteoBlock) -> None:
+        if not len(block):
+            return
+        self.rows += len(block)
+        self.positives += float(block.columns[LABEL].sum(dtype=np.float64))
+        self.pending.append(block)
+        self.pending_rows += len(block)
+        if self.pending_rows >= self.row_group_rows:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        merged = CriteoBlock.concat(self.pending)
+        full = len(merged) if final else len(merged) // self.row_group_rows * self.row_group_rows
+        if full:
+            self.writer.write_table(merged.take(slice(0, full)).to_arrow(), row_group_size=self.row_group_rows)
+        rest = merged.take(slice(full, None))
+        self.pending, self.pending_rows = ([rest] if len(rest) else []), len(rest)
+
+    def close(self) -> None:
+        if self.pending_rows:
+            self._flush(final=True)
+        self.writer.close()
+
+
+def _output_paths(out_dir: str | Path | None, outputs: Mapping[str, str | Path] | None) -> dict[str, Path]:
+    paths = {k: Path(out_dir) / name for k, name in OUTPUT_FILES.items()} if out_dir is not None else {}
+    for key, value in (outputs or {}).items():
+        if key not in OUTPUT_FILES:
+            raise ValueError(f"unknown output {key!r}; expected some of {list(OUTPUT_FILES)}")
+        paths[key] = Path(value)
+    missing = [k for k in OUTPUT_FILES if k not in paths]
+    if missing:
+        raise ValueError(f"no path for outputs {missing}: give out_dir or outputs with every key")
+    if len({p.resolve() for p in paths.values()}) != len(paths):
+        raise ValueError(f"two outputs share a path: {paths}")
+    return paths
+
+
+def _temporary(path: Path) -> Path:
+    # same folder, so the final rename is atomic; dot-prefixed and suffixed so it never looks done
+    return path.with_name(f".{path.name}.{os.getpid()}.partial")
+
+
+def preprocess_criteo(
+    raw_path: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    outputs: Mapping[str, str | Path] | None = None,
+    dataset_name: str = "criteo",
+    hash_bins: int = DEFAULT_HASH_BINS,
+    max_bad_rows: int = 0,
+    splits: Mapping[str, float | int | str] | None = None,
+    split_seed: int = 0,
+    delimiter: str = "\t",
+    header: bool = False,
+    dense_values: str = "integer",
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    hash_input: bool = False,
+    row_group_rows: int = ROW_GROUP_ROWS,
+    compression: str = COMPRESSION,
+    progress: bool = True,
+) -> dict:
+    """Preprocess one raw Criteo file; returns the manifest (also written to ``manifest.json``).
+
+    Outputs go to ``out_dir`` under the names in ``OUTPUT_FILES``, or to the paths in
+    ``outputs`` (keys ``train``, ``valid``, ``gold``, ``feature_map``, ``manifest``; they
+    override ``out_dir``). ``splits`` maps train/valid/gold to fractions, row counts or
+    ``"rest"`` (see ``resolve_split_counts``); default 80/10/10. ``hash_input`` adds the input's
+    sha256 to the manifest (computed during the line-count pass, but still a hash over every
+    byte: tens of seconds of CPU on the 11 GB original, hence off by default).
+    Reader options as ``CriteoReader``.
+    """
+    raw_path = Path(raw_path)
+    paths = _output_paths(out_dir, outputs)
+    spec = dict(splits if splits is not None else DEFAULT_SPLITS)
+    if set(spec) != set(SPLITS):
+        raise ValueError(f"splits must name exactly {SPLITS}, got {list(spec)}")
+    if row_group_rows < 1:
+        raise ValueError(f"row_group_rows must be >= 1, got {row_group_rows}")
+    reader = CriteoReader(
+        raw_path,
+        hash_bins=hash_bins,
+        delimiter=delimiter,
+        header=header,
+        dense_values=dense_values,
+        max_bad_rows=max_bad_rows,
+        block_bytes=block_bytes,
+    )
+
+    hasher = hashlib.sha256() if hash_input else None
+    total_lines = count_lines(raw_path, hasher=hasher)
+    data_lines = total_lines - (1 if header and total_lines else 0)
+    planned = resolve_split_counts(data_lines, spec)
+    assigner = SplitAssigner(planned, split_seed)
+    first_data_line = 2 if header else 1
+
+    for path in paths.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    temps = {k: _temporary(p) for k, p in paths.items()}
+    writers: dict[str, _SplitWriter] = {}
+    count_distinct = hash_bins <= MAX_DISTINCT_BINS
+    seen = {c: np.zeros(hash_bins, bool) for c in CATEGORICAL} if count_distinct else {}
+    try:
+        for name in planned:
+            writers[name] = _SplitWriter(temps[name], row_group_rows, compression)
+        with tqdm(
+            total=raw_path.stat().st_size, unit="B", unit_scale=True, desc=raw_path.name, disable=not progress
+        ) as bar:
+            reader.on_bytes = bar.update
+            for block in reader:
+                labels = assigner.labels_for(block.row_id - first_data_line)
+                for i, name in enumerate(planned):
+                    writers[name].add(block.take(labels == i))
+                for c, flags in seen.items():
+                    flags[block.columns[c]] = True
+        assigner.finish()
+        if reader.data_lines != data_lines:
+            raise RuntimeError(
+                f"{raw_path}: counted {data_lines} data lines, then read {reader.data_lines}: file changed?"
+            )
+        for writer in writers.values():
+            writer.close()
+        written = {name: w.rows for name, w in writers.items()}
+        check_split_files({k: temps[k] for k in planned}, expected_total=reader.rows, expected_counts=written)
+
+        feature_map = FeatureMap(
+            dataset=dataset_name,
+            labels=[LABEL],
+            features=[Feature(c, "dense") for c in DENSE]
+            + [Feature(c, "categorical", vocab_size=hash_bins) for c in CATEGORICAL],
+            extra={
+                "source": "criteo_dac",
+                "hash_bins": hash_bins,
+                "dense_transform": DENSE_TRANSFORM,
+                "categorical_transform": CATEGORICAL_TRANSFORM,
+                "reader": {"delimiter": delimiter, "header": header, "dense_values": dense_values},
+                # distinct local ids seen per field (over all splits, id 0 included when missing
+                # values occur): how full each hashed vocabulary is
+                "distinct_ids": {c: int(np.count_nonzero(s)) for c, s in seen.items()} or None,
+            },
+        )
+        feature_map.save(temps["feature_map"])
+
+        manifest_dir = paths["manifest"].parent
+
+        def describe(key: str) -> dict:
+            return {
+                "path": os.path.relpath(paths[key], manifest_dir),
+                "bytes": temps[key].stat().st_size,
+                "sha256": sha256_file(temps[key]),
+            }
+
+        manifest = {
+            "kind": MANIFEST_KIND,
+            "dataset": dataset_name,
+            "input": {
+                "path": str(raw_path),
+                "bytes": raw_path.stat().st_size,
+                "sha256": hasher.hexdigest() if hasher else None,
+                "lines": total_lines,
+                "data_lines": data_lines,
+            },
+            "options": {
+                **reader.options(),
+                "splits": spec,
+                "split_seed": split_seed,
+                "split_block_lines": SPLIT_BLOCK_LINES,
+                "block_bytes": block_bytes,
+                "row_group_rows": row_group_rows,
+                "compression": compression,
+            },
+            "rows": {"read": reader.data_lines, "written": reader.rows, "bad": reader.bad.total},
+            "bad_rows": dict(reader.bad.counts),
+            "bad_row_examples": list(reader.bad.examples),
+            "splits": {
+                name: {
+                    "rows": w.rows,
+                    "planned_rows": planned[name],  # before bad rows were dropped
+                    "positives": int(w.positives),
+                    "label_rate": w.positives / w.rows if w.rows else None,
+                }
+                for name, w in writers.items()
+            },
+            "transforms": {"dense": DENSE_TRANSFORM, "categorical": CATEGORICAL_TRANSFORM},
+            "outputs": {key: describe(key) for key in (*planned, "feature_map")},
+            "packages": package_versions(("numpy", "pyarrow")),
+        }
+        assert set(manifest["bad_rows"]) == set(BAD_ROW_KINDS)
+        temps["manifest"].write_text(json.dumps(manifest, indent=2) + "\n")
+
+        # a stale manifest must not describe the new files while they are being renamed
+        paths["manifest"].unlink(missing_ok=True)
+        for key in (*planned, "feature_map", "manifest"):
+            os.replace(temps[key], paths[key])
+        return manifest
+    except BaseException:
+        for writer in writers.values():
+            with contextlib.suppress(Exception):  # already failing: cleanup is best effort
+                writer.writer.close()
+        for temp in temps.values():
+            temp.unlink(missing_ok=True)
+        raise
+
+
+__all__ = ["MANIFEST_KIND", "OUTPUT_FILES", "ROW_GROUP_ROWS", "preprocess_criteo"]

@@ -1,0 +1,173 @@
+"""Seeded train / valid / gold assignment: exact sizes, determinism, streaming, and the written-file check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ctrbench.data.preprocess import preprocess_criteo
+from ctrbench.data.splits import (
+    DEFAULT_SPLITS,
+    SplitAssigner,
+    SplitCheckError,
+    assign_splits,
+    check_split_files,
+    resolve_split_counts,
+)
+from ctrbench.data.synthetic import write_synthetic_criteo
+
+HEAD50 = Path(__file__).parent / "data" / "criteo" / "train_head50.txt"
+
+
+@pytest.mark.parametrize("total", [0, 1, 2, 7, 10, 1001, 123_457])
+def test_fractions_give_exact_counts(total):
+    counts = resolve_split_counts(total, DEFAULT_SPLITS)
+    assert list(counts) == ["train", "valid", "gold"]
+    assert sum(counts.values()) == total
+    for name, fraction in DEFAULT_SPLITS.items():
+        assert abs(counts[name] - fraction * total) < 1  # largest remainder: off by less than one row
+
+
+def test_row_counts_and_rest():
+    assert resolve_split_counts(10_000, {"valid": 1000, "gold": 1000, "train": "rest"}) == {
+        "train": 8000,
+        "valid": 1000,
+        "gold": 1000,
+    }
+    assert resolve_split_counts(1000, {"train": "rest", "valid": 0.05, "gold": 0.05}) == {
+        "train": 900,
+        "valid": 50,
+        "gold": 50,
+    }
+    assert resolve_split_counts(30, {"train": 10, "valid": 10, "gold": 10}) == {"train": 10, "valid": 10, "gold": 10}
+    # key order in a config does not change the result
+    assert list(resolve_split_counts(30, {"gold": 10, "train": 10, "valid": 10})) == ["train", "valid", "gold"]
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"train": 0.8, "valid": 0.1, "gold": 0.05}, "sum to"),
+        ({"train": 0.8, "valid": 100, "gold": "rest"}, "do not mix"),
+        ({"train": "rest", "valid": "rest", "gold": 10}, "at most one"),
+        ({"train": 50, "valid": 60, "gold": "rest"}, "only 100 data lines"),
+        ({"train": 10, "valid": 10, "gold": 10}, "use 'rest'"),
+        ({"train": "all", "valid": 1, "gold": 1}, "must be a fraction"),
+        ({"train": -1, "valid": 1, "gold": "rest"}, "negative"),
+    ],
+)
+def test_bad_split_specs_are_rejected(spec, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_split_counts(100, spec)
+
+
+def test_assignment_is_exact_disjoint_and_seeded():
+    total = 200_001  # several split blocks, last one partial
+    a = assign_splits(total, DEFAULT_SPLITS, seed=7)
+    b = assign_splits(total, DEFAULT_SPLITS, seed=7)
+    c = assign_splits(total, DEFAULT_SPLITS, seed=8)
+    counts = resolve_split_counts(total, DEFAULT_SPLITS)
+    for name in a:
+        assert len(a[name]) == counts[name]
+        np.testing.assert_array_equal(a[name], b[name])
+    assert not np.array_equal(a["valid"], c["valid"])
+    everything = np.concatenate(list(a.values()))
+    assert len(everything) == total and len(np.unique(everything)) == total  # disjoint and complete
+    # spread over the whole file, not bunched: each tenth of the file holds ~10% of valid
+    share = np.bincount(a["valid"] * 10 // total, minlength=10) / len(a["valid"])
+    assert np.all(np.abs(share - 0.1) < 0.01)
+
+
+def test_streaming_requests_match_one_shot_assignment():
+    counts = resolve_split_counts(150_000, {"valid": 0.1, "gold": 0.1, "train": "rest"})
+    full = SplitAssigner(counts, seed=1).labels_all()
+    streamed = SplitAssigner(counts, seed=1)
+    rng = np.random.default_rng(0)
+    pos, parts, asked = 0, [], []
+    while pos < 150_000:  # irregular I/O blocks with gaps (skipped bad lines)
+        step = int(rng.integers(1, 20_000))
+        lines = np.arange(pos, min(pos + step, 150_000))
+        lines = lines[rng.random(len(lines)) > 0.01]
+        parts.append(streamed.labels_for(lines))
+        asked.append(lines)
+        pos += step
+    streamed.finish()
+    np.testing.assert_array_equal(np.concatenate(parts), full[np.concatenate(asked)])
+    with pytest.raises(ValueError, match="in order"):
+        streamed.labels_for(np.array([10]))
+
+
+def test_requests_past_the_counted_lines_fail():
+    assigner = SplitAssigner({"train": 8, "valid": 1, "gold": 1}, seed=0)
+    with pytest.raises(ValueError, match="past the 10 data lines"):
+        assigner.labels_for(np.array([10]))
+
+
+def write_ids(path: Path, ids) -> Path:
+    pq.write_table(pa.table({"row_id": pa.array(ids, pa.int64())}), path)
+    return path
+
+
+def test_check_split_files(tmp_path):
+    paths = {
+        "train": write_ids(tmp_path / "t.parquet", [1, 2, 5, 7]),
+        "valid": write_ids(tmp_path / "v.parquet", [3, 6]),
+        "gold": write_ids(tmp_path / "g.parquet", [4, 8]),
+    }
+    assert check_split_files(paths, expected_total=8) == {"train": 4, "valid": 2, "gold": 2}
+    with pytest.raises(SplitCheckError, match="hold 8 rows"):
+        check_split_files(paths, expected_total=9)
+    with pytest.raises(SplitCheckError, match="differ"):
+        check_split_files(paths, expected_counts={"train": 4, "valid": 3, "gold": 2})
+
+    paths["gold"] = write_ids(tmp_path / "g.parquet", [4, 6])
+    with pytest.raises(SplitCheckError, match="row_id 6 is in both valid and gold"):
+        check_split_files(paths)
+    paths["gold"] = write_ids(tmp_path / "g.parquet", [8, 4, 8])
+    with pytest.raises(SplitCheckError, match="twice"):
+        check_split_files(paths)
+    paths["gold"] = write_ids(tmp_path / "g.parquet", [0])
+    with pytest.raises(SplitCheckError, match="1-based"):
+        check_split_files(paths)
+
+
+def split_of_rows(out: Path) -> dict[int, str]:
+    owner = {}
+    for name in ("train", "valid", "gold"):
+        for row_id in pq.read_table(out / f"{name}.parquet").column("row_id").to_pylist():
+            owner[row_id] = name
+    return owner
+
+
+def test_preprocess_splits_are_seeded_and_independent_of_bad_rows(tmp_path):
+    raw = tmp_path / "raw.tsv"
+    write_synthetic_criteo(raw, 2000, seed=3)
+    run = lambda src, out, **kw: preprocess_criteo(src, tmp_path / out, hash_bins=100, progress=False, **kw)
+    run(raw, "a", split_seed=1)
+    run(raw, "b", split_seed=1, block_bytes=10_000)
+    run(raw, "c", split_seed=2)
+    a, b, c = split_of_rows(tmp_path / "a"), split_of_rows(tmp_path / "b"), split_of_rows(tmp_path / "c")
+    assert a == b and a != c
+    assert sorted(a) == list(range(1, 2001))
+
+    lines = raw.read_text().splitlines(keepends=True)
+    lines[99] = "2" + lines[99][1:]  # line 100: bad label, skipped
+    broken = tmp_path / "broken.tsv"
+    broken.write_text("".join(lines))
+    manifest = run(broken, "d", split_seed=1, max_bad_rows=1)
+    d = split_of_rows(tmp_path / "d")
+    assert 100 not in d and {k: v for k, v in a.items() if k != 100} == d  # no other row moved
+    assert manifest["splits"][a[100]]["rows"] == manifest["splits"][a[100]]["planned_rows"] - 1
+
+
+def test_preprocess_with_row_counts(tmp_path):
+    manifest = preprocess_criteo(
+        HEAD50, tmp_path, hash_bins=100, splits={"valid": 7, "gold": 3, "train": "rest"}, progress=False
+    )
+    assert {k: v["rows"] for k, v in manifest["splits"].items()} == {"train": 40, "valid": 7, "gold": 3}
+    with pytest.raises(ValueError, match="splits must name exactly"):
+        preprocess_criteo(HEAD50, tmp_path / "x", splits={"train": 0.9, "test": 0.1}, progress=False)

@@ -1,0 +1,15 @@
+"""Rule preprocess: raw file -> train/valid/gold parquet, feature map and manifest (ctrbench.data)."""
+
+from ctrbench.data.formats import FORMATS
+from ctrbench.joblog import job_logging
+
+with job_logging(snakemake.log[0]) as log:
+    dataset = snakemake.params.dataset
+    manifest = FORMATS[dataset["format"]].preprocess(
+        snakemake.input.raw,
+        outputs={key: snakemake.output[key] for key in ("train", "valid", "gold", "feature_map", "manifest")},
+        dataset_name=snakemake.wildcards.dataset,
+        dataset=dataset,
+        progress=True,
+    )
+    log.info("rows per split: %s; bad rows: %s", manifest["rows"], manifest.get("bad_rows"))
