@@ -6,7 +6,7 @@ and on dense Adam. Prints each figure and the Adam / SGD ratio measured in the s
 Runs on CPU, or on CUDA when available (peak memory is then CUDA's peak allocated bytes).
 
     python bench/model_cost.py [--rows 200000] [--hash-bins 100000] [--steps 50] [--batch-size 4096]
-                               [--preset criteo_dac] [--device auto]
+                               [--preset criteo_dac] [--device auto] [--models dcnv2 ...] [--scratch DIR]
 """
 
 from __future__ import annotations
@@ -42,10 +42,11 @@ def main() -> None:
     parser.add_argument("--preset", default=None, help="take model sizes from config/presets/<name>.yaml")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--models", nargs="*", default=None)
+    parser.add_argument("--scratch", default=None, help="folder for data and checkpoints (seed-size checkpoints are GBs)")
     args = parser.parse_args()
 
     models = model_params(args.preset)
-    with tempfile.TemporaryDirectory(prefix="ctrbench-cost-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="ctrbench-cost-", dir=args.scratch) as scratch:
         work = Path(scratch)
         write_synthetic_criteo(work / "raw.txt", rows=args.rows, seed=1)
         preprocess_criteo(work / "raw.txt", work / "data", hash_bins=args.hash_bins, splits={"train": 0.9, "valid": 0.05, "gold": 0.05}, progress=False)
