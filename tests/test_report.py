@@ -334,3 +334,16 @@ def test_load_rejects_files_of_different_results(tmp_path):
 )
 def test_number_formats(formatter, value, expected):
     assert formatter(value) == expected
+
+
+def test_dataset_section_summarises_its_manifest(tmp_path):
+    pairs = _write_results(tmp_path / "results")
+    dataset = next(iter(RESULTS))
+    manifest = {
+        "rows": {"read": 1003, "written": 1000, "bad": 3},
+        "splits": {"train": {"rows": 800, "label_rate": 0.25}, "valid": {"rows": 100, "label_rate": 0.25},
+                   "gold": {"rows": 100, "label_rate": 0.25}},
+    }
+    html = render_report(load_entries(pairs), tmp_path / "report.html", manifests={dataset: manifest}).read_text()
+    assert "data: train 800 · valid 100 · gold 100 rows; label rate 0.250; bad rows skipped: 3" in html
+    assert html.count("data: train") == 1  # only the dataset whose manifest was given

@@ -8,7 +8,10 @@ from ctrbench.report.build import build_report
 
 with job_logging(snakemake.log[0]):
     config = snakemake.params.config
-    manifests = [json.load(open(path)) for path in snakemake.input.manifests]
+    manifests = {
+        dataset: json.loads(open(path).read())
+        for dataset, path in zip(config["benchmark"]["datasets"], snakemake.input.manifests)
+    }
     info = provenance()
     build_report(
         list(zip(snakemake.input.train_metrics, snakemake.input.gold_evals)),
@@ -21,4 +24,5 @@ with job_logging(snakemake.log[0]):
             "seed": config["seed"],
             "host": info["host"],
         },
+        manifests=manifests,
     )

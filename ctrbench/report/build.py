@@ -332,6 +332,7 @@ class DatasetSection:
     notes: list[str]
     scatter_svg: Markup | None
     curves_svg: Markup | None
+    data_summary: str | None = None
 
 
 def _anchor(name: str, taken: set[str]) -> str:
@@ -545,6 +546,20 @@ def _run_info_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
 
 
+def data_summary(manifest: dict) -> str:
+    """One line about a dataset's processed splits, from its preprocessing manifest."""
+    splits = manifest.get("splits") or {}
+    parts = [f"{name} {format_count(info.get('rows'))}" for name, info in splits.items()]
+    text = " · ".join(parts) + " rows"
+    rates = [info.get("label_rate") for info in splits.values() if info.get("label_rate") is not None]
+    if rates:
+        text += f"; label rate {min(rates):.3f}–{max(rates):.3f}" if len(set(rates)) > 1 else f"; label rate {rates[0]:.3f}"
+    bad = (manifest.get("rows") or {}).get("bad")
+    if bad is not None:
+        text += f"; bad rows skipped: {bad}"
+    return text
+
+
 def render_html(
     entries: Sequence[ResultEntry],
     *,
@@ -552,6 +567,7 @@ def render_html(
     run_info: dict | None = None,
     missing: Sequence[tuple[str, str]] = (),
     template_dir: str | Path | None = None,
+    manifests: dict[str, dict] | None = None,
 ) -> str:
     """The report as a string; raises GoldHashMismatch / ValueError before rendering anything."""
     entries = list(entries)
@@ -564,6 +580,9 @@ def render_html(
     model_names = list(dict.fromkeys([e.model for e in entries] + [m for _, m in missing]))
     colors = {name: charts.color_for(index) for index, name in enumerate(model_names)}
     sections = dataset_sections(entries, missing, colors)
+    for section in sections:
+        if manifests and section.name in manifests:
+            section.data_summary = data_summary(manifests[section.name])
     run_info_items = [(str(key), _run_info_text(value)) for key, value in (run_info or {}).items()]
     template = _environment(template_dir).get_template(TEMPLATE_NAME)
     return template.render(
@@ -586,6 +605,7 @@ def render_report(
     run_info: dict | None = None,
     missing: Sequence[tuple[str, str]] = (),
     template_dir: str | Path | None = None,
+    manifests: dict[str, dict] | None = None,
 ) -> Path:
     """Render the report to ``output_path`` (atomically) and return that path.
 
@@ -593,7 +613,9 @@ def render_report(
     ``template_dir`` replaces the top-level report/ folder (templates/report.html.j2, style.css).
     Nothing is written when the results fail the gold-hash or uniqueness checks.
     """
-    html = render_html(entries, title=title, run_info=run_info, missing=missing, template_dir=template_dir)
+    html = render_html(
+        entries, title=title, run_info=run_info, missing=missing, template_dir=template_dir, manifests=manifests
+    )
     output_path = Path(output_path)
     _write_atomically(output_path, html)
     return output_path
