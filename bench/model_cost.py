@@ -12,18 +12,16 @@ Runs on CPU, or on CUDA when available (peak memory is then CUDA's peak allocate
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from ctrbench.data.preprocess import preprocess_criteo
+from ctrbench.data.synthetic import write_synthetic_criteo
+from ctrbench.train.trainer import TrainOutputs, train
 
-from ctrbench.data.preprocess import preprocess_criteo  # noqa: E402
-from ctrbench.data.synthetic import write_synthetic_criteo  # noqa: E402
-from ctrbench.train.trainer import TrainOutputs, train  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 EMBEDDING_OPTIMIZERS = {"sgd": {"name": "sgd", "lr": 1.0}, "adam": {"name": "adam", "lr": 0.001}}
 

@@ -11,12 +11,30 @@ import copy
 from pathlib import Path
 
 from ctrbench.data.formats import FORMATS
+from ctrbench.data.splits import REST, resolve_split_counts
 from ctrbench.models.registry import check_params
 from ctrbench.train.optim import SPARSE_CAPABLE
 
 
+# folder names the workflow itself uses under results/ and results/<dataset>/
+RESERVED_NAMES = {"data", "raw", "logs", "benchmarks"}
+
+
 class ConfigError(ValueError):
     pass
+
+
+def split_problem(splits: dict) -> str | None:
+    """What is wrong with a splits entry, checked without the data (train defaults to the rest)."""
+    spec = {"train": REST, **splits}
+    sizes = [v for v in spec.values() if v != REST]
+    # fractions are checked on any total; counts on the smallest total that holds them
+    total = sum(sizes) if all(isinstance(v, int) for v in sizes) else 1_000_000
+    try:
+        resolve_split_counts(total, spec)
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -45,10 +63,12 @@ def check_config(config: dict) -> None:
             problems.append(f"datasets.{name}.format {dataset['format']!r} is unknown; known: {', '.join(sorted(FORMATS))}")
         if "path" in dataset and not Path(dataset["path"]).is_file():
             problems.append(f"datasets.{name}.path {dataset['path']!r} does not exist or is not a file")
-        splits = dataset["splits"]
-        values = [splits[k] for k in ("train", "valid", "gold") if k in splits]
-        if all(v < 1 for v in values) and "train" in splits and abs(sum(values) - 1.0) > 1e-9:
-            problems.append(f"datasets.{name}.splits fractions sum to {sum(values)}, not 1")
+        if problem := split_problem(dataset["splits"]):
+            problems.append(f"datasets.{name}.splits: {problem}")
+
+    for kind in ("datasets", "models"):
+        for name in sorted(RESERVED_NAMES & set(config[kind])):
+            problems.append(f"{kind}.{name}: the name is reserved for the workflow's own folders ({', '.join(sorted(RESERVED_NAMES))})")
 
     for name, model in config["models"].items():
         try:

@@ -6,14 +6,14 @@ import json
 import time
 from pathlib import Path
 
-import torch
 
+from ctrbench.atomic import atomic_write_text
 from ctrbench.data.batch import TensorDataset
 from ctrbench.inference import predict
 from ctrbench.metrics import task_metrics
 from ctrbench.provenance import sha256_file
 from ctrbench.train.cost import device_name, resolve_device
-from ctrbench.train.trainer import atomic_write_text, load_checkpoint
+from ctrbench.train.trainer import DEFAULT_EVAL_BATCH_SIZE, load_checkpoint
 
 
 def evaluate_gold(
@@ -21,7 +21,7 @@ def evaluate_gold(
     checkpoint_path: str | Path,
     gold_path: str | Path,
     output_path: str | Path,
-    batch_size: int = 8192,
+    batch_size: int | None = None,
     device: str = "auto",
     meta: dict | None = None,
 ) -> dict:
@@ -30,7 +30,7 @@ def evaluate_gold(
     model, ckpt = load_checkpoint(checkpoint_path, torch_device)
     gold = TensorDataset.from_parquet(gold_path, model.feature_map)
     start = time.perf_counter()
-    scored = predict(model, gold, batch_size, torch_device)
+    scored = predict(model, gold, batch_size or DEFAULT_EVAL_BATCH_SIZE, torch_device)
     seconds = time.perf_counter() - start
     labels = model.feature_map.labels
     per_task = task_metrics(labels, scored["labels"], scored["probs"], scored["groups"])
@@ -48,6 +48,5 @@ def evaluate_gold(
         "device": torch_device.type,
         "device_name": device_name(torch_device),
     }
-    Path(output_path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(Path(output_path), json.dumps(result, indent=2) + "\n")
+    atomic_write_text(output_path, json.dumps(result, indent=2) + "\n")
     return result

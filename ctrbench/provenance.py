@@ -49,8 +49,5 @@ def git_commit(path: str | Path = ".") -> str | None:
         return None
 
 
-def provenance(config_for_hash=None) -> dict:
-    info = {"packages": package_versions(), "git_commit": git_commit(), "host": platform.node()}
-    if config_for_hash is not None:
-        info["config_sha256"] = sha256_json(config_for_hash)
-    return info
+def provenance() -> dict:
+    return {"packages": package_versions(), "git_commit": git_commit(), "host": platform.node()}

@@ -1,3 +1,5 @@
+import re
+
 from snakemake.utils import min_version, validate
 
 from ctrbench.config import check_config, model_training
@@ -11,8 +13,8 @@ check_config(config)
 
 
 wildcard_constraints:
-    dataset="|".join(config["datasets"]),
-    model="|".join(config["models"]),
+    dataset="|".join(map(re.escape, config["datasets"])),
+    model="|".join(map(re.escape, config["models"])),
 
 
 def dataset_config(wildcards):

@@ -284,7 +284,7 @@ def test_failed_write_keeps_the_previous_report(tmp_path, monkeypatch):
     def failing_replace(source, target):
         raise OSError("disk full")
 
-    monkeypatch.setattr("ctrbench.report.build.os.replace", failing_replace)
+    monkeypatch.setattr("ctrbench.atomic.os.replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         build_report(pairs, output)
     assert output.read_text() == "previous report"
@@ -347,3 +347,15 @@ def test_dataset_section_summarises_its_manifest(tmp_path):
     html = render_report(load_entries(pairs), tmp_path / "report.html", manifests={dataset: manifest}).read_text()
     assert "data: train 800 · valid 100 · gold 100 rows; label rate 0.250; bad rows skipped: 3" in html
     assert html.count("data: train") == 1  # only the dataset whose manifest was given
+
+
+def test_results_scored_on_another_gold_file_than_the_manifest_names_are_refused(tmp_path):
+    pairs = _write_results(tmp_path / "results")
+    entries = load_entries(pairs)
+    dataset = entries[0].dataset
+    stale = {dataset: {"outputs": {"gold": {"sha256": "0" * 64}}}}
+    with pytest.raises(GoldHashMismatch, match="manifest: gold_sha256 0000"):
+        render_report(entries, tmp_path / "report.html", manifests=stale)
+    assert not (tmp_path / "report.html").exists()
+    current = {dataset: {"outputs": {"gold": {"sha256": entries[0].gold_sha256}}}}
+    assert render_report(entries, tmp_path / "report.html", manifests=current).exists()

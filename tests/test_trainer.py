@@ -8,7 +8,10 @@ from ctrbench.evaluate import evaluate_gold
 from ctrbench.models.registry import build_model
 from ctrbench.provenance import sha256_file
 from ctrbench.train.optim import GroupedOptimizer, embeddings_are_sparse, split_parameters
-from ctrbench.train.trainer import TrainOutputs, train
+from ctrbench.data.batch import TensorDataset
+from ctrbench.inference import predict
+from ctrbench.metrics import binary_metrics
+from ctrbench.train.trainer import TrainOutputs, load_checkpoint, train
 
 OPTIMIZER = {"embedding": {"name": "sgd", "lr": 5.0}, "dense": {"name": "adamw", "lr": 0.003, "weight_decay": 1e-5}}
 TRAINING = {"device": "cpu", "batch_size": 256, "steps_per_epoch": None, "max_epochs": 3, "patience": 2,
@@ -70,9 +73,14 @@ def test_training_learns_and_writes_outputs(tiny_processed, tmp_path):
     assert metrics["cost"]["optimizer_state_bytes_by_group"]["embedding"] == 0
     assert metrics["cost"]["params_embedding"] == 3 * 20 * 4
     assert metrics["cost"]["peak_memory_kind"] == "cpu_peak_rss" and metrics["cost"]["peak_memory_bytes"] > 0
-    assert not (tmp_path / "checkpoint.pt.partial").exists()
     written = json.loads(outputs.metrics.read_text())
     assert written["best_epoch"] == metrics["best_epoch"]
+    # the kept checkpoint is the best epoch's: re-scoring it on valid gives exactly best_valid
+    model, _ = load_checkpoint(outputs.checkpoint, torch.device("cpu"))
+    fm = FeatureMap.load(tiny_processed["feature_map"])
+    scored = predict(model, TensorDataset.from_parquet(tiny_processed["valid"], fm), 1000, torch.device("cpu"))
+    assert binary_metrics(scored["labels"][:, 0], scored["probs"][:, 0]) == metrics["best_valid"]
+    assert not list(tmp_path.glob(".*partial"))
 
 
 def test_same_seed_gives_identical_metrics_and_other_seed_differs(tiny_processed, tmp_path):
@@ -101,6 +109,7 @@ def test_divergence_is_reported_not_scored(tiny_processed, tmp_path):
     with pytest.raises(FloatingPointError, match="diverged in epoch"):
         _train(tiny_processed, tmp_path, training=training)
     assert not (tmp_path / "train_metrics.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["feature_map.json", "gold.parquet", "train.parquet", "valid.parquet"]
 
 
 def test_gold_eval_scores_the_best_checkpoint(tiny_processed, tmp_path):

@@ -86,8 +86,12 @@ def with_changes(config: dict, change) -> dict:
             lambda c: c["datasets"]["tiny_criteo"].pop("synthetic") and c["datasets"]["tiny_criteo"].update(path="/nonexistent/train.txt"),
             "'/nonexistent/train.txt' does not exist",
         ),
+        (lambda c: c["datasets"]["tiny_criteo"]["splits"].update(valid=0.6, gold=0.6), "datasets.tiny_criteo.splits"),
+        (lambda c: c["datasets"]["tiny_criteo"]["splits"].update(valid=100), "do not mix fractions and row counts"),
+        (lambda c: c["models"].update(data={"arch": "dcnv2"}), "models.data: the name is reserved"),
     ],
-    ids=["unknown-arch", "unknown-model", "unknown-dataset", "unknown-param", "wrong-type", "missing-path"],
+    ids=["unknown-arch", "unknown-model", "unknown-dataset", "unknown-param", "wrong-type", "missing-path",
+         "splits-over-one", "splits-mixed", "reserved-name"],
 )
 def test_config_errors_are_reported_before_any_job(tmp_path, change, message):
     work = workflow_copy(tmp_path)

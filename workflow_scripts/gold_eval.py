@@ -14,7 +14,7 @@ with job_logging(snakemake.log[0]):
         checkpoint_path=snakemake.input.checkpoint,
         gold_path=snakemake.input.gold,
         output_path=snakemake.output.gold_eval,
-        batch_size=snakemake.params.training.get("eval_batch_size", 8192),
+        batch_size=snakemake.params.training.get("eval_batch_size"),
         device=snakemake.params.training["device"],
         meta=meta,
     )

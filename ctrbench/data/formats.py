@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ctrbench.data.criteo import DEFAULT_HASH_BINS
 from ctrbench.data.preprocess import preprocess_criteo
 from ctrbench.data.synthetic import write_synthetic_criteo
 
@@ -24,7 +25,7 @@ def _preprocess_criteo(raw_path: str | Path, outputs: dict, dataset_name: str, d
         raw_path,
         outputs=outputs,
         dataset_name=dataset_name,
-        hash_bins=dataset.get("hash_bins", 2_000_000),
+        hash_bins=dataset.get("hash_bins", DEFAULT_HASH_BINS),
         max_bad_rows=dataset.get("max_bad_rows", 0),
         splits=splits,
         split_seed=dataset.get("split_seed", 0),

@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from ctrbench.atomic import partial_path
 from ctrbench.data.criteo import (
     BAD_ROW_KINDS,
     CATEGORICAL,
@@ -115,10 +116,6 @@ def _output_paths(out_dir: str | Path | None, outputs: Mapping[str, str | Path] 
     return paths
 
 
-def _temporary(path: Path) -> Path:
-    # same folder, so the final rename is atomic; dot-prefixed and suffixed so it never looks done
-    return path.with_name(f".{path.name}.{os.getpid()}.partial")
-
 
 def preprocess_criteo(
     raw_path: str | Path,
@@ -175,7 +172,7 @@ def preprocess_criteo(
 
     for path in paths.values():
         path.parent.mkdir(parents=True, exist_ok=True)
-    temps = {k: _temporary(p) for k, p in paths.items()}
+    temps = {k: partial_path(p) for k, p in paths.items()}
     writers: dict[str, _SplitWriter] = {}
     count_distinct = hash_bins <= MAX_DISTINCT_BINS
     seen = {c: np.zeros(hash_bins, bool) for c in CATEGORICAL} if count_distinct else {}

@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
+from ctrbench.atomic import atomic_path
 from ctrbench.data.criteo import CATEGORICAL, COLUMNS, DENSE
 
 CHUNK_ROWS = 65_536  # part of the format: changing it changes the bytes for a given seed
@@ -141,7 +142,10 @@ def _sample(params: SyntheticParams, rng: np.random.Generator, n: int):
         logit[present] += effect[idx[f][present]]
     for name, weight in DENSE_WEIGHTS.items():
         j = DENSE.index(name)
-        standard = (z[j] - params.dense_mu[j]) / params.dense_sigma[j]
+        # the signal rides on what the file holds (as the reader transforms it), not on the hidden z,
+        # so that a model can actually recover it
+        observed = np.sign(dense[j]) * np.log1p(np.abs(dense[j]))
+        standard = (observed - params.dense_mu[j]) / params.dense_sigma[j]
         logit += np.where(dense_missing[j], 0.0, weight * standard)
     a, b = params.interaction
     logit += INTERACTION_WEIGHT * params.sign_table[idx[a], idx[b]]  # never missing
@@ -174,7 +178,7 @@ def write_synthetic_criteo(path: str | Path, rows: int, seed: int = 0) -> dict:
     path = Path(path)
     positives = 0
     schema = pa.schema([(c, pa.string()) for c in COLUMNS])
-    with pa_csv.CSVWriter(str(path), schema, write_options=options) as writer:
+    with atomic_path(path) as temp, pa_csv.CSVWriter(str(temp), schema, write_options=options) as writer:
         for chunk, start in enumerate(range(0, rows, CHUNK_ROWS)):
             n = min(CHUNK_ROWS, rows - start)
             table, pos = _chunk_table(params, np.random.default_rng([seed, 2, chunk]), n)

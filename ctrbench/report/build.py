@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from ctrbench.atomic import atomic_write_text
 from ctrbench.report import charts
 
 # The top-level report/ folder: templates/report.html.j2 and style.css (inlined into the page).
@@ -159,9 +158,14 @@ def load_entries(pairs: Iterable[tuple[str | Path, str | Path]]) -> list[ResultE
     return entries
 
 
-def check_gold_hashes(entries: Iterable[ResultEntry]) -> None:
-    """Raise GoldHashMismatch when one dataset's results were scored on different gold files."""
+def check_gold_hashes(entries: Iterable[ResultEntry], manifests: dict[str, dict] | None = None) -> None:
+    """Raise GoldHashMismatch when one dataset's results were scored on different gold files, or on
+    another gold file than the one its current preprocessing manifest names (shown as 'manifest')."""
     by_dataset: dict[str, dict[str, list[str]]] = {}
+    for dataset, manifest in (manifests or {}).items():
+        current = ((manifest.get("outputs") or {}).get("gold") or {}).get("sha256")
+        if current:
+            by_dataset.setdefault(dataset, {})[str(current)] = ["manifest"]
     for entry in entries:
         by_dataset.setdefault(entry.dataset, {}).setdefault(str(entry.gold_sha256), []).append(entry.model)
     for dataset, models_by_hash in by_dataset.items():
@@ -524,22 +528,6 @@ def _stylesheet(template_dir: Path) -> Markup:
     return Markup(css)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Write next to the target and rename, so a reader never sees a half-written report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp_name, 0o644)  # mkstemp makes it owner-only; a report is meant to be shared
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
 def _run_info_text(value: Any) -> str:
     if value is None:
         return NOT_AVAILABLE
@@ -572,7 +560,7 @@ def render_html(
     """The report as a string; raises GoldHashMismatch / ValueError before rendering anything."""
     entries = list(entries)
     missing = [(str(dataset), str(model)) for dataset, model in missing]
-    check_gold_hashes(entries)
+    check_gold_hashes(entries, manifests)
     _check_unique(entries, missing)
     template_dir = Path(template_dir) if template_dir is not None else DEFAULT_TEMPLATE_DIR
 
@@ -617,7 +605,7 @@ def render_report(
         entries, title=title, run_info=run_info, missing=missing, template_dir=template_dir, manifests=manifests
     )
     output_path = Path(output_path)
-    _write_atomically(output_path, html)
+    atomic_write_text(output_path, html)
     return output_path
 
 

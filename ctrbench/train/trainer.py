@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ctrbench.atomic import atomic_path, atomic_write_text
 from ctrbench.data.batch import TensorDataset
 from ctrbench.data.schema import FeatureMap
 from ctrbench.inference import predict
@@ -25,6 +26,7 @@ from ctrbench.train.cost import PeakMemory, device_name, parameter_cost, resolve
 from ctrbench.train.optim import GroupedOptimizer, embeddings_are_sparse
 
 log = logging.getLogger(__name__)
+DEFAULT_EVAL_BATCH_SIZE = 8192
 
 
 @dataclass
@@ -35,21 +37,18 @@ class TrainOutputs:
 
 
 def seed_everything(seed: int) -> None:
+    # cuBLAS needs a fixed workspace to be deterministic; it must be set before CUDA initialises
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    # deterministic kernels where PyTorch has them; warn (not fail) on CUDA ops that have none
+    # deterministic kernels where PyTorch has them; on CUDA a few ops (sparse index_add, attention
+    # backward) have none and only warn: runs are bit-identical on CPU, close on GPU
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(path: Path, model, arch: str, params: dict, feature_map: FeatureMap, epoch: int) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(path.name + ".tmp")  # a crash mid-save keeps the previous best intact
     torch.save(
         {
             "arch": arch,
@@ -66,7 +65,7 @@ def save_checkpoint(path: Path, model, arch: str, params: dict, feature_map: Fea
 
 def load_checkpoint(path: str | Path, device: torch.device):
     """Rebuild the model a checkpoint was trained as; returns (model, checkpoint dict)."""
-    ckpt = torch.load(path, map_location=device, weights_only=False)
+    ckpt = torch.load(path, map_location=device, weights_only=True)
     feature_map = FeatureMap.from_json(ckpt["feature_map"])
     model = build_model(ckpt["arch"], feature_map, ckpt["params"], sparse_embeddings=ckpt["sparse_embeddings"])
     model.load_state_dict(ckpt["state_dict"])
@@ -74,8 +73,9 @@ def load_checkpoint(path: str | Path, device: torch.device):
 
 
 class EpochSampler:
-    """Yields index tensors of ``batch_size`` from seeded permutations; an epoch is ``steps`` batches,
-    and consecutive epochs continue the permutation, so a fixed step count still visits every row."""
+    """Yields index tensors of ``batch_size`` from seeded permutations, continued across epochs, so an
+    epoch of a fixed step count picks up where the last one stopped. The last ``num_rows % batch_size``
+    rows of each permutation are dropped (full batches only); a new permutation drops different ones."""
 
     def __init__(self, num_rows: int, batch_size: int, seed: int):
         self.num_rows, self.batch_size = num_rows, batch_size
@@ -125,17 +125,18 @@ def train(
     batch_size = int(training["batch_size"])
     steps = training.get("steps_per_epoch") or math.ceil(len(train_set) / batch_size)
     sampler = EpochSampler(len(train_set), min(batch_size, len(train_set)), seed)
-    eval_batch = int(training.get("eval_batch_size", 4 * batch_size))
+    eval_batch = int(training.get("eval_batch_size") or DEFAULT_EVAL_BATCH_SIZE)
     patience, max_epochs = int(training["patience"]), int(training["max_epochs"])
 
-    for path in (outputs.checkpoint, outputs.metrics, outputs.log_jsonl):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    # the best checkpoint is staged beside the output and renamed once training has finished,
-    # so an interrupted run never leaves a checkpoint that looks complete
-    staged_checkpoint = Path(str(outputs.checkpoint) + ".partial")
     epochs, best_auc, best_epoch, best_valid = [], -math.inf, 0, None
     train_seconds, train_samples = 0.0, 0
-    with open(outputs.log_jsonl, "w") as jsonl:
+    # the best checkpoint and the log are staged beside their outputs and renamed once training
+    # has finished, so an interrupted or failed run never leaves files that look complete
+    with (
+        atomic_path(outputs.checkpoint) as staged_checkpoint,
+        atomic_path(outputs.log_jsonl) as staged_log,
+        open(staged_log, "w") as jsonl,
+    ):
         for epoch in range(1, max_epochs + 1):
             model.train()
             sync(device)
@@ -192,9 +193,9 @@ def train(
             if epoch - best_epoch >= patience:
                 log.info("early stop: no better valid AUC for %d epochs (best epoch %d)", patience, best_epoch)
                 break
+        if best_valid is None:
+            raise RuntimeError(f"{arch}: validation AUC was never defined (does the valid split hold both classes?)")
 
-    if best_valid is None:
-        raise RuntimeError(f"{arch}: validation AUC was never defined (does the valid split hold both classes?)")
     state_bytes = optimizer.state_bytes()
     metrics = {
         **(meta or {}),
@@ -222,8 +223,7 @@ def train(
             "device_name": device_name(device),
         },
     }
-    os.replace(staged_checkpoint, outputs.checkpoint)
-    atomic_write_text(Path(outputs.metrics), json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(outputs.metrics, json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 
