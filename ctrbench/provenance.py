@@ -51,3 +51,8 @@ def git_commit(path: str | Path = ".") -> str | None:
 
 def provenance() -> dict:
     return {"packages": package_versions(), "git_commit": git_commit(), "host": platform.node()}
+
+
+def stamped(meta: dict) -> dict:
+    """A result's identifying fields plus the provenance of the run that produced it."""
+    return {**meta, "provenance": {**provenance(), "config_sha256": meta.get("config_sha256")}}

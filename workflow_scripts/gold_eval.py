@@ -4,17 +4,15 @@ import torch
 
 from ctrbench.evaluate import evaluate_gold
 from ctrbench.joblog import job_logging
-from ctrbench.provenance import provenance
+from ctrbench.provenance import stamped
 
 with job_logging(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
-    meta = dict(snakemake.params.meta)
-    meta["provenance"] = {**provenance(), "config_sha256": meta["config_sha256"]}
     evaluate_gold(
         checkpoint_path=snakemake.input.checkpoint,
         gold_path=snakemake.input.gold,
         output_path=snakemake.output.gold_eval,
         batch_size=snakemake.params.training.get("eval_batch_size"),
         device=snakemake.params.training["device"],
-        meta=meta,
+        meta=stamped(snakemake.params.meta),
     )

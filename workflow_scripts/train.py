@@ -3,13 +3,11 @@
 import torch
 
 from ctrbench.joblog import job_logging
-from ctrbench.provenance import provenance
+from ctrbench.provenance import stamped
 from ctrbench.train.trainer import TrainOutputs, train
 
 with job_logging(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
-    meta = dict(snakemake.params.meta)
-    meta["provenance"] = {**provenance(), "config_sha256": meta["config_sha256"]}
     train(
         train_path=snakemake.input.train,
         valid_path=snakemake.input.valid,
@@ -19,5 +17,5 @@ with job_logging(snakemake.log[0]):
         training=snakemake.params.training,
         seed=snakemake.params.seed,
         outputs=TrainOutputs(snakemake.output.checkpoint, snakemake.output.metrics, snakemake.output.train_log),
-        meta=meta,
+        meta=stamped(snakemake.params.meta),
     )
