@@ -1,3 +1,4 @@
+import os
 import re
 
 from snakemake.utils import min_version, validate
@@ -58,3 +59,31 @@ def job_resources(rule_name):
 
 def benchmark_pairs():
     return [(d, m) for d in config["benchmark"]["datasets"] for m in config["benchmark"]["models"]]
+
+
+def result_files(dataset, model):
+    return f"results/{dataset}/{model}/train_metrics.json", f"results/{dataset}/{model}/gold_eval.json"
+
+
+def unfinished_pairs():
+    return [(d, m) for d, m in benchmark_pairs() if not all(map(os.path.exists, result_files(d, m)))]
+
+
+def report_inputs(pairs, manifest_exists=lambda path: True):
+    manifests = [f"results/{d}/data/manifest.json" for d in config["benchmark"]["datasets"]]
+    return {
+        "train_metrics": [result_files(d, m)[0] for d, m in pairs],
+        "gold_evals": [result_files(d, m)[1] for d, m in pairs],
+        "manifests": [path for path in manifests if manifest_exists(path)],
+    }
+
+
+def all_results(wildcards):
+    """Inputs of the report: every configured (dataset, model) result."""
+    return report_inputs(benchmark_pairs())
+
+
+def finished_results(wildcards):
+    """Inputs of the partial report: the results and manifests that exist now."""
+    unfinished = unfinished_pairs()
+    return report_inputs([p for p in benchmark_pairs() if p not in unfinished], os.path.exists)

@@ -1,16 +1,36 @@
 rule report:
     input:
-        train_metrics=[f"results/{d}/{m}/train_metrics.json" for d, m in benchmark_pairs()],
-        gold_evals=[f"results/{d}/{m}/gold_eval.json" for d, m in benchmark_pairs()],
-        manifests=[f"results/{d}/data/manifest.json" for d in config["benchmark"]["datasets"]],
+        unpack(all_results),
     output:
         report="results/report.html",
     params:
         config=config,
+        missing=[],
     conda:
         "../envs/ctrbench.yaml"
     log:
         "results/logs/report.log",
+    threads: job_resources("report")["threads"]
+    resources:
+        mem_mb=job_resources("report")["mem_mb"],
+        runtime=job_resources("report")["runtime"],
+    script:
+        "../workflow_scripts/report.py"
+
+
+rule partial_report:
+    """The report from whatever finished (e.g. after `--keep-going`), naming the missing models."""
+    input:
+        unpack(finished_results),
+    output:
+        report="results/report_partial.html",
+    params:
+        config=config,
+        missing=lambda wc: [list(pair) for pair in unfinished_pairs()],
+    conda:
+        "../envs/ctrbench.yaml"
+    log:
+        "results/logs/partial_report.log",
     threads: job_resources("report")["threads"]
     resources:
         mem_mb=job_resources("report")["mem_mb"],

@@ -19,6 +19,7 @@ rule train:
     benchmark:
         "results/{dataset}/{model}/benchmarks/train.tsv"
     threads: job_resources("train")["threads"]
+    retries: job_resources("train").get("retries", 0)
     resources:
         mem_mb=job_resources("train")["mem_mb"],
         runtime=job_resources("train")["runtime"],

@@ -71,6 +71,15 @@ def snakemake(work: Path, *args: str, config: dict | None = None, timeout: int =
     return subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=timeout)
 
 
+def planned_jobs(dry_run_output: str) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run lists."""
+    jobs = set()
+    for rule, body in re.findall(r"^rule (\w+):\n((?:    .*\n?)*)", dry_run_output, flags=re.M):
+        wildcards = re.search(r"^    wildcards: (.*)$", body, flags=re.M)
+        jobs.add((rule, wildcards.group(1) if wildcards else ""))
+    return jobs
+
+
 def with_changes(config: dict, change) -> dict:
     changed = json.loads(json.dumps(config))
     change(changed)
@@ -135,3 +144,39 @@ def test_tiny_run_end_to_end_renders_every_model(tmp_path):
     # asking for one model's gold evaluation again finds nothing to do
     again = snakemake(work, "-n", "results/tiny_criteo/dcnv2/gold_eval.json", config=TINY_CONFIG)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+    # changing one model's hyper-parameter retrains exactly that model (params trigger), then the report
+    changed = with_changes(TINY_CONFIG, lambda c: c["models"]["dcnv2"]["params"].update(embedding_dim=6))
+    plan = snakemake(work, "-n", "results/report.html", config=changed)
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    model_wildcards = "dataset=tiny_criteo, model=dcnv2"
+    assert planned_jobs(plan.stdout + plan.stderr) == {("train", model_wildcards), ("gold_eval", model_wildcards), ("report", "")}
+
+
+@pytest.mark.slow
+def test_a_failing_model_is_retried_others_finish_and_the_partial_report_names_it(tmp_path):
+    work = workflow_copy(tmp_path)
+
+    def add_broken_model(config):
+        # an absurd embedding learning rate makes training diverge: a real failure, deterministic
+        config["models"]["broken"] = {"arch": "deepfm", "params": {"embedding_dim": 4, "mlp_hidden": [8]},
+                                      "training": {"optimizer": {"embedding": {"name": "sgd", "lr": 1.0e9}}}}
+        config["benchmark"]["models"] = ["dcnv2", "broken"]
+        config["resources"]["train"]["retries"] = 1
+
+    config = with_changes(TINY_CONFIG, add_broken_model)
+    run = snakemake(work, "--keep-going", "results/report.html", config=config)
+    output = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert output.count("Error in rule train") == 2 and "model=broken" in output  # the first try and the retry
+    results = work / "results" / "tiny_criteo"
+    assert (results / "dcnv2" / "gold_eval.json").exists()
+    assert not any((results / "broken").glob("*.json")) and not (results / "broken" / "checkpoint.pt").exists()
+    assert not (work / "results" / "report.html").exists()
+
+    partial = snakemake(work, "results/report_partial.html", config=config)
+    assert partial.returncode == 0, partial.stderr[-2000:]
+    html = (work / "results" / "report_partial.html").read_text()
+    dcnv2_auc = json.loads((results / "dcnv2" / "gold_eval.json").read_text())["metrics"]["auc"]
+    assert f"{dcnv2_auc:.4f}" in html
+    assert re.search(r"Missing models.*broken", html, flags=re.S)

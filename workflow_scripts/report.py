@@ -1,6 +1,7 @@
-"""Rule report: every (train_metrics, gold_eval) pair of the benchmark into results/report.html."""
+"""Rules report and partial_report: (train_metrics, gold_eval) pairs into one HTML report."""
 
 import json
+from pathlib import Path
 
 from ctrbench.joblog import job_logging
 from ctrbench.provenance import provenance, sha256_json
@@ -8,10 +9,8 @@ from ctrbench.report.build import build_report
 
 with job_logging(snakemake.log[0]):
     config = snakemake.params.config
-    manifests = {
-        dataset: json.loads(open(path).read())
-        for dataset, path in zip(config["benchmark"]["datasets"], snakemake.input.manifests)
-    }
+    # results/<dataset>/data/manifest.json, keyed by dataset
+    manifests = {Path(path).parts[-3]: json.loads(Path(path).read_text()) for path in snakemake.input.manifests}
     info = provenance()
     build_report(
         list(zip(snakemake.input.train_metrics, snakemake.input.gold_evals)),
@@ -25,4 +24,5 @@ with job_logging(snakemake.log[0]):
             "host": info["host"],
         },
         manifests=manifests,
+        missing=[tuple(pair) for pair in snakemake.params.missing],
     )
