@@ -28,7 +28,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="ctrbench-bench-") as scratch:
         work = Path(scratch)
-        for part in ("Snakefile", "rules", "workflow_scripts", "config", "envs"):
+        for part in ("Snakefile", "rules", "workflow_scripts", "config", "envs", "containers"):
             source = REPO / part
             (shutil.copytree if source.is_dir() else shutil.copy)(source, work / part)
         start = time.perf_counter()

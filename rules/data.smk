@@ -6,6 +6,8 @@ rule generate_synthetic:
         synthetic=lambda wc: dataset_config(wc)["synthetic"],
     conda:
         "../envs/ctrbench.yaml"
+    container:
+        container_image("cpu")
     log:
         "results/{dataset}/logs/generate_synthetic.log",
     resources:
@@ -28,6 +30,8 @@ rule preprocess:
         dataset=dataset_config,
     conda:
         "../envs/ctrbench.yaml"
+    container:
+        container_image("cpu")
     log:
         "results/{dataset}/logs/preprocess.log",
     threads: job_resources("preprocess")["threads"]

@@ -9,6 +9,8 @@ rule gold_eval:
         meta=run_meta,
     conda:
         "../envs/ctrbench.yaml"
+    container:
+        container_image("gpu")
     log:
         "results/{dataset}/{model}/logs/gold_eval.log",
     benchmark:

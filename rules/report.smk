@@ -8,6 +8,8 @@ rule report:
         missing=[],
     conda:
         "../envs/ctrbench.yaml"
+    container:
+        container_image("cpu")
     log:
         "results/logs/report.log",
     threads: job_resources("report")["threads"]
@@ -29,6 +31,8 @@ rule partial_report:
         missing=lambda wc: [list(pair) for pair in unfinished_pairs()],
     conda:
         "../envs/ctrbench.yaml"
+    container:
+        container_image("cpu")
     log:
         "results/logs/partial_report.log",
     threads: job_resources("report")["threads"]

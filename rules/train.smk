@@ -14,6 +14,8 @@ rule train:
         meta=run_meta,
     conda:
         "../envs/ctrbench.yaml"
+    container:
+        container_image("gpu")
     log:
         "results/{dataset}/{model}/logs/train.log",
     benchmark:

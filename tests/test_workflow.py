@@ -12,7 +12,7 @@ import yaml
 
 from conftest import REPO
 
-WORKFLOW_PARTS = ["Snakefile", "rules", "workflow_scripts", "config", "envs"]
+WORKFLOW_PARTS = ["Snakefile", "rules", "workflow_scripts", "config", "envs", "containers"]
 MODELS = ["dcnv2", "autoint", "ft_transformer", "deepfm"]
 
 TINY_CONFIG = {

@@ -1,5 +1,7 @@
 """Rule generate_synthetic: a seeded raw file in the dataset's real format (ctrbench.data)."""
 
+import _source_tree  # noqa: F401  (first: this checkout's ctrbench, in conda envs and containers too)
+
 from ctrbench.data.formats import FORMATS
 from ctrbench.joblog import job_logging
 

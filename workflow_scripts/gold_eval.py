@@ -1,5 +1,7 @@
 """Rule gold_eval: the best checkpoint on the shared gold split (logic in ctrbench.evaluate)."""
 
+import _source_tree  # noqa: F401  (first: this checkout's ctrbench, in conda envs and containers too)
+
 import torch
 
 from ctrbench.evaluate import evaluate_gold

@@ -1,5 +1,7 @@
 """Rule preprocess: raw file -> train/valid/gold parquet, feature map and manifest (ctrbench.data)."""
 
+import _source_tree  # noqa: F401  (first: this checkout's ctrbench, in conda envs and containers too)
+
 from ctrbench.data.formats import FORMATS
 from ctrbench.joblog import job_logging
 

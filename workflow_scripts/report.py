@@ -1,5 +1,7 @@
 """Rules report and partial_report: (train_metrics, gold_eval) pairs into one HTML report."""
 
+import _source_tree  # noqa: F401  (first: this checkout's ctrbench, in conda envs and containers too)
+
 import json
 from pathlib import Path
 

@@ -1,5 +1,7 @@
 """Rule train: one model on one dataset (arguments from Snakemake, logic in ctrbench.train)."""
 
+import _source_tree  # noqa: F401  (first: this checkout's ctrbench, in conda envs and containers too)
+
 import torch
 
 from ctrbench.joblog import job_logging
