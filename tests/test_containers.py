@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO
+from test_workflow import TINY_CONFIG, with_changes
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -484,34 +485,14 @@ def test_build_script_names_and_builds_each_image_once(tmp_path, fake_apptainer)
 
 # --- the rules ---------------------------------------------------------------------------------------------------
 
-TINY = {
-    "seed": 5,
-    "benchmark": {"datasets": ["tiny"], "models": ["dcnv2"]},
-    "datasets": {
-        "tiny": {
-            "format": "criteo_dac",
-            "synthetic": {"rows": 3000, "seed": 3},
-            "hash_bins": 200,
-            "splits": {"train": 0.7, "valid": 0.15, "gold": 0.15},
-        }
-    },
-    "models": {"dcnv2": {"arch": "dcnv2", "params": {"embedding_dim": 4, "num_cross_layers": 1, "mlp_hidden": [8]}}},
-    "training": {
-        "device": "cpu",
-        "batch_size": 256,
-        "steps_per_epoch": None,
-        "max_epochs": 1,
-        "patience": 1,
-        "eval_batch_size": 1024,
-        "optimizer": {"embedding": {"name": "sgd", "lr": 1.0}, "dense": {"name": "adamw", "lr": 0.003}},
-    },
-    "resources": {
-        "preprocess": {"mem_mb": 1000, "runtime": 10, "threads": 1},
-        "train": {"mem_mb": 1000, "runtime": 10, "threads": 1, "gpu": 0},
-        "gold_eval": {"mem_mb": 1000, "runtime": 10, "threads": 1, "gpu": 0},
-        "report": {"mem_mb": 500, "runtime": 5, "threads": 1},
-    },
-}
+def _one_small_model(config: dict) -> None:
+    config["benchmark"] = {"datasets": ["tiny"], "models": ["dcnv2"]}
+    config["datasets"] = {"tiny": {**config["datasets"]["tiny_criteo"], "synthetic": {"rows": 3000, "seed": 3}, "hash_bins": 200}}
+    config["models"] = {"dcnv2": {"arch": "dcnv2", "params": {"embedding_dim": 4, "num_cross_layers": 1, "mlp_hidden": [8]}}}
+    config["training"]["max_epochs"] = 1
+
+
+TINY = with_changes(TINY_CONFIG, _one_small_model)
 RULE_IMAGES = {"generate_synthetic": "cpu", "preprocess": "cpu", "train": "gpu", "gold_eval": "gpu", "report": "cpu"}
 
 
