@@ -49,7 +49,7 @@ def embedding_weights(model: nn.Module) -> set[int]:
 
 
 def test_registry_has_the_four_models():
-    assert ARCHS == ["autoint", "dcnv2", "deepfm", "ft_transformer"]
+    assert ARCHS == ["autoint", "dcnv2", "dcnv3", "deepfm", "ft_transformer"]
     for arch, cls in MODELS.items():
         assert issubclass(cls, CTRModel) and cls.arch == arch
 

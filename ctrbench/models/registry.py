@@ -19,7 +19,7 @@ def register(cls: type[CTRModel]) -> type[CTRModel]:
 
 def _load_models() -> None:
     # imported here, not at module import, so that registering cannot be circular
-    from ctrbench.models import autoint, dcnv2, deepfm, ft_transformer  # noqa: F401
+    from ctrbench.models import autoint, dcnv2, dcnv3, deepfm, ft_transformer  # noqa: F401
 
 
 def model_class(arch: str) -> type[CTRModel]:
