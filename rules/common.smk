@@ -1,6 +1,12 @@
+import functools
+import importlib.util
 import os
 import re
+import sys
+from pathlib import Path
 
+from snakemake.logging import logger
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import min_version, validate
 
 from ctrbench.config import check_config, model_training
@@ -89,9 +95,6 @@ def finished_results(wildcards):
     return report_inputs([p for p in benchmark_pairs() if p not in unfinished], os.path.exists)
 
 
-import functools
-
-
 @functools.cache
 def container_image(kind):
     """The Apptainer image of a rule's jobs ("cpu" or "gpu") for --software-deployment-method apptainer: the
@@ -99,22 +102,11 @@ def container_image(kind):
     containers/build.sh gives the image (envs/lock.py image-name: Python and torch versions and a hash of the
     definition file and the lock), so an edited definition or lock names an image still to be built, never a stale
     one. Plain runs and --sdm conda ignore it."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    from snakemake.logging import logger
-    from snakemake.settings.types import DeploymentMethod
-
     root = Path(workflow.basedir)
     spec = importlib.util.spec_from_file_location("ctrbench_envs_lock", root / "envs" / "lock.py")
     lock = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(lock)
-    try:
-        name = lock.image_name(kind, root)
-    except FileNotFoundError:  # a copy of the workflow without containers/ (it can still run, not in Apptainer)
-        name = f"ctrbench-{kind}-without-definition.sif"
-    image = root / config["containers"]["prefix"] / name
+    image = root / config["containers"]["prefix"] / lock.image_name(kind, root)
     if DeploymentMethod.APPTAINER in workflow.deployment_settings.deployment_method and not image.exists():
         logger.warning(f"Apptainer image {image} does not exist yet: build it with containers/build.sh {kind}")
     return str(image)
