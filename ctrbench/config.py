@@ -8,11 +8,9 @@ missing input file is reported before any job starts.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
-
 from ctrbench.data.formats import FORMATS
 from ctrbench.data.splits import REST, resolve_split_counts
-from ctrbench.models.registry import check_params
+from ctrbench.models.registry import check_params, needs_sequences
 from ctrbench.train.optim import SPARSE_CAPABLE
 
 
@@ -24,8 +22,15 @@ class ConfigError(ValueError):
     pass
 
 
-def split_problem(splits: dict) -> str | None:
+def split_problem(splits: dict, keys: tuple[str, ...] = ("train", "valid", "gold")) -> str | None:
     """What is wrong with a splits entry, checked without the data (train defaults to the rest)."""
+    if not keys:
+        return "this format splits by time (time_split), not by fractions: drop splits"
+    unknown = sorted(set(splits) - set(keys))
+    if unknown:
+        return f"this format takes only {list(keys)} here, not {unknown}"
+    if set(keys) != {"train", "valid", "gold"}:
+        return None if all(0 < v < 1 for v in splits.values()) else f"fractions must lie in (0, 1): {splits}"
     spec = {"train": REST, **splits}
     sizes = [v for v in spec.values() if v != REST]
     # fractions are checked on any total; counts on the smallest total that holds them
@@ -44,9 +49,23 @@ def deep_merge(base: dict, override: dict) -> dict:
     return merged
 
 
-def model_training(config: dict, model: str) -> dict:
-    """The global training settings with the model's own overrides applied."""
-    return deep_merge(config["training"], config["models"][model].get("training", {}))
+def model_training(config: dict, model: str, dataset: str | None = None) -> dict:
+    """The training settings of ``model`` on ``dataset``: the global ones, then the dataset's overrides
+    (e.g. the optimizer a data family is tuned with), then the model's own."""
+    training = config["training"]
+    if dataset is not None:
+        training = deep_merge(training, config["datasets"][dataset].get("training", {}))
+    return deep_merge(training, config["models"][model].get("training", {}))
+
+
+def dataset_models(config: dict, dataset: str) -> list[str]:
+    """The models compared on ``dataset``: its own ``models`` list, else ``benchmark.models``."""
+    return list(config["datasets"][dataset].get("models", config["benchmark"]["models"]))
+
+
+def benchmark_pairs(config: dict) -> list[tuple[str, str]]:
+    """Every (dataset, model) result the report compares, datasets in ``benchmark.datasets`` order."""
+    return [(d, m) for d in config["benchmark"]["datasets"] for m in dataset_models(config, d)]
 
 
 def check_config(config: dict) -> None:
@@ -59,12 +78,27 @@ def check_config(config: dict) -> None:
             problems.append(f"benchmark.models names {name!r}, which is not under models: ({', '.join(config['models'])})")
 
     for name, dataset in config["datasets"].items():
-        if dataset["format"] not in FORMATS:
+        for model in dataset.get("models", []):
+            if model not in config["models"]:
+                problems.append(f"datasets.{name}.models names {model!r}, which is not under models: ({', '.join(config['models'])})")
+        dataset_format = FORMATS.get(dataset["format"])
+        if dataset_format is None:
             problems.append(f"datasets.{name}.format {dataset['format']!r} is unknown; known: {', '.join(sorted(FORMATS))}")
-        if "path" in dataset and not Path(dataset["path"]).is_file():
-            problems.append(f"datasets.{name}.path {dataset['path']!r} does not exist or is not a file")
-        if problem := split_problem(dataset["splits"]):
+            continue
+        if "path" in dataset and (problem := dataset_format.path_problem(dataset["path"])):
+            problems.append(f"datasets.{name}.path: {problem}")
+        if "synthetic" in dataset and dataset_format.write_synthetic is None:
+            problems.append(f"datasets.{name}: format {dataset['format']!r} has no synthetic generator; give a path")
+        if "splits" in dataset and (problem := split_problem(dataset["splits"], dataset_format.split_keys)):
             problems.append(f"datasets.{name}.splits: {problem}")
+        if name in config["benchmark"]["datasets"]:
+            for model in dataset_models(config, name):
+                arch = config["models"].get(model, {}).get("arch")
+                if arch and needs_sequences(arch) and not dataset_format.has_sequences:
+                    problems.append(
+                        f"models.{model} ({arch}) reads behaviour sequences, but dataset {name!r} "
+                        f"(format {dataset['format']}) has none; list it under another dataset's models"
+                    )
 
     for kind in ("datasets", "models"):
         for name in sorted(RESERVED_NAMES & set(config[kind])):
@@ -76,7 +110,7 @@ def check_config(config: dict) -> None:
         except ValueError as error:
             problems.append(f"models.{name}: {error}")
             continue
-        training = model_training(config, name)
+        training = model_training(config, name)  # dataset overrides are checked by the schema's types only
         embedding_opt = training["optimizer"]["embedding"]
         if embedding_opt["name"] in SPARSE_CAPABLE and embedding_opt.get("weight_decay"):
             problems.append(

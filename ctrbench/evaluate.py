@@ -6,11 +6,10 @@ import json
 import time
 from pathlib import Path
 
-
 from ctrbench.atomic import atomic_write_text
 from ctrbench.data.batch import TensorDataset
 from ctrbench.inference import predict
-from ctrbench.metrics import task_metrics
+from ctrbench.metrics import distribution_summary, task_metrics
 from ctrbench.provenance import sha256_file
 from ctrbench.train.cost import device_name, resolve_device
 from ctrbench.train.trainer import DEFAULT_EVAL_BATCH_SIZE, load_checkpoint
@@ -25,7 +24,14 @@ def evaluate_gold(
     device: str = "auto",
     meta: dict | None = None,
 ) -> dict:
-    """Score the gold split and write ``gold_eval.json`` (metrics per task, row count, hashes)."""
+    """Score the gold split and write ``gold_eval.json`` (metrics per task, row count, hashes).
+
+    A model that returns a gate per sample (``ModelOutput.aux["gate"]``, e.g. MDAF: g near 1 leans
+    on the static-feature branch, near 0 on the sequence branch) also gets ``gate``, the
+    ``distribution_summary`` of all gate values (flattened), and ``gate_shape``, the shape of the
+    gate array over the whole split (``[rows]`` or ``[rows, k]``). A checkpoint with a
+    ``model_info`` dict (e.g. the Mamba backend used) has it copied as ``model_info``.
+    """
     torch_device = resolve_device(device)
     model, ckpt = load_checkpoint(checkpoint_path, torch_device)
     gold = TensorDataset.from_parquet(gold_path, model.feature_map)
@@ -48,5 +54,11 @@ def evaluate_gold(
         "device": torch_device.type,
         "device_name": device_name(torch_device),
     }
+    gate = scored.get("aux_gate")
+    if gate is not None:
+        result["gate_shape"] = [int(size) for size in gate.shape]
+        result["gate"] = distribution_summary(gate.reshape(-1))
+    if "model_info" in ckpt:
+        result["model_info"] = ckpt["model_info"]
     atomic_write_text(output_path, json.dumps(result, indent=2) + "\n")
     return result

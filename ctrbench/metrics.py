@@ -35,7 +35,7 @@ def binary_metrics(labels: np.ndarray, probs: np.ndarray, groups: np.ndarray | N
         "auc": float(roc_auc_score(labels, probs)) if both_classes else None,
         "accuracy": float(accuracy_score(labels, probs >= 0.5)),
         "gauc": group_auc(labels, probs, groups) if groups is not None else None,
-        "rows": int(len(labels)),
+        "rows": len(labels),
         "label_rate": float(labels.mean()) if len(labels) else None,
     }
 
@@ -43,3 +43,49 @@ def binary_metrics(labels: np.ndarray, probs: np.ndarray, groups: np.ndarray | N
 def task_metrics(label_names: list[str], labels: np.ndarray, probs: np.ndarray, groups: np.ndarray | None = None) -> dict:
     """{label name: metrics} for [N, n_tasks] label and probability arrays."""
     return {name: binary_metrics(labels[:, i], probs[:, i], groups) for i, name in enumerate(label_names)}
+
+
+QUANTILES = {"p05": 0.05, "p25": 0.25, "p50": 0.50, "p75": 0.75, "p95": 0.95}
+
+
+def distribution_summary(values, bins: int = 20, value_range: tuple[float, float] = (0.0, 1.0)) -> dict:
+    """Summary of a sample of scalars (e.g. per-sample gate values) that fits in a JSON file.
+
+    ``{"count", "mean", "std", "min", "max", "quantiles": {"p05", "p25", "p50", "p75", "p95"},
+    "histogram": {"edges": [bins + 1], "counts": [bins], "below", "above"}}``. The histogram has
+    ``bins`` equal-width bins over ``value_range``, half-open ``[a, b)`` except the last, ``[a, b]``
+    (as ``numpy.histogram``). Values outside the range are not clipped into the end bins: they are
+    counted in ``below`` / ``above``, so ``sum(counts) + below + above == count``. ``std`` is the
+    population standard deviation (ddof 0); quantiles use numpy's default (linear) interpolation.
+    Multi-dimensional input is flattened. Raises ValueError for an empty sample, NaN or infinite
+    values, fewer than one bin or an empty range.
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
+        raise ValueError(f"bins must be a positive integer, got {bins!r}")
+    lo, hi = (float(bound) for bound in value_range)
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"value_range must be two finite numbers, low < high, got {value_range!r}")
+    if values.size == 0:
+        raise ValueError("cannot summarise an empty sample")
+    if np.isnan(values).any():
+        raise ValueError(f"{int(np.isnan(values).sum())} of {values.size} values are NaN")
+    if not np.isfinite(values).all():
+        raise ValueError(f"{int(np.isinf(values).sum())} of {values.size} values are infinite")
+    edges = np.linspace(lo, hi, int(bins) + 1)
+    counts, _ = np.histogram(values, bins=edges)
+    quantiles = np.quantile(values, list(QUANTILES.values()))
+    return {
+        "count": int(values.size),
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+        "min": float(values.min()),
+        "max": float(values.max()),
+        "quantiles": {name: float(q) for name, q in zip(QUANTILES, quantiles)},
+        "histogram": {
+            "edges": [float(edge) for edge in edges],
+            "counts": [int(count) for count in counts],
+            "below": int((values < lo).sum()),
+            "above": int((values > hi).sum()),
+        },
+    }

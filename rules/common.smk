@@ -9,7 +9,8 @@ from snakemake.logging import logger
 from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import min_version, validate
 
-from ctrbench.config import check_config, model_training
+from ctrbench.config import benchmark_pairs as configured_pairs, check_config, model_training
+from ctrbench.data.formats import FORMATS
 from ctrbench.provenance import sha256_json
 
 min_version("9.0")
@@ -29,11 +30,16 @@ def dataset_config(wildcards):
 
 
 def raw_input(wildcards):
-    """The configured raw file, or the synthetic one a rule writes."""
+    """The configured raw file(s) (a directory's files for directory formats), or the synthetic file a rule writes."""
     dataset = dataset_config(wildcards)
     if "path" in dataset:
-        return dataset["path"]
+        return FORMATS[dataset["format"]].raw_files(dataset["path"])
     return f"results/{wildcards.dataset}/raw/data.txt"
+
+
+def raw_path(wildcards):
+    """What the reader opens: the configured path (file or directory), or the synthetic file."""
+    return dataset_config(wildcards).get("path", f"results/{wildcards.dataset}/raw/data.txt")
 
 
 def model_config(wildcards):
@@ -41,7 +47,7 @@ def model_config(wildcards):
 
 
 def training_config(wildcards):
-    return model_training(config, wildcards.model)
+    return model_training(config, wildcards.model, wildcards.dataset)
 
 
 def run_meta(wildcards):
@@ -64,7 +70,7 @@ def job_resources(rule_name):
 
 
 def benchmark_pairs():
-    return [(d, m) for d in config["benchmark"]["datasets"] for m in config["benchmark"]["models"]]
+    return configured_pairs(config)
 
 
 def result_files(dataset, model):

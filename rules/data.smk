@@ -28,6 +28,7 @@ rule preprocess:
         manifest="results/{dataset}/data/manifest.json",
     params:
         dataset=dataset_config,
+        raw=raw_path,
     conda:
         "../envs/ctrbench.yaml"
     container:

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import json
+import re
+import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from ctrbench.metrics import distribution_summary
 from ctrbench.report import GoldHashMismatch, build_report, load_entries, render_report
-from ctrbench.report.build import DEFAULT_TEMPLATE_DIR, format_bytes, format_count, format_duration, format_rate
+from ctrbench.report.build import (
+    DEFAULT_TEMPLATE_DIR,
+    config_references,
+    dataset_models,
+    format_bytes,
+    format_count,
+    format_duration,
+    format_rate,
+    models_line,
+)
 
 MIB = 1024**2
 
@@ -142,11 +155,16 @@ class _TableCells(HTMLParser):
     def __init__(self):
         super().__init__()
         self.cells: dict[tuple[str, str, str], tuple[str, bool]] = {}
+        self.details: dict[tuple[str, str, str], str] = {}  # a cell's small second line
+        self.headers: dict[str, list[str]] = {}  # dataset -> data-column of each table header
+        self.header_details: dict[tuple[str, str], str] = {}
         self.missing_rows: set[tuple[str, str]] = set()
         self.svg_count: dict[str, int] = {}
-        self._dataset = self._model = self._column = None
+        self._dataset = self._model = self._column = self._header = None
         self._best = False
+        self._in_detail = False
         self._text: list[str] = []
+        self._detail: list[str] = []
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
@@ -160,19 +178,33 @@ class _TableCells(HTMLParser):
             if "missing" in (attrs.get("class") or "").split():
                 self.missing_rows.add((self._dataset, self._model))
         elif tag == "td" and "data-column" in attrs:
-            self._column, self._text = attrs["data-column"], []
+            self._column, self._text, self._detail = attrs["data-column"], [], []
             self._best = "best" in (attrs.get("class") or "").split()
+        elif tag == "th" and "data-column" in attrs and self._dataset:
+            self._header, self._detail = attrs["data-column"], []
+            self.headers.setdefault(self._dataset, []).append(self._header)
+        elif tag == "span" and "detail" in (attrs.get("class") or "").split():
+            self._in_detail = True
 
     def handle_endtag(self, tag):
         if tag == "td" and self._column:
-            self.cells[(self._dataset, self._model, self._column)] = ("".join(self._text), self._best)
+            key = (self._dataset, self._model, self._column)
+            self.cells[key] = ("".join(self._text), self._best)
+            self.details[key] = "".join(self._detail)
             self._column = None
+        elif tag == "th" and self._header:
+            self.header_details[(self._dataset, self._header)] = "".join(self._detail)
+            self._header = None
+        elif tag == "span":
+            self._in_detail = False
         elif tag == "section":
             self._dataset = None
 
     def handle_data(self, data):
         if self._column:
             self._text.append(data)
+        if self._in_detail and (self._column or self._header):
+            self._detail.append(data)
 
 
 def _parse(html: str) -> _TableCells:
@@ -359,3 +391,309 @@ def test_results_scored_on_another_gold_file_than_the_manifest_names_are_refused
     assert not (tmp_path / "report.html").exists()
     current = {dataset: {"outputs": {"gold": {"sha256": entries[0].gold_sha256}}}}
     assert render_report(entries, tmp_path / "report.html", manifests=current).exists()
+
+
+# ---------------------------------------------------------------- gates, model_info, references
+
+GATE_MODEL = ("taobao_synthetic", "dcnv2")
+
+
+def _section(html: str, dataset: str) -> str:
+    start = html.index(f'data-dataset="{dataset}"')
+    end = html.find("<section", start)
+    return html[start:end]
+
+
+def _set_gate(pairs, dataset: str, model: str, summary: dict) -> None:
+    gold_path = next(gold for _, gold in pairs if gold.parent.parts[-2:] == (dataset, model))
+    _edit_json(gold_path, lambda data: data.update(gate=summary, gate_shape=[summary["count"]]))
+
+
+class _Gates(HTMLParser):
+    """Per (dataset, model) gate figure: the svg's data attributes, each bar's count, the mean
+    marker's value and the caption text."""
+
+    def __init__(self):
+        super().__init__()
+        self.figures: dict[tuple[str, str], dict] = {}
+        self._dataset = None
+        self._figure: dict | None = None
+        self._in_caption = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        classes = (attrs.get("class") or "").split()
+        if tag == "section" and "data-dataset" in attrs:
+            self._dataset = attrs["data-dataset"]
+        elif tag == "figure" and "gate" in classes:
+            self._figure = {"bars": [], "caption": "", "marker": None, "svg": None}
+            self.figures[(self._dataset, attrs["data-model"])] = self._figure
+        elif self._figure is not None:
+            if tag == "svg":
+                self._figure["svg"] = attrs
+            elif tag == "rect" and "bar" in classes:
+                self._figure["bars"].append(int(attrs["data-count"]))
+            elif tag == "line" and "marker" in classes:
+                self._figure["marker"] = float(attrs["data-value"])
+            elif tag == "figcaption":
+                self._in_caption = True
+
+    def handle_endtag(self, tag):
+        if tag == "figure":
+            self._figure = None
+        elif tag == "figcaption":
+            self._in_caption = False
+
+    def handle_data(self, data):
+        if self._in_caption:
+            self._figure["caption"] += data
+
+
+def _gates(html: str) -> dict[tuple[str, str], dict]:
+    parser = _Gates()
+    parser.feed(html)
+    return parser.figures
+
+
+def test_gate_histogram_is_drawn_only_for_results_with_a_gate(tmp_path):
+    pairs = _write_results(tmp_path / "results")
+    values = np.random.default_rng(5).beta(5, 3, size=1000)
+    summary = distribution_summary(values)
+    _set_gate(pairs, *GATE_MODEL, summary)
+    html = build_report(pairs, tmp_path / "report.html").read_text()
+
+    figures = _gates(html)
+    assert list(figures) == [GATE_MODEL]
+    figure = figures[GATE_MODEL]
+    counts = summary["histogram"]["counts"]
+    assert figure["bars"] == counts
+    assert [int(n) for n in figure["svg"]["data-counts"].split()] == counts
+    assert [float(e) for e in figure["svg"]["data-edges"].split()] == pytest.approx(summary["histogram"]["edges"])
+    assert figure["marker"] == pytest.approx(values.mean(), abs=1e-5)
+    assert "Gate distribution of dcnv2" in figure["svg"]["aria-label"]
+    caption = " ".join(figure["caption"].split())
+    mean, median = values.mean(), np.median(values)
+    assert caption.startswith(
+        f"mean g = {mean:.2f} (median {median:.2f}); g≈1: static branch, g≈0: sequence branch"
+    )
+    assert "1000 samples" in caption
+    # the block sits in its dataset's section, under the table, and nowhere else
+    assert html.count("Gate distributions (gold set)") == 1
+    taobao = _section(html, "taobao_synthetic")
+    assert taobao.index("</table>") < taobao.index("Gate distributions (gold set)")
+    assert "Gate distributions" not in _section(html, "criteo_synthetic")
+
+
+def test_no_gate_block_without_gates(report):
+    assert _gates(report) == {}
+    assert "Gate distributions" not in report and "chart-histogram" not in report
+
+
+def test_gate_caption_and_counts_of_known_values(tmp_path):
+    pairs = _write_results(tmp_path / "results")
+    values = [0.2, 0.6, 0.7, 0.9, 1.25, -0.5, -0.25]  # three outside [0, 1]
+    summary = distribution_summary(values)
+    _set_gate(pairs, *GATE_MODEL, summary)
+    html = build_report(pairs, tmp_path / "report.html").read_text()
+    figure = _gates(html)[GATE_MODEL]
+    assert sum(figure["bars"]) == 4 and figure["bars"] == summary["histogram"]["counts"]
+    assert (figure["svg"]["data-below"], figure["svg"]["data-above"]) == ("2", "1")
+    assert "2 below 0 · 1 above 1" in html
+    caption = " ".join(figure["caption"].split())
+    assert caption.startswith("mean g = 0.41 (median 0.60);")  # mean 2.9 / 7 = 0.414..
+    assert "7 samples" in caption
+
+
+def test_malformed_gate_summary_is_a_note_not_a_chart(tmp_path):
+    pairs = _write_results(tmp_path / "results")
+    summary = distribution_summary([0.3, 0.4])
+    summary["histogram"]["counts"] = summary["histogram"]["counts"][:-1]  # one count short of the edges
+    _set_gate(pairs, *GATE_MODEL, summary)
+    html = build_report(pairs, tmp_path / "report.html").read_text()
+    assert _gates(html) == {}
+    assert "dcnv2: the gate summary in its gold_eval.json is malformed" in _section(html, "taobao_synthetic")
+
+
+MODEL_INFO = {"sequence_encoder": "mamba", "mamba_backend": "torch"}
+
+
+def _model_row_header(html: str, dataset: str, model: str) -> str:
+    section = _section(html, dataset)
+    row = section[section.index(f'<tr data-model="{model}">') :]
+    return row[: row.index("</th>")]
+
+
+def test_model_info_is_shown_under_the_model_and_in_provenance(tmp_path):
+    pairs = _write_results(tmp_path / "results")
+    train_path = next(train for train, _ in pairs if train.parent.parts[-2:] == GATE_MODEL)
+    _edit_json(train_path, lambda data: data.update(model_info=MODEL_INFO))
+    html = build_report(pairs, tmp_path / "report.html").read_text()
+
+    header = _model_row_header(html, *GATE_MODEL)
+    assert 'class="detail model-info">sequence_encoder: mamba, mamba_backend: torch</span>' in header
+    assert "model-info" not in _model_row_header(html, "taobao_synthetic", "deepfm")
+    assert 'class="detail model-info"' not in _section(html, "criteo_synthetic")
+
+    provenance = html[html.index('id="provenance"') :]
+    details = provenance[provenance.index("Model details") : provenance.index("Package versions")]
+    for text in ("mamba_backend", "<code>torch</code>", "sequence_encoder", "<code>mamba</code>"):
+        assert text in details
+    assert "taobao_synthetic/dcnv2" in details  # only one result carries it: named, not "(all results)"
+    assert "(all results)" not in details
+
+
+def test_model_info_of_the_checkpoint_is_listed_where_it_differs(tmp_path):
+    pairs = _write_results(tmp_path / "results")
+    train_path, gold_path = next(pair for pair in pairs if pair[0].parent.parts[-2:] == GATE_MODEL)
+    _edit_json(train_path, lambda data: data.update(model_info=MODEL_INFO))
+    _edit_json(gold_path, lambda data: data.update(model_info={**MODEL_INFO, "mamba_backend": "mamba_ssm"}))
+    html = build_report(pairs, tmp_path / "report.html").read_text()
+    provenance = html[html.index('id="provenance"') :]
+    details = provenance[provenance.index("Model details") : provenance.index("Package versions")]
+    assert "2 different values" in details
+    assert "mamba_ssm" in details and "taobao_synthetic/dcnv2 eval (checkpoint)" in details
+
+
+def test_no_model_details_without_model_info(report):
+    assert "Model details" not in report and 'class="detail model-info"' not in report
+
+
+REFERENCES = {
+    "taobao_synthetic": {
+        "metric": "valid_auc",
+        "source": "Paper X (2024), Table 3",
+        # deepfm: ours 0.6650; dcnv2: ours 0.6600 with a reference higher than every value of ours
+        "values": {"deepfm": 0.6530, "dcnv2": 0.9000, "din": 0.7},
+    }
+}
+
+
+def test_reference_column_with_difference_only_where_references_are_given(tmp_path):
+    pairs = _write_results(tmp_path / "results")
+    html = render_report(load_entries(pairs), tmp_path / "report.html", references=REFERENCES).read_text()
+    parsed = _parse(html)
+
+    headers = parsed.headers["taobao_synthetic"]
+    assert headers[headers.index("valid_auc") + 1] == "reference"  # right after the column it is compared to
+    assert "reference" not in parsed.headers["criteo_synthetic"]
+    assert not [key for key in parsed.cells if key[0] == "criteo_synthetic" and key[2] == "reference"]
+    assert "Val AUC" in parsed.header_details[("taobao_synthetic", "reference")]
+
+    def cell(model: str) -> tuple[str, bool]:
+        return parsed.cells[("taobao_synthetic", model, "reference")]
+
+    def detail(model: str) -> str:
+        return parsed.details[("taobao_synthetic", model, "reference")]
+
+    assert cell("deepfm")[0].startswith("0.6530") and detail("deepfm") == "+0.0120"
+    assert cell("dcnv2")[0].startswith("0.9000") and detail("dcnv2") == "-0.2400"
+    assert cell("autoint")[0].strip() == "—" and detail("autoint") == ""
+    # never marked best, and the best of our own column is unchanged by it
+    assert not any(cell(model)[1] or "★" in cell(model)[0] for model in RESULTS["taobao_synthetic"])
+    assert parsed.cells[("taobao_synthetic", "deepfm", "valid_auc")][1]
+
+    taobao = _section(html, "taobao_synthetic")
+    assert "Paper X (2024), Table 3" in taobao and "Paper X" not in _section(html, "criteo_synthetic")
+    assert "Reference values without a result in this section: din." in taobao
+
+
+def test_reference_on_gold_auc_is_compared_with_our_gold_auc(tmp_path):
+    pairs = _write_results(tmp_path / "results")
+    references = {"criteo_synthetic": {"metric": "gold_auc", "source": "s", "values": {"autoint": 0.7751}}}
+    html = render_report(load_entries(pairs), tmp_path / "report.html", references=references).read_text()
+    parsed = _parse(html)
+    headers = parsed.headers["criteo_synthetic"]
+    assert headers[headers.index("gold_auc") + 1] == "reference"
+    assert "Gold AUC" in parsed.header_details[("criteo_synthetic", "reference")]
+    assert parsed.details[("criteo_synthetic", "autoint", "reference")] == "+0.0050"  # 0.7801 - 0.7751
+    assert "reference" not in parsed.headers["taobao_synthetic"]
+
+
+def test_no_reference_column_without_references(report):
+    parsed = _parse(report)
+    assert all("reference" not in headers for headers in parsed.headers.values())
+    assert "Reference" not in report
+
+
+@pytest.mark.parametrize(
+    "reference, message",
+    [
+        ({"metric": "accuracy", "values": {}}, "metric must be one of"),
+        ({"metric": "valid_auc", "values": {"deepfm": "0.7"}}, "finite number"),
+        ({"metric": "valid_auc", "values": [0.7]}, "values must be a mapping"),
+    ],
+)
+def test_bad_references_are_refused_before_writing(tmp_path, reference, message):
+    pairs = _write_results(tmp_path / "results")
+    output = tmp_path / "report.html"
+    with pytest.raises(ValueError, match=message):
+        render_report(load_entries(pairs), output, references={"taobao_synthetic": reference})
+    assert not output.exists()
+
+
+def test_models_line_lists_the_union_and_per_dataset_lists_when_they_differ():
+    config = {
+        "benchmark": {"datasets": ["criteo_synthetic", "userbehavior_synthetic"], "models": ["a", "b"]},
+        "datasets": {"criteo_synthetic": {}, "userbehavior_synthetic": {"models": ["c", "b", "d"]}},
+    }
+    by_dataset = dataset_models(config)
+    assert by_dataset == {"criteo_synthetic": ["a", "b"], "userbehavior_synthetic": ["c", "b", "d"]}
+    assert models_line(by_dataset) == "a, b, c, d (criteo_synthetic: a, b; userbehavior_synthetic: c, b, d)"
+    config["datasets"]["userbehavior_synthetic"]["models"] = ["a", "b"]
+    assert models_line(dataset_models(config)) == "a, b"
+
+
+def test_config_references_takes_the_benchmark_datasets_that_have_one():
+    reference = {"metric": "valid_auc", "source": "s", "values": {"a": 0.7}}
+    config = {
+        "benchmark": {"datasets": ["x", "y"], "models": ["a"]},
+        "datasets": {"x": {"reference": reference}, "y": {}, "z": {"reference": reference}},
+    }
+    assert config_references(config) == {"x": reference}
+
+
+VOID_ELEMENTS = {"meta", "br", "hr", "img", "input", "link", "col", "wbr", "source", "area", "base", "embed"}
+
+
+class _Balance(HTMLParser):
+    """Every non-void element closed, in order."""
+
+    def __init__(self):
+        super().__init__()
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in VOID_ELEMENTS:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag, attrs):
+        pass  # <rect .../>: opens and closes
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1] if self.stack else 'nothing'} (line {self.getpos()[0]})")
+        else:
+            self.stack.pop()
+
+
+def test_report_with_gates_references_and_model_info_is_well_formed(tmp_path):
+    pairs = _write_results(tmp_path / "results")
+    _set_gate(pairs, *GATE_MODEL, distribution_summary(np.linspace(0.05, 0.95, 50)))
+    _edit_json(pairs[0][0], lambda data: data.update(model_info=MODEL_INFO))
+    missing = [("taobao_synthetic", "fibinet")]
+    html = render_report(
+        load_entries(pairs), tmp_path / "report.html", references=REFERENCES, missing=missing
+    ).read_text()
+    balance = _Balance()
+    balance.feed(html)
+    balance.close()
+    assert balance.errors == [] and balance.stack == []
+    svgs = re.findall(r"<svg\b.*?</svg>", html, flags=re.DOTALL)
+    assert len(svgs) == 2 * 2 + 1  # scatter and curves per dataset, one gate histogram
+    for svg in svgs:
+        ET.fromstring(svg)  # each chart is well-formed XML
+    # the missing row spans the table including the reference column
+    parsed = _parse(html)
+    span = re.search(r'<td class="missing-cell" colspan="(\d+)"', _section(html, "taobao_synthetic"))
+    assert int(span.group(1)) == len(parsed.headers["taobao_synthetic"])

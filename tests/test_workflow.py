@@ -53,6 +53,28 @@ TINY_CONFIG = {
 }
 
 
+SEQUENCE_MODELS = ["dcnv3", "bst", "mamba4rec", "mdaf_mamba"]
+
+# the tiny config plus a behaviour-sequence dataset with its own models and training settings
+TINY_SEQUENCE_CONFIG = json.loads(json.dumps(TINY_CONFIG))
+TINY_SEQUENCE_CONFIG["benchmark"]["datasets"].append("tiny_userbehavior")
+TINY_SEQUENCE_CONFIG["datasets"]["tiny_userbehavior"] = {
+    "format": "taobao_userbehavior",
+    "synthetic": {"rows": 8000, "seed": 5},
+    "history": {"max_len": 8},
+    "models": SEQUENCE_MODELS,
+    "training": {"batch_size": 256, "max_epochs": 2,
+                 "optimizer": {"embedding": {"name": "adam", "lr": 0.005}, "dense": {"name": "adamw", "lr": 0.005}}},
+}  # fmt: skip
+TINY_SEQUENCE_CONFIG["models"].update({
+    "dcnv3": {"arch": "dcnv3", "params": {"embedding_dim": 4}},
+    "bst": {"arch": "bst", "params": {"embedding_dim": 8, "num_heads": 2, "mlp_hidden": [16]}},
+    "mamba4rec": {"arch": "mamba4rec", "params": {"embedding_dim": 8, "d_model": 8, "d_state": 4, "mlp_hidden": [16]}},
+    "mdaf_mamba": {"arch": "mdaf", "params": {"sequence_encoder": "mamba", "static_embedding_dim": 4, "sequence_embedding_dim": 8,
+                                             "d_model": 8, "d_state": 4, "fusion_dim": 16, "mlp_hidden": [16, 8]}},
+})  # fmt: skip
+
+
 def workflow_copy(tmp_path: Path) -> Path:
     """The workflow files in a scratch directory, so results/ and .snakemake/ land there."""
     work = tmp_path / "wf"
@@ -101,13 +123,20 @@ def with_changes(config: dict, change) -> dict:
         (lambda c: c["datasets"]["tiny_criteo"]["splits"].update(valid=0.6, gold=0.6), "datasets.tiny_criteo.splits"),
         (lambda c: c["datasets"]["tiny_criteo"]["splits"].update(valid=100), "do not mix fractions and row counts"),
         (lambda c: c["models"].update(data={"arch": "dcnv2"}), "models.data: the name is reserved"),
+        (lambda c: c["benchmark"]["models"].append("bst"), "models.bst (bst) reads behaviour sequences, but dataset 'tiny_criteo'"),
+        (lambda c: c["datasets"]["tiny_userbehavior"].update(splits={"valid": 0.1, "gold": 0.1}), "splits by time"),
+        (lambda c: c["datasets"]["tiny_userbehavior"]["models"].append("mdaf_bts"), "datasets.tiny_userbehavior.models names 'mdaf_bts'"),
+        (lambda c: c["datasets"]["tiny_userbehavior"].update(history={"max_len": 0}), "0 is less than the minimum of 1"),
+        (lambda c: c["datasets"].update(ads={"format": "taobao_ad", "path": str(REPO / "tests/data/taobao_ad/test_sample.csv")}),
+         "must be a directory holding train.csv, test.csv"),
     ],
     ids=["unknown-arch", "unknown-model", "unknown-dataset", "unknown-param", "wrong-type", "missing-path",
-         "splits-over-one", "splits-mixed", "reserved-name"],
+         "splits-over-one", "splits-mixed", "reserved-name", "sequence-model-on-flat-data", "time-split-with-fractions",
+         "unknown-dataset-model", "empty-history", "taobao-ad-file-not-directory"],
 )
 def test_config_errors_are_reported_before_any_job(tmp_path, change, message):
     work = workflow_copy(tmp_path)
-    run = snakemake(work, "-n", "results/report.html", config=with_changes(TINY_CONFIG, change))
+    run = snakemake(work, "-n", "results/report.html", config=with_changes(TINY_SEQUENCE_CONFIG, change))
     assert run.returncode != 0
     assert message in run.stdout + run.stderr
     assert not (work / "results").exists()
@@ -118,10 +147,39 @@ def test_lint_is_clean(tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
 
 
+PRESET_SAMPLES = {
+    "criteo_dac": {"criteo_dac": "tests/data/criteo/train_head50.txt"},
+    "taobao_userbehavior": {"taobao_userbehavior": "tests/data/taobao_userbehavior/UserBehavior_head1000.csv"},
+    "taobao_ad": {"taobao_ad": None},  # a directory of train.csv / test.csv, made from the samples below
+}
+
+
+@pytest.mark.parametrize("preset", sorted(PRESET_SAMPLES))
+def test_presets_plan_every_model_on_a_sample(tmp_path, preset):
+    """Each preset is a valid config whose DAG trains every model it lists, once its path points at data."""
+    config = yaml.safe_load((REPO / "config" / "presets" / f"{preset}.yaml").read_text())
+    assert (REPO / "config" / "presets" / f"{preset}.yaml").read_text().count("snakemake --cores all --configfile") == 1
+    for dataset, sample in PRESET_SAMPLES[preset].items():
+        if sample is None:
+            directory = tmp_path / "TaobaoAd_x1"
+            directory.mkdir()
+            for split in ("train", "test"):
+                shutil.copy(REPO / f"tests/data/taobao_ad/{split}_sample.csv", directory / f"{split}.csv")
+            config["datasets"][dataset]["path"] = str(directory)
+        else:
+            config["datasets"][dataset]["path"] = str(REPO / sample)
+    run = snakemake(workflow_copy(tmp_path), "-n", "results/report.html", config=config)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    jobs = planned_jobs(run.stdout + run.stderr)
+    (dataset,) = config["benchmark"]["datasets"]
+    assert {m for rule, w in jobs if rule == "train" for m in re.findall(r"model=(\w+)", w)} == set(config["benchmark"]["models"])
+    assert ("preprocess", f"dataset={dataset}") in jobs and not any(rule == "generate_synthetic" for rule, _ in jobs)
+
+
 @pytest.mark.slow
 def test_tiny_run_end_to_end_renders_every_model(tmp_path):
     work = workflow_copy(tmp_path)
-    run = snakemake(work, "results/report.html", config=TINY_CONFIG)
+    run = snakemake(work, "results/report.html", config=TINY_SEQUENCE_CONFIG)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
     results = work / "results"
@@ -141,12 +199,27 @@ def test_tiny_run_end_to_end_renders_every_model(tmp_path):
     assert len(gold_hashes) == 1 and gold_hashes.pop() in html
     assert not re.search(r"<script[^>]+src=|<link[^>]+href=\"?https?:", html)
 
+    # the sequence dataset: its own models only, gAUC per user, the Mamba backend and MDAF's gate
+    sequence = results / "tiny_userbehavior"
+    assert sorted(p.name for p in sequence.iterdir() if (p / "gold_eval.json").exists()) == sorted(SEQUENCE_MODELS)
+    assert not (results / "tiny_criteo" / "bst").exists() and not (sequence / "dcnv2").exists()
+    manifest = json.loads((sequence / "data/manifest.json").read_text())
+    for model in SEQUENCE_MODELS:
+        gold = json.loads((sequence / model / "gold_eval.json").read_text())
+        assert gold["rows"] == manifest["splits"]["gold"]["rows"]
+        assert 0.0 <= gold["metrics"]["gauc"] <= 1.0 and f"{gold['metrics']['gauc']:.4f}" in html
+    for model in ("mamba4rec", "mdaf_mamba"):
+        assert json.loads((sequence / model / "train_metrics.json").read_text())["model_info"]["mamba_backend"] == "torch"
+    gate = json.loads((sequence / "mdaf_mamba" / "gold_eval.json").read_text())["gate"]
+    assert 0 < gate["mean"] < 1 and sum(gate["histogram"]["counts"]) == manifest["splits"]["gold"]["rows"]
+    assert "Gate distributions" in html and "mamba_backend" in html
+
     # asking for one model's gold evaluation again finds nothing to do
-    again = snakemake(work, "-n", "results/tiny_criteo/dcnv2/gold_eval.json", config=TINY_CONFIG)
+    again = snakemake(work, "-n", "results/tiny_criteo/dcnv2/gold_eval.json", config=TINY_SEQUENCE_CONFIG)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
     # changing one model's hyper-parameter retrains exactly that model (params trigger), then the report
-    changed = with_changes(TINY_CONFIG, lambda c: c["models"]["dcnv2"]["params"].update(embedding_dim=6))
+    changed = with_changes(TINY_SEQUENCE_CONFIG, lambda c: c["models"]["dcnv2"]["params"].update(embedding_dim=6))
     plan = snakemake(work, "-n", "results/report.html", config=changed)
     assert plan.returncode == 0, plan.stderr[-2000:]
     model_wildcards = "dataset=tiny_criteo, model=dcnv2"

@@ -8,7 +8,7 @@ from ctrbench.joblog import job_logging
 with job_logging(snakemake.log[0]) as log:
     dataset = snakemake.params.dataset
     manifest = FORMATS[dataset["format"]].preprocess(
-        snakemake.input.raw,
+        snakemake.params.raw,
         outputs={key: snakemake.output[key] for key in ("train", "valid", "gold", "feature_map", "manifest")},
         dataset_name=snakemake.wildcards.dataset,
         dataset=dataset,

@@ -86,7 +86,8 @@ class TensorDataset:
         for f in fm.sequences:
             # fixed_size_list<int32>[L] -> [N, L] without copying through Python lists
             col = table.column(f.name).combine_chunks()
-            columns[f.name] = col.values.to_numpy().reshape(len(col), f.max_len)
+            # writable (one copy): torch.from_numpy warns on arrow's read-only buffers
+            columns[f.name] = col.values.to_numpy(zero_copy_only=False, writable=True).reshape(len(col), f.max_len)
         for name in table.column_names:
             if name not in columns:
                 columns[name] = table.column(name).to_numpy()

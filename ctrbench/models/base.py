@@ -29,6 +29,7 @@ class CTRModel(nn.Module):
     """
 
     arch: ClassVar[str] = ""
+    needs_sequences: ClassVar[bool] = False  # True: the dataset must have behaviour sequences
 
     def __init__(self, feature_map: FeatureMap, *, sparse_embeddings: bool = False):
         super().__init__()
@@ -37,6 +38,10 @@ class CTRModel(nn.Module):
 
     def forward(self, batch: Batch) -> ModelOutput:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def model_info(self) -> dict:
+        """Facts about how the model ran that its params do not fix (e.g. which Mamba kernel), for the results."""
+        return {}
 
     def loss(self, output: ModelOutput, batch: Batch) -> torch.Tensor:
         """Mean binary cross-entropy over the batch and the tasks; models with auxiliary losses override it."""

@@ -65,17 +65,19 @@ class SelfMaskCrossLayer(nn.Module):
 
 
 class _CrossNetwork(nn.Module):
-    """Stack of self-mask cross layers on ``[B, H, D]`` and a linear head -> ``[B, n_tasks]`` (mean over heads)."""
+    """Stack of self-mask cross layers on ``[B, H, D]`` and a linear head -> ``[B, n_tasks]`` (mean over heads).
+    With ``num_tasks=None`` it has no head and is used through :meth:`cross` (MDAF's static branch)."""
 
     exponential: bool = False
 
-    def __init__(self, input_dim: int, num_layers: int, num_tasks: int, *, layer_norm: bool = True, dropout: float = 0.0):
+    def __init__(self, input_dim: int, num_layers: int, num_tasks: int | None, *, layer_norm: bool = True, dropout: float = 0.0):
         super().__init__()
         self.layers = nn.ModuleList(SelfMaskCrossLayer(input_dim, layer_norm=layer_norm) for _ in range(num_layers))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.fc = nn.Linear(input_dim, num_tasks)
-        nn.init.xavier_normal_(self.fc.weight)
-        nn.init.zeros_(self.fc.bias)
+        self.fc = nn.Linear(input_dim, num_tasks) if num_tasks else None
+        if self.fc is not None:
+            nn.init.xavier_normal_(self.fc.weight)
+            nn.init.zeros_(self.fc.bias)
 
     def cross(self, x0: torch.Tensor) -> torch.Tensor:
         x = x0

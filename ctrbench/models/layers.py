@@ -6,7 +6,8 @@ Shapes: B = batch size, F = number of field tokens, d = embedding / token size, 
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,7 @@ from ctrbench.data.schema import FeatureMap
 
 DenseMode = Literal["per_feature", "single", "none"]
 
-_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "identity": nn.Identity}
+_ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "identity": nn.Identity}
 
 
 def activation(name: str | None) -> nn.Module:
@@ -204,10 +205,14 @@ class MultiHeadSelfAttention(nn.Module):
         self.qkv = nn.Linear(d, 3 * d)
         self.out = nn.Linear(d, d)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``key_mask``: ``[B, T]`` bool, False for padding tokens no query may attend to (every row needs a True)."""
         B, T, d = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)  # [B, H, T, d/H]
+        attn_mask = None if key_mask is None else key_mask[:, None, None, :]  # [B, 1, 1, T], broadcast over heads and queries
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+        )  # [B, H, T, d/H]
         return self.out(y.transpose(1, 2).reshape(B, T, d))
 
 
@@ -246,8 +251,9 @@ class TransformerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(d)
         self.residual_dropout = nn.Dropout(residual_dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for f, norm in ((self.attention, self.norm1), (self.ffn, self.norm2)):
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        attend = lambda h: self.attention(h, key_mask)
+        for f, norm in ((attend, self.norm1), (self.ffn, self.norm2)):
             if self.prenorm:
                 x = x + self.residual_dropout(f(norm(x)))
             else:

@@ -19,7 +19,7 @@ def register(cls: type[CTRModel]) -> type[CTRModel]:
 
 def _load_models() -> None:
     # imported here, not at module import, so that registering cannot be circular
-    from ctrbench.models import autoint, dcnv2, dcnv3, deepfm, ft_transformer  # noqa: F401
+    from ctrbench.models import autoint, bst, dcnv2, dcnv3, deepfm, ft_transformer, mamba4rec, mdaf  # noqa: F401
 
 
 def model_class(arch: str) -> type[CTRModel]:
@@ -28,6 +28,11 @@ def model_class(arch: str) -> type[CTRModel]:
     if arch not in MODELS:
         raise ValueError(f"unknown model arch {arch!r}; known: {', '.join(sorted(MODELS))}")
     return MODELS[arch]
+
+
+def needs_sequences(arch: str) -> bool:
+    """Whether the model reads behaviour sequences (its class says ``needs_sequences = True``)."""
+    return model_class(arch).needs_sequences
 
 
 def check_params(arch: str, params: dict) -> None:

@@ -6,6 +6,7 @@ archived or mailed next to the results without anything else.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -76,6 +77,25 @@ class ResultEntry:
     def total_params(self) -> float | None:
         embedding, dense = self.cost_value("params_embedding"), self.cost_value("params_dense")
         return None if embedding is None or dense is None else embedding + dense
+
+    @property
+    def model_info(self) -> dict:
+        """Facts about how the model ran (e.g. ``mamba_backend``): train_metrics.json's ``model_info``,
+        else the copy gold_eval.json took from the checkpoint."""
+        return _dict(self.train.get("model_info")) or _dict(self.gold.get("model_info"))
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def info_text(value: Any) -> str:
+    """One model_info value as text: strings as they are, anything else as compact JSON."""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+def model_info_text(info: dict) -> str:
+    return ", ".join(f"{key}: {info_text(value)}" for key, value in info.items())
 
 
 def _finite(value: Any) -> float | None:
@@ -199,6 +219,8 @@ class Column:
     detail_label: str = ""  # what that second line holds, shown under the header
     # Values are only ranked against values of the same kind (CPU RSS is not CUDA allocation).
     kind: Callable[[ResultEntry], Any] = lambda entry: None
+    ranked: bool = True  # False: shown only, never marked best (e.g. published reference values)
+    title: str = ""  # header tooltip; default: which direction is better
 
 
 def _params_detail(entry: ResultEntry) -> str:
@@ -293,6 +315,7 @@ class TableRow:
     rank: int | None = None
     cells: list[Cell] = field(default_factory=list)
     missing: bool = False
+    model_info: str = ""
 
 
 def rank_entries(entries: Sequence[ResultEntry]) -> list[ResultEntry]:
@@ -308,8 +331,11 @@ def rank_entries(entries: Sequence[ResultEntry]) -> list[ResultEntry]:
 def best_models(entries: Sequence[ResultEntry], column: Column) -> tuple[set[str], str]:
     """Models holding the column's best value (ties share it), and a note when nothing is marked.
 
-    With fewer than two values there is nothing to compare, so nothing is marked.
+    With fewer than two values there is nothing to compare, so nothing is marked; nor in a column
+    that is not ranked.
     """
+    if not column.ranked:
+        return set(), ""
     scored = [(entry.model, column.value(entry), column.kind(entry)) for entry in entries]
     scored = [item for item in scored if item[1] is not None]
     if len(scored) < 2:
@@ -337,6 +363,149 @@ class DatasetSection:
     scatter_svg: Markup | None
     curves_svg: Markup | None
     data_summary: str | None = None
+    columns: Sequence[Column] = COLUMNS
+    gates: list[GateView] = field(default_factory=list)
+
+
+@dataclass
+class GateView:
+    """One model's gate histogram on the gold set, with its one-line reading."""
+
+    model: str
+    svg: Markup
+    caption: str
+    count: int | None = None
+
+
+# ---------------------------------------------------------------- reference values
+
+# metrics a published reference may give, as table columns: the difference is taken to that column's value
+REFERENCE_METRICS = ("gold_logloss", "gold_auc", "gold_gauc", "valid_auc")
+NO_REFERENCE = "—"
+
+
+def check_references(references: dict[str, dict] | None) -> dict[str, dict]:
+    """Validate ``{dataset: {"metric": column key, "source": text, "values": {model: number}}}``.
+
+    Returns a normalised copy (values as floats; null values dropped, as if not given).
+    """
+    checked = {}
+    for dataset, reference in (references or {}).items():
+        where = f"references[{dataset!r}]"
+        if not isinstance(reference, dict):
+            raise ValueError(f"{where} must be a mapping with metric, source and values")  # noqa: TRY004
+        metric = reference.get("metric")
+        if metric not in REFERENCE_METRICS:
+            raise ValueError(f"{where}: metric must be one of {', '.join(REFERENCE_METRICS)}, got {metric!r}")
+        values = reference.get("values")
+        if not isinstance(values, dict):
+            raise ValueError(f"{where}: values must be a mapping of model name to number")  # noqa: TRY004
+        numbers = {}
+        for model, value in values.items():
+            if value is None:
+                continue
+            if _finite(value) is None:
+                raise ValueError(f"{where}: value of {model!r} must be a finite number, got {value!r}")
+            numbers[str(model)] = float(value)
+        source = reference.get("source")
+        checked[str(dataset)] = {"metric": metric, "source": "" if source is None else str(source), "values": numbers}
+    return checked
+
+
+def format_difference(value: float) -> str:
+    return f"{round(value, 4) + 0.0:+.4f}"  # + 0.0: no "-0.0000"
+
+
+def reference_column(reference: dict) -> Column:
+    """The "Reference" column of one section: the published value, and ours minus it underneath."""
+    compared = next(column for column in COLUMNS if column.key == reference["metric"])
+    values = reference["values"]
+
+    def difference(entry: ResultEntry) -> str:
+        ours, theirs = compared.value(entry), values.get(entry.model)
+        return "" if ours is None or theirs is None else format_difference(ours - theirs)
+
+    return Column(
+        "reference",
+        "Reference",
+        compared.better,
+        lambda entry: values.get(entry.model),
+        lambda value: NO_REFERENCE if value is None else format_metric(value),
+        detail=difference,
+        detail_label=f"{compared.label}; ours − ref.",
+        ranked=False,
+        title=f"published {compared.label}, not a result of this run (never marked best)",
+    )
+
+
+def _with_reference(reference: dict) -> tuple[Column, ...]:
+    """COLUMNS with the reference column right after the column it is compared to."""
+    index = next(i for i, column in enumerate(COLUMNS) if column.key == reference["metric"])
+    return COLUMNS[: index + 1] + (reference_column(reference),) + COLUMNS[index + 1 :]
+
+
+def _reference_notes(reference: dict, result_models: Sequence[str]) -> list[str]:
+    label = next(column.label for column in COLUMNS if column.key == reference["metric"])
+    source = reference["source"] or "source not given"
+    notes = [
+        (
+            f"Reference ({label}): {source}. Not a result of this run, so never marked best; "
+            f"under each reference value: our {label} minus the reference."
+        )
+    ]
+    unmatched = [model for model in reference["values"] if model not in result_models]
+    if unmatched:
+        notes.append(f"Reference values without a result in this section: {', '.join(unmatched)}.")
+    return notes
+
+
+# ---------------------------------------------------------------- gate distributions
+
+GATE_READING = "g≈1: static branch, g≈0: sequence branch"
+
+
+def _gate_view(entry: ResultEntry, color: str) -> GateView | str:
+    """The gate histogram of an entry whose gold_eval.json has ``gate``, or a note when it is unusable."""
+    gate = entry.gold["gate"]
+    try:
+        histogram = gate["histogram"]
+        edges = [_finite(edge) for edge in histogram["edges"]]
+        counts = histogram["counts"]
+        if None in edges or len(edges) != len(counts) + 1 or len(counts) < 1:
+            raise ValueError("edges and counts do not fit")
+        if any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in counts):
+            raise ValueError("counts must be non-negative integers")
+        if any(b <= a for a, b in itertools.pairwise(edges)):
+            raise ValueError("edges must increase")
+        below, above = (histogram.get(key) or 0 for key in ("below", "above"))
+        if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in (below, above)):
+            raise ValueError("below and above must be non-negative integers")
+    except (KeyError, TypeError, ValueError) as error:
+        return f"{entry.model}: the gate summary in its gold_eval.json is malformed ({error}); not drawn."
+    mean = _finite(gate.get("mean"))
+    median = _finite(_dict(gate.get("quantiles")).get("p50"))
+    count = gate.get("count") if isinstance(gate.get("count"), int) else sum(counts) + below + above
+    if mean is None:
+        caption = f"mean g n/a; {GATE_READING}"
+    else:
+        middle = "" if median is None else f" (median {median:.2f})"
+        caption = f"mean g = {mean:.2f}{middle}; {GATE_READING}"
+    label = (
+        f"Gate distribution of {entry.model} on the gold set: {count} samples in {len(counts)} bins"
+        + ("" if mean is None else f", mean g {mean:.3f}")
+    )
+    svg = charts.histogram_svg(
+        edges,
+        counts,
+        title=f"{entry.model}: gate g",
+        label=label,
+        color=color,
+        x_label="g (0: sequence, 1: static branch)",
+        marker=mean,
+        below=below,
+        above=above,
+    )
+    return GateView(entry.model, Markup(svg), caption, count)
 
 
 def _anchor(name: str, taken: set[str]) -> str:
@@ -394,29 +563,47 @@ def _curves(entries: Sequence[ResultEntry], colors: dict[str, str]) -> Markup:
 
 
 def dataset_sections(
-    entries: Sequence[ResultEntry], missing: Sequence[tuple[str, str]], colors: dict[str, str]
+    entries: Sequence[ResultEntry],
+    missing: Sequence[tuple[str, str]],
+    colors: dict[str, str],
+    references: dict[str, dict] | None = None,
 ) -> list[DatasetSection]:
-    """One section per dataset, in the order datasets first appear (results, then missing ones)."""
+    """One section per dataset, in the order datasets first appear (results, then missing ones).
+
+    ``references`` (checked by ``check_references``) adds a reference column to its datasets' sections.
+    """
     order = list(dict.fromkeys([e.dataset for e in entries] + [d for d, _ in missing]))
     anchors: set[str] = set()
     sections = []
     for dataset in order:
         ranked = rank_entries([e for e in entries if e.dataset == dataset])
         missing_models = list(dict.fromkeys(m for d, m in missing if d == dataset))
+        reference = (references or {}).get(dataset)
+        columns = _with_reference(reference) if reference else COLUMNS
         notes = []
         best_by_column = {}
-        for column in COLUMNS:
+        for column in columns:
             best_by_column[column.key], note = best_models(ranked, column)
             if note:
                 notes.append(note)
+        if reference:
+            notes += _reference_notes(reference, [entry.model for entry in ranked])
         rows = []
+        gates = []
         for rank, entry in enumerate(ranked, start=1):
             cells = []
-            for column in COLUMNS:
+            for column in columns:
                 value = column.value(entry)
                 best = entry.model in best_by_column[column.key]
                 cells.append(Cell(column.key, value, column.format(value), column.detail(entry), best))
-            rows.append(TableRow(entry.model, entry.arch, colors[entry.model], rank, cells))
+            info = model_info_text(entry.model_info)
+            rows.append(TableRow(entry.model, entry.arch, colors[entry.model], rank, cells, model_info=info))
+            if entry.gold.get("gate") is not None:
+                view = _gate_view(entry, colors[entry.model])
+                if isinstance(view, str):
+                    notes.append(view)
+                else:
+                    gates.append(view)
         rows += [TableRow(model, "", colors[model], missing=True) for model in missing_models]
         first = ranked[0] if ranked else None
         sections.append(
@@ -430,6 +617,8 @@ def dataset_sections(
                 notes=notes,
                 scatter_svg=_scatter(ranked, colors) if ranked else None,
                 curves_svg=_curves(ranked, colors) if ranked else None,
+                columns=columns,
+                gates=gates,
             )
         )
     return sections
@@ -467,6 +656,24 @@ def _device_text(device: Any, name: Any) -> str | None:
     return f"{device} ({name})" if name and name != device else str(device)
 
 
+def _model_info_view(entries: Sequence[ResultEntry]) -> list[tuple[str, list[Distinct], bool]]:
+    """Per model_info key: its distinct values with the results that carry them, and whether every
+    result has that key. The evaluation's copy (from the checkpoint) is listed only where it differs."""
+    keys = list(dict.fromkeys(key for e in entries for key in [*_dict(e.train.get("model_info")), *e.model_info]))
+    view = []
+    for key in keys:
+        pairs = []
+        for entry in entries:
+            train, gold = _dict(entry.train.get("model_info")), _dict(entry.gold.get("model_info"))
+            if key in train:
+                pairs.append((info_text(train[key]), entry.label))
+            if key in gold and (key not in train or info_text(gold[key]) != info_text(train[key])):
+                pairs.append((info_text(gold[key]), f"{entry.label} eval (checkpoint)"))
+        carried = {entry.label for entry in entries if key in entry.model_info}
+        view.append((key, _distinct(pairs), len(carried) == len(entries)))
+    return view
+
+
 def provenance_view(entries: Sequence[ResultEntry], sections: Sequence[DatasetSection]) -> dict:
     stamps = [(prov, source) for entry in entries for prov, source in _provenances(entry)]
     package_names = list(dict.fromkeys(name for prov, _ in stamps for name in (prov.get("packages") or {})))
@@ -489,6 +696,7 @@ def provenance_view(entries: Sequence[ResultEntry], sections: Sequence[DatasetSe
             for name in package_names
         ],
         "gold_files": [(s.name, s.gold_sha256, s.gold_rows) for s in sections if s.gold_sha256],
+        "model_info": _model_info_view(entries),
         "results": [
             {
                 "label": entry.label,
@@ -556,18 +764,20 @@ def render_html(
     missing: Sequence[tuple[str, str]] = (),
     template_dir: str | Path | None = None,
     manifests: dict[str, dict] | None = None,
+    references: dict[str, dict] | None = None,
 ) -> str:
     """The report as a string; raises GoldHashMismatch / ValueError before rendering anything."""
     entries = list(entries)
     missing = [(str(dataset), str(model)) for dataset, model in missing]
     check_gold_hashes(entries, manifests)
     _check_unique(entries, missing)
+    references = check_references(references)
     template_dir = Path(template_dir) if template_dir is not None else DEFAULT_TEMPLATE_DIR
 
     # one colour per model name across all datasets, so a model looks the same in every chart
     model_names = list(dict.fromkeys([e.model for e in entries] + [m for _, m in missing]))
     colors = {name: charts.color_for(index) for index, name in enumerate(model_names)}
-    sections = dataset_sections(entries, missing, colors)
+    sections = dataset_sections(entries, missing, colors, references)
     for section in sections:
         if manifests and section.name in manifests:
             section.data_summary = data_summary(manifests[section.name])
@@ -594,15 +804,25 @@ def render_report(
     missing: Sequence[tuple[str, str]] = (),
     template_dir: str | Path | None = None,
     manifests: dict[str, dict] | None = None,
+    references: dict[str, dict] | None = None,
 ) -> Path:
     """Render the report to ``output_path`` (atomically) and return that path.
 
     ``missing`` lists (dataset, model) pairs without results; they are shown as missing.
     ``template_dir`` replaces the top-level report/ folder (templates/report.html.j2, style.css).
-    Nothing is written when the results fail the gold-hash or uniqueness checks.
+    ``references`` maps a dataset to published values to compare with:
+    ``{"metric": "valid_auc", "source": "text", "values": {model name: number}}``, where metric is
+    one of REFERENCE_METRICS (a table column); that section gets a "Reference" column.
+    Nothing is written when the results fail the gold-hash, uniqueness or reference checks.
     """
     html = render_html(
-        entries, title=title, run_info=run_info, missing=missing, template_dir=template_dir, manifests=manifests
+        entries,
+        title=title,
+        run_info=run_info,
+        missing=missing,
+        template_dir=template_dir,
+        manifests=manifests,
+        references=references,
     )
     output_path = Path(output_path)
     atomic_write_text(output_path, html)
@@ -612,3 +832,31 @@ def render_report(
 def build_report(pairs: Iterable[tuple[str | Path, str | Path]], output_path: str | Path, **options: Any) -> Path:
     """Load (train_metrics.json, gold_eval.json) pairs and render them: what the workflow rule calls."""
     return render_report(load_entries(pairs), output_path, **options)
+
+
+# ---------------------------------------------------------------- from the workflow config
+
+
+def dataset_models(config: dict) -> dict[str, list[str]]:
+    """{dataset: the models compared on it}: the dataset's own ``models`` list, else benchmark.models."""
+    default = list(config["benchmark"]["models"])
+    datasets = config.get("datasets") or {}
+    return {d: list((datasets.get(d) or {}).get("models", default)) for d in config["benchmark"]["datasets"]}
+
+
+def models_line(models_by_dataset: dict[str, list[str]]) -> str:
+    """All models in first-seen order; when datasets compare different models, also per dataset:
+    ``a, b, c, d (criteo_synthetic: a, b; userbehavior_synthetic: c, d)``."""
+    union = ", ".join(dict.fromkeys(m for models in models_by_dataset.values() for m in models))
+    if len({tuple(models) for models in models_by_dataset.values()}) <= 1:
+        return union
+    per_dataset = "; ".join(f"{d}: {', '.join(models)}" for d, models in models_by_dataset.items())
+    return f"{union} ({per_dataset})"
+
+
+def config_references(config: dict) -> dict[str, dict]:
+    """{dataset: its ``reference``} for the benchmark's datasets that have one."""
+    datasets = config.get("datasets") or {}
+    return {
+        d: datasets[d]["reference"] for d in config["benchmark"]["datasets"] if "reference" in (datasets.get(d) or {})
+    }

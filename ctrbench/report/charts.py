@@ -166,11 +166,11 @@ class _Canvas:
         add(_label(x_label, (self.left + self.right) / 2, self.height - 10, "middle"))
         add(_label(y_label, 0, 0, "middle", transform=f"translate(12 {(self.top + self.bottom) / 2}) rotate(-90)"))
 
-    def svg(self, label: str, css_class: str) -> str:
-        return _svg(label, css_class, self.width, self.height, "\n".join(self.parts))
+    def svg(self, label: str, css_class: str, **attrs: object) -> str:
+        return _svg(label, css_class, self.width, self.height, "\n".join(self.parts), **attrs)
 
 
-def _svg(label: str, css_class: str, width: int, height: int, body: str) -> str:
+def _svg(label: str, css_class: str, width: int, height: int, body: str, **attrs: object) -> str:
     title = _el("title", label)
     return _el(
         "svg",
@@ -181,6 +181,7 @@ def _svg(label: str, css_class: str, width: int, height: int, body: str) -> str:
         viewBox=f"0 0 {width} {height}",
         width=width,
         height=height,
+        **attrs,
     )
 
 
@@ -313,3 +314,94 @@ def line_chart_svg(
         canvas.parts.append(_el("circle", cx=legend_x + 8, cy=y, r=5, **ring))
         canvas.parts.append(_label(highlight_label, legend_x + 22, y, fill=MUTED_COLOR))
     return canvas.svg(title, "chart-lines")
+
+
+def _count_axis(largest: int, target_ticks: int = 4) -> Axis:
+    """0 .. a round number above ``largest`` (room for labels over the tallest bar), whole-number ticks."""
+    step = max(1.0, _nice_step(max(largest, 1), target_ticks))
+    top = max(1, math.ceil(largest * 1.15 / step)) * step
+    return Axis(0.0, top, tuple(i * step for i in range(round(top / step) + 1)))
+
+
+def histogram_svg(
+    edges: Sequence[float],
+    counts: Sequence[int],
+    *,
+    title: str,
+    label: str,
+    color: str,
+    x_label: str,
+    marker: float | None = None,
+    marker_label: str = "mean",
+    below: int = 0,
+    above: int = 0,
+    width: int = 340,
+    height: int = 210,
+) -> str:
+    """Bars of a precomputed histogram (``len(edges) == len(counts) + 1``) with ``marker`` drawn as a
+    dashed vertical line. ``label`` is the accessible name (``<title>`` and ``aria-label``).
+
+    For readers and tests the counts are also on the ``<svg>`` as ``data-counts`` (space separated),
+    the edges as ``data-edges``, and on each bar as ``data-count``; values outside the edges are in
+    ``data-below`` / ``data-above`` and, when there are any, written in the chart.
+    """
+    if len(edges) != len(counts) + 1 or not counts:
+        raise ValueError(f"a histogram needs len(edges) == len(counts) + 1 >= 2, got {len(edges)} and {len(counts)}")
+    lo, hi = float(edges[0]), float(edges[-1])
+    step = _nice_step(hi - lo, 4)
+    x_ticks = tuple(lo + i * step for i in range(round((hi - lo) / step) + 1) if lo + i * step <= hi + 1e-9)
+    canvas = _Canvas(width, height, Axis(lo, hi, x_ticks), _count_axis(max(counts)))
+    canvas.frame(title, x_label, "samples")
+
+    last = len(counts) - 1
+    for index, count in enumerate(counts):
+        left, right = canvas.px(float(edges[index])), canvas.px(float(edges[index + 1]))
+        top = canvas.py(float(count))
+        closing = "]" if index == last else ")"
+        tooltip = _el("title", f"[{edges[index]:g}, {edges[index + 1]:g}{closing}: {count}")
+        canvas.parts.append(
+            _el(
+                "rect",
+                children=tooltip,
+                class_="bar",
+                x=left + 0.5,
+                y=top,
+                width=max(right - left - 1.0, 0.5),
+                height=canvas.bottom - top,
+                fill=color,
+                fill_opacity=0.85,
+                data_count=str(int(count)),
+            )
+        )
+    if marker is not None and lo <= marker <= hi:
+        x = canvas.px(marker)
+        canvas.parts.append(
+            _el(
+                "line",
+                children=_el("title", f"{marker_label} {marker:.3f}"),
+                class_="marker",
+                x1=x,
+                x2=x,
+                y1=canvas.top,
+                y2=canvas.bottom,
+                stroke="#111827",
+                stroke_width=1.5,
+                stroke_dasharray="4 3",
+                data_value=f"{marker:.6g}",
+            )
+        )
+        anchor = "start" if canvas.px(marker) < (canvas.left + canvas.right) / 2 else "end"
+        offset = 4 if anchor == "start" else -4
+        canvas.parts.append(_label(f"{marker_label} {marker:.2f}", x + offset, canvas.top + 9, anchor, class_="marker-label"))
+    outside = [text for n, text in ((below, f"{below} below {lo:g}"), (above, f"{above} above {hi:g}")) if n]
+    if outside:
+        text = " · ".join(outside)
+        canvas.parts.append(_label(text, canvas.right - 4, canvas.top + 24, "end", fill=MUTED_COLOR, class_="outside"))
+    return canvas.svg(
+        label,
+        "chart-histogram",
+        data_counts=" ".join(str(int(count)) for count in counts),
+        data_edges=" ".join(f"{float(edge):g}" for edge in edges),
+        data_below=str(int(below)),
+        data_above=str(int(above)),
+    )
