@@ -31,6 +31,7 @@ from ctrbench.data.userbehavior import (
     UserBehaviorFormatError,
     UserBehaviorReader,
     _DistinctCounts,
+    _user_sampled,
     preprocess_userbehavior,
     read_userbehavior,
 )
@@ -320,7 +321,15 @@ def test_sample_rows_match_an_independent_rebuild(sample_run):
     ref = reference(plain_events(SAMPLE))
     rows = check_against_reference(out, ref, negatives=1)
     assert manifest["kind"] == MANIFEST_KIND
-    assert manifest["events"] == {"read": 1000, "in_range": 1000, "targets": 1000, "out_of_range": 0}
+    assert manifest["events"] == {
+        "read": 1000,
+        "in_range": 1000,
+        "targets": 1000,
+        "out_of_range": 0,
+        "user_sampled_out": 0,
+        "kept": 1000,
+    }
+    assert manifest["users"] == {"in_range": 11, "kept": 11, "sampled_out": 0}
     assert manifest["rows"] == {"read": 1000, "written": 2000, "bad": 0}
     assert manifest["input"]["lines"] == manifest["input"]["data_lines"] == 1000
     for split in SPLIT_NAMES:
@@ -493,9 +502,12 @@ def test_format_registry_reads_the_dataset_config(tmp_path):
         "time_split": {"valid_days": 2, "gold_days": 1},
         "time_range": ["2017-11-25", "2017-12-03"],
         "split_seed": 5,
+        "user_fraction": 0.5,
     }
     manifest = fmt.preprocess(raw, outputs, "tb", dataset, False)
     assert manifest["options"]["max_len"] == 7 and manifest["options"]["negatives"] == 2
+    assert manifest["options"]["user_fraction"] == 0.5
+    assert 0 < manifest["users"]["kept"] < manifest["users"]["in_range"] and manifest["events"]["user_sampled_out"] > 0
     assert manifest["options"]["history_behaviors"] == ["pv", "cart"] and manifest["options"]["seed"] == 5
     fm = FeatureMap.load(outputs["feature_map"])
     assert fm.dataset == "tb" and fm.sequences[0].max_len == 7
@@ -612,3 +624,158 @@ def test_distinct_counts_merge_matches_one_unique(monkeypatch):
     expected = Counter(zip(*np.concatenate(parts, axis=1).tolist()))
     assert dict(zip(zip(a.tolist(), b.tolist()), counts.tolist())) == expected
     assert list(zip(a.tolist(), b.tolist())) == sorted(expected)  # lexicographic order
+
+
+# ------------------------------------------------------------------------------------------------
+# user subsample (user_fraction)
+
+_M64 = 2**64 - 1
+
+
+def _splitmix(x: int) -> int:
+    x ^= x >> 30
+    x = x * 0xBF58476D1CE4E5B9 & _M64
+    x ^= x >> 27
+    x = x * 0x94D049BB133111EB & _M64
+    return x ^ (x >> 31)
+
+
+def hash_unit(user: int, seed: int) -> float:
+    """The user-sampling hash in plain Python ints, as U[0, 1): a user is kept iff this < fraction."""
+    h = _splitmix((seed * 0x9E3779B97F4A7C15 + 2) & _M64)
+    h = _splitmix(h ^ (user * 0x9E3779B97F4A7C15 & _M64))
+    return (h >> 11) * 2.0**-53
+
+
+def kept_users(events: list[Event], fraction: float, seed: int = 0) -> set[int]:
+    return {u for u in {e.user for e in events} if hash_unit(u, seed) < fraction}
+
+
+FRACTION = 0.3
+SUBSAMPLE_OPTIONS = {"max_len": 8, "negatives": 2, "user_fraction": FRACTION}
+
+
+@pytest.fixture(scope="module")
+def user_sample(tmp_path_factory):
+    """1000 generated users (20k events) with shuffled lines, subsampled to FRACTION."""
+    folder = tmp_path_factory.mktemp("users")
+    ordered = folder / "ordered.csv"
+    write_synthetic_userbehavior(ordered, 20_000, seed=6)
+    lines = ordered.read_text().splitlines(keepends=True)
+    random.Random(1).shuffle(lines)
+    raw = folder / "shuffled.csv"
+    raw.write_text("".join(lines))
+    manifest = run(raw, folder / "out", **SUBSAMPLE_OPTIONS)
+    return raw, ordered, folder / "out", manifest, plain_events(raw)
+
+
+def test_user_fraction_keeps_about_f_of_the_users_with_all_their_events(user_sample):
+    _, _, out, manifest, events = user_sample
+    users = {e.user for e in events}
+    kept = kept_users(events, FRACTION)
+    assert len(users) == manifest["users"]["in_range"] == 1000
+    # binomial(1000, 0.3): sd 14.5; the kept set is fixed, so this is a check of the hash, not a flaky draw
+    assert abs(len(kept) - FRACTION * len(users)) < 4 * (len(users) * FRACTION * (1 - FRACTION)) ** 0.5
+    assert manifest["users"] == {"in_range": 1000, "kept": len(kept), "sampled_out": 1000 - len(kept)}
+    kept_events = [e for e in events if e.user in kept]
+    assert manifest["events"] == {
+        "read": 20_000,
+        "in_range": 20_000,
+        "targets": len(kept_events),
+        "out_of_range": 0,
+        "user_sampled_out": 20_000 - len(kept_events),
+        "kept": len(kept_events),
+    }
+    # every row, history and negative is what an independent rebuild from the kept users' raw events
+    # alone gives: all events of a kept user are targets and fill its histories, nothing of another user
+    ref = reference(kept_events, max_len=8, negatives=2)
+    rows = check_against_reference(out, ref, negatives=2)
+    assert {rid // 3 for rid, r in rows.items() if r["label"] == 1.0} == {e.line for e in kept_events}
+    assert manifest["options"]["user_fraction"] == FRACTION
+
+
+def test_user_fraction_vocabularies_and_negatives_come_from_kept_users(user_sample):
+    _, _, out, manifest, events = user_sample
+    kept = kept_users(events, FRACTION)
+    kept_events = [e for e in events if e.user in kept]
+    sizes = {f.name: f.vocab_size for f in FeatureMap.load(out / "feature_map.json").features}
+    distinct = {
+        "users": len(kept),
+        "items": len({e.item for e in kept_events}),
+        "categories": len({e.category for e in kept_events}),
+    }
+    assert manifest["distinct"] == distinct
+    assert (sizes["user_id"], sizes["item_id"], sizes["category_id"]) == tuple(v + 1 for v in distinct.values())
+    assert distinct["items"] < len({e.item for e in events})  # dropped users' items have no id
+    fm = FeatureMap.load(out / "feature_map.json")
+    assert fm.extra["user_fraction"] == FRACTION and fm.extra["users_in_range"] == 1000
+    # popularity negatives follow the kept events' item counts (items local to the kept vocabulary)
+    item_raw = sorted({e.item for e in kept_events})
+    counts = Counter(e.item for e in kept_events)
+    negatives = [r["item_id"] for r in load_rows(out).values() if r["label"] == 0.0]
+    assert 1 <= min(negatives) and max(negatives) <= len(item_raw)
+    mean_negative = np.mean([counts[item_raw[i - 1]] for i in negatives])
+    assert mean_negative > 3 * np.mean(list(counts.values()))
+
+
+def test_user_fraction_does_not_depend_on_blocks_buckets_or_file_order(user_sample, tmp_path):
+    raw, ordered, out, manifest, _ = user_sample
+    small = run(raw, tmp_path / "small", block_bytes=4099, bucket_bytes=40_000, **SUBSAMPLE_OPTIONS)
+    assert small["options"]["buckets"] > 1 == manifest["options"]["buckets"]
+    assert load_rows(tmp_path / "small") == load_rows(out)
+    # the unshuffled file: other line numbers (row ids, negatives, same-second history order), the same
+    # users and events
+    run(ordered, tmp_path / "ordered", bucket_bytes=60_000, **SUBSAMPLE_OPTIONS)
+
+    def positives(folder: Path) -> Counter:
+        rows = load_rows(folder).values()
+        return Counter((r["user_id"], r["item_id"], r["category_id"], r["timestamp"]) for r in rows if r["label"])
+
+    assert positives(tmp_path / "ordered") == positives(out)
+
+
+def test_user_fraction_other_seed_keeps_other_users(user_sample, tmp_path):
+    raw, _, _, _, events = user_sample
+    other = run(raw, tmp_path / "other", **{**SUBSAMPLE_OPTIONS, "seed": 1})
+    kept0, kept1 = kept_users(events, FRACTION, 0), kept_users(events, FRACTION, 1)
+    assert len(kept0 & kept1) < 0.5 * len(kept1)  # ~FRACTION of them by chance
+    kept1_events = [e for e in events if e.user in kept1]
+    assert other["users"]["kept"] == len(kept1) and other["events"]["kept"] == len(kept1_events)
+    assert other["distinct"]["items"] == len({e.item for e in kept1_events})
+    # the hash itself: independent of the block an id arrives in, ~fraction of many ids
+    ids = np.arange(0, 2_000_000, 7, dtype=np.int64)
+    mask = _user_sampled(ids, FRACTION, 0)
+    assert abs(mask.mean() - FRACTION) < 0.005
+    assert [hash_unit(int(u), 0) < FRACTION for u in ids[:500]] == mask[:500].tolist()
+    np.testing.assert_array_equal(np.concatenate([_user_sampled(p, FRACTION, 0) for p in np.array_split(ids, 7)]), mask)
+
+
+def test_user_fraction_one_writes_the_same_bytes(sample_run, tmp_path):
+    _, manifest = sample_run
+    full = run(SAMPLE, tmp_path / "full", user_fraction=1.0)
+    assert full["outputs"] == manifest["outputs"]  # sha256 of the splits and the feature map
+    assert full["options"]["user_fraction"] == manifest["options"]["user_fraction"] == 1.0
+    assert "user_fraction" not in FeatureMap.load(tmp_path / "full" / "feature_map.json").extra
+    # the sampling path with every user kept writes the same splits too
+    units = [hash_unit(u, 0) for u in {e.user for e in plain_events(SAMPLE)}]
+    assert max(units) < 0.999
+    every = run(SAMPLE, tmp_path / "every", user_fraction=max(units) + 1e-9)
+    assert every["users"]["sampled_out"] == 0 and every["events"]["user_sampled_out"] == 0
+    for key in SPLIT_NAMES:
+        assert every["outputs"][key]["sha256"] == manifest["outputs"][key]["sha256"], key
+    assert every["outputs"]["feature_map"]["sha256"] != manifest["outputs"]["feature_map"]["sha256"]
+
+
+@pytest.mark.parametrize(
+    "fraction", [0, 0.0, -0.5, 1.0000001, 2, float("nan"), float("inf"), "half", "0.5", None, True]
+)
+def test_user_fraction_out_of_range_rejected(tmp_path, fraction):
+    with pytest.raises(ValueError, match=r"user_fraction must be"):
+        run(SAMPLE, tmp_path / "x", user_fraction=fraction)
+    assert not (tmp_path / "x").exists()  # rejected before anything is created
+
+
+def test_user_fraction_keeping_nobody_fails_cleanly(tmp_path):
+    with pytest.raises(ValueError, match=r"user_fraction=1e-12 .* keeps none of the 11 users"):
+        run(SAMPLE, tmp_path / "x", user_fraction=1e-12)
+    assert list((tmp_path / "x").iterdir()) == []

@@ -740,15 +740,11 @@ def preprocess_userbehavior(
         raise ValueError(f"utc_offset_hours must be in [-14, 14], got {utc_offset_hours}")
     if row_group_rows < 1 or bucket_bytes < 1:
         raise ValueError("row_group_rows and bucket_bytes must be >= 1")
-    try:
-        fraction = float(user_fraction)
-        if isinstance(user_fraction, bool):
-            raise TypeError
-    except (TypeError, ValueError):
-        raise ValueError(f"user_fraction must be a number in (0, 1], got {user_fraction!r}") from None
-    if not 0.0 < fraction <= 1.0:  # also rejects nan
+    numeric = isinstance(user_fraction, (int, float, np.integer, np.floating)) and not isinstance(user_fraction, bool)
+    fraction = float(user_fraction) if numeric else math.nan
+    if not 0.0 < fraction <= 1.0:  # also rejects nan and non-numbers
         raise ValueError(
-            f"user_fraction must be in (0, 1] (the share of users kept; 1 = all), got {user_fraction!r}"
+            f"user_fraction must be a number in (0, 1] (the share of users kept; 1 = all), got {user_fraction!r}"
         )
     sample_users = fraction < 1.0
     offset_s = round(utc_offset_hours * 3600)
