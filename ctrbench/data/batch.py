@@ -56,7 +56,8 @@ class TensorDataset:
         self.categorical = stack([f.name for f in fm.categorical], np.int32)
         self.dense = stack([f.name for f in fm.dense], np.float32)
         self.sequences = {f.name: torch.from_numpy(np.asarray(columns[f.name], dtype=np.int32)) for f in fm.sequences}
-        self.group = torch.from_numpy(np.asarray(columns[fm.group_by], dtype=np.int64)) if fm.group_by else None
+        # np.array copies: arrow's buffers are read-only, which torch.from_numpy warns about
+        self.group = torch.from_numpy(np.array(columns[fm.group_by], dtype=np.int64)) if fm.group_by else None
 
     def __len__(self) -> int:
         return self.labels.shape[0]
