@@ -32,15 +32,15 @@ rows are skipped and counted by kind, and reading fails once more than N were se
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
 from numpy.lib.stride_tricks import as_strided
 
+from ctrbench.data.reading import BadRows, CountsBytes, describe_value, line_blocks, read_csv_lines
 from ctrbench.data.schema import MISSING_ID, ROW_ID
 
 LABEL = "label"
@@ -57,7 +57,6 @@ DEFAULT_HASH_BINS = 2_000_000
 # A Criteo line is < 1 KiB; a longer run without a newline means the file is not this format, and
 # buffering it would break the memory bound.
 MAX_LINE_BYTES = 1 << 20
-MAX_EXAMPLES = 10  # bad-row messages kept for the manifest
 
 DENSE_TRANSFORM = "float32 sign(x) * log1p(|x|); missing -> 0.0"
 CATEGORICAL_TRANSFORM = "int32 missing -> 0; else 1 + (uint32(8 hex digits) % (hash_bins - 1))"
@@ -76,18 +75,6 @@ _KIND_OF_COLUMN = np.array([1] + [2] * len(DENSE) + [3] * len(CATEGORICAL), dtyp
 
 class CriteoFormatError(ValueError):
     """A Criteo file that does not parse; the message names file, line, column and problem."""
-
-
-@dataclass
-class BadRows:
-    """Skipped rows, counted by kind, with the first few messages for the manifest."""
-
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BAD_ROW_KINDS, 0))
-    examples: list[str] = field(default_factory=list)
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
 
 
 @dataclass
@@ -220,12 +207,7 @@ def _per_chunk(column: pa.ChunkedArray, parse) -> list[np.ndarray]:
     return [np.concatenate(p) for p in zip(*parts)]
 
 
-def _describe(value: bytes) -> str:
-    text = value.decode("utf-8", errors="replace")
-    return repr(text if len(text) <= 40 else text[:40] + "...")
-
-
-class CriteoReader:
+class CriteoReader(CountsBytes):
     """Iterate over a Criteo DAC file as transformed ``CriteoBlock``s with bounded memory.
 
     After iteration: ``lines`` (physical lines, header included), ``data_lines`` (lines after the
@@ -276,7 +258,7 @@ class CriteoReader:
         self.lines = 0
         self.rows = 0
         self.bytes_read = 0
-        self.bad = BadRows()
+        self.bad = BadRows.of(BAD_ROW_KINDS)
 
     @property
     def data_lines(self) -> int:
@@ -284,44 +266,27 @@ class CriteoReader:
 
     def __iter__(self) -> Iterator[CriteoBlock]:
         self._reset()
-        pending = b""
         header_pending = self.header
-        with open(self.path, "rb") as handle:
-            while True:
-                chunk = handle.read(self.block_bytes)
-                eof = not chunk
-                data = pending + chunk if pending else chunk
-                del chunk  # keep one copy of the block alive, not two
-                if eof:
-                    end, pending = len(data), b""
-                else:
-                    end = data.rfind(b"\n") + 1
-                    if end == 0:  # no complete line yet: keep reading (tiny blocks, long lines)
-                        if len(data) > max(MAX_LINE_BYTES, self.block_bytes):
-                            raise CriteoFormatError(
-                                f"{self.path}:{self.lines + 1}: line longer than {MAX_LINE_BYTES} bytes; not a Criteo file?"
-                            )
-                        pending = data
-                        continue
-                    pending = data[end:]
-                start = 0
-                if header_pending and end:
-                    start = self._check_header(data, end)
-                    header_pending = False
-                if end > start:
-                    block = self._parse_block(data, start, end, terminated=data[end - 1] == 10)
-                    if len(block):
-                        self.rows += len(block)
-                        yield block
-                consumed = len(data) - len(pending)
-                self.bytes_read += consumed
-                if self.on_bytes is not None and consumed:
-                    self.on_bytes(consumed)
-                if eof:
-                    break
+        for data, end in line_blocks(
+            self.path, self.block_bytes, MAX_LINE_BYTES, too_long=self._too_long, consumed=self._consumed
+        ):
+            start = 0
+            if header_pending and end:
+                start = self._check_header(data, end)
+                header_pending = False
+            if end > start:
+                block = self._parse_block(data, start, end, terminated=data[end - 1] == 10)
+                if len(block):
+                    self.rows += len(block)
+                    yield block
         if self.rows == 0:
             skipped = f" ({self.bad.total} bad rows skipped)" if self.bad.total else ""
             raise CriteoFormatError(f"{self.path}: no data rows{skipped}")
+
+    def _too_long(self) -> CriteoFormatError:
+        return CriteoFormatError(
+            f"{self.path}:{self.lines + 1}: line longer than {MAX_LINE_BYTES} bytes; not a Criteo file?"
+        )
 
     def _check_header(self, data: bytes, end: int) -> int:
         """Check the header line; returns the offset of the first data line."""
@@ -338,77 +303,9 @@ class CriteoReader:
     def _parse_block(self, data: bytes, start: int, end: int, terminated: bool) -> CriteoBlock:
         """Parse the complete lines ``data[start:end]``; the last lacks its newline only at end of file."""
         first_line = self.lines + 1
-        raw = np.frombuffer(data, np.uint8, count=end - start, offset=start)
-        body = pa.py_buffer(data).slice(start, end - start)  # zero-copy view for Arrow
-        ends = np.flatnonzero(raw == 10)
-        if not terminated:
-            ends = np.append(ends, len(raw))
-        n_lines = len(ends)
-        self.lines += n_lines
-        starts = np.concatenate([[0], ends[:-1] + 1])
-        length = ends - starts
-        # Arrow silently drops empty lines (ignore_empty_lines, see below); they are field_count errors
-        empty = (length == 0) | ((length == 1) & (raw[np.minimum(starts, len(raw) - 1)] == 13))
-        delim = ord(self.delimiter)
-        stray_cr = np.zeros(n_lines, bool)
-        if data.find(b"\r", start, end) >= 0:
-            # Arrow ends a line at a lone CR, numpy only at LF: a CR inside a line would split it in
-            # two for Arrow and shift every later row. Such lines are bad; they are overwritten with
-            # a non-delimiter byte, a one-field line that Arrow skips as a wrong-count row.
-            cr = np.flatnonzero(raw == 13)
-            cr = cr[(cr + 1 < len(raw)) & (raw[np.minimum(cr + 1, len(raw) - 1)] != 10)]
-            cr = cr[~empty[np.searchsorted(ends, cr)]]
-            if len(cr):
-                stray_cr[np.searchsorted(ends, cr)] = True
-                edges = np.zeros(len(raw) + 1, np.int32)
-                np.add.at(edges, starts[stray_cr], 1)
-                np.add.at(edges, ends[stray_cr], -1)
-                raw = raw.copy()
-                raw[np.cumsum(edges[:-1]) > 0] = ord("x") if delim != ord("x") else ord("y")
-                body = pa.py_buffer(raw)
-
-        n_skipped = 0
-
-        def skip(_row) -> str:
-            nonlocal n_skipped
-            n_skipped += 1
-            return "skip"
-
-        table = pa_csv.read_csv(
-            pa.BufferReader(body),
-            read_options=pa_csv.ReadOptions(
-                column_names=COLUMNS,
-                use_threads=True,
-                block_size=max(1 << 20, (end - start) // 4),  # a few chunks: parallel, little per-chunk overhead
-            ),
-            parse_options=pa_csv.ParseOptions(
-                delimiter=self.delimiter,
-                quote_char=False,
-                escape_char=False,
-                # Arrow reads an empty line as a row of empty fields, not as an invalid row, so it
-                # must drop them for its rows to stay aligned with the well-formed lines.
-                ignore_empty_lines=True,
-                invalid_row_handler=skip,
-            ),
-            convert_options=pa_csv.ConvertOptions(
-                column_types={c: pa.binary() for c in COLUMNS},  # raw bytes: no UTF-8 check, no inference
-                strings_can_be_null=False,
-            ),
-        )
-        del body
-        line_bad = empty | stray_cr
-        n_delims = None
-        if n_skipped:
-            # only now count delimiters per line: which lines did Arrow skip? (vectorised, but it
-            # costs ~2x the block in temporaries, so the clean common case avoids it)
-            n_delims = np.diff(np.searchsorted(np.flatnonzero(raw == delim), ends), prepend=0)
-            line_bad |= n_delims != N_FIELDS - 1
-        good_lines = first_line + np.flatnonzero(~line_bad)
-        if table.num_rows != len(good_lines):
-            raise RuntimeError(
-                f"{self.path}: lines {first_line}-{first_line + n_lines - 1}: Arrow read {table.num_rows} rows "
-                f"where the line scan found {len(good_lines)} well-formed lines"
-            )
+        table, scan = read_csv_lines(self.path, data, start, end, terminated, first_line, COLUMNS, self.delimiter)
+        self.lines += len(scan.ends)
+        line_bad, good_lines = scan.line_bad, scan.good_lines
 
         n = table.num_rows
         first_bad_col = np.full(n, -1, np.int16)  # first failing column per row, -1 if none
@@ -433,10 +330,17 @@ class CriteoReader:
         block = CriteoBlock(columns)
         row_bad = first_bad_col >= 0
         if line_bad.any() or row_bad.any():
-            if n_delims is None:
-                n_delims = np.diff(np.searchsorted(np.flatnonzero(raw == delim), ends), prepend=0)
             self._account(
-                table, block, first_line, ends, terminated, line_bad, stray_cr, n_delims, row_bad, first_bad_col
+                table,
+                block,
+                first_line,
+                scan.ends,
+                terminated,
+                line_bad,
+                scan.stray_cr,
+                scan.delimiters(),
+                row_bad,
+                first_bad_col,
             )
             block = block.take(~row_bad)
         del table
@@ -470,7 +374,7 @@ class CriteoReader:
                     problem = "is not an integer" if self.dense_values == "integer" else "is not a number"
                 else:
                     problem = "is not 8 hex digits"
-                return f"{self.path}:{line}: column {name}: {_describe(value)} {problem}"
+                return f"{self.path}:{line}: column {name}: {describe_value(value)} {problem}"
             k = int(source[i])
             if stray_cr[k]:
                 return f"{self.path}:{line}: carriage return inside the line"
@@ -478,19 +382,7 @@ class CriteoReader:
             hint = " (last line has no newline: truncated file?)" if last else ""
             return f"{self.path}:{line}: expected {N_FIELDS} fields, found {int(n_delims[k]) + 1}{hint}"
 
-        budget = self.max_bad_rows - self.bad.total  # bad rows still allowed
-        over = len(all_lines) > budget
-        counted = kinds[: budget + 1] if over else kinds  # up to the row that broke the limit
-        for i, n in enumerate(np.bincount(counted, minlength=len(BAD_ROW_KINDS))):
-            self.bad.counts[BAD_ROW_KINDS[i]] += int(n)
-        if over:
-            text = message(budget)
-            if self.max_bad_rows:
-                summary = ", ".join(f"{k}={v}" for k, v in self.bad.counts.items() if v)
-                text += f" (more than max_bad_rows={self.max_bad_rows} bad rows: {summary})"
-            raise CriteoFormatError(text)
-        for i in range(min(len(all_lines), MAX_EXAMPLES - len(self.bad.examples))):
-            self.bad.examples.append(message(i))
+        self.bad.record(kinds, message, self.max_bad_rows, CriteoFormatError)
 
 
 def read_criteo(path: str | Path, **options) -> CriteoBlock:

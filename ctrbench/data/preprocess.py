@@ -15,18 +15,13 @@ that fails leaves nothing that looks complete.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from ctrbench.atomic import partial_path
 from ctrbench.data.criteo import (
     BAD_ROW_KINDS,
     CATEGORICAL,
@@ -41,6 +36,7 @@ from ctrbench.data.criteo import (
     CriteoReader,
     count_lines,
 )
+from ctrbench.data.outputs import OUTPUT_FILES, SplitWriter, StagedOutputs, output_paths
 from ctrbench.data.schema import Feature, FeatureMap
 from ctrbench.data.splits import (
     DEFAULT_SPLITS,
@@ -50,71 +46,13 @@ from ctrbench.data.splits import (
     check_split_files,
     resolve_split_counts,
 )
-from ctrbench.provenance import package_versions, sha256_file
+from ctrbench.provenance import package_versions
 
 MANIFEST_KIND = "ctrbench.preprocess.criteo/1"
-OUTPUT_FILES = {
-    "train": "train.parquet",
-    "valid": "valid.parquet",
-    "gold": "gold.parquet",
-    "feature_map": "feature_map.json",
-    "manifest": "manifest.json",
-}
 ROW_GROUP_ROWS = 1 << 17
 COMPRESSION = "zstd"
 # distinct ids per field are counted with one bool per id; above this it is not "cheap"
 MAX_DISTINCT_BINS = 1 << 24
-
-
-class _SplitWriter:
-    """Streams one split to parquet in row groups of exactly ``row_group_rows`` rows."""
-
-    def __init__(self, path: Path, row_group_rows: int, compression: str):
-        self.path = path
-        self.row_group_rows = row_group_rows
-        self.writer = pq.ParquetWriter(path, OUTPUT_SCHEMA, compression=compression)
-        self.pending: list[CriteoBlock] = []
-        self.pending_rows = 0
-        self.rows = 0
-        self.positives = 0.0
-
-    def add(self, block: CriteoBlock) -> None:
-        if not len(block):
-            return
-        self.rows += len(block)
-        self.positives += float(block.columns[LABEL].sum(dtype=np.float64))
-        self.pending.append(block)
-        self.pending_rows += len(block)
-        if self.pending_rows >= self.row_group_rows:
-            self._flush(final=False)
-
-    def _flush(self, final: bool) -> None:
-        merged = CriteoBlock.concat(self.pending)
-        full = len(merged) if final else len(merged) // self.row_group_rows * self.row_group_rows
-        if full:
-            self.writer.write_table(merged.take(slice(0, full)).to_arrow(), row_group_size=self.row_group_rows)
-        rest = merged.take(slice(full, None))
-        self.pending, self.pending_rows = ([rest] if len(rest) else []), len(rest)
-
-    def close(self) -> None:
-        if self.pending_rows:
-            self._flush(final=True)
-        self.writer.close()
-
-
-def _output_paths(out_dir: str | Path | None, outputs: Mapping[str, str | Path] | None) -> dict[str, Path]:
-    paths = {k: Path(out_dir) / name for k, name in OUTPUT_FILES.items()} if out_dir is not None else {}
-    for key, value in (outputs or {}).items():
-        if key not in OUTPUT_FILES:
-            raise ValueError(f"unknown output {key!r}; expected some of {list(OUTPUT_FILES)}")
-        paths[key] = Path(value)
-    missing = [k for k in OUTPUT_FILES if k not in paths]
-    if missing:
-        raise ValueError(f"no path for outputs {missing}: give out_dir or outputs with every key")
-    if len({p.resolve() for p in paths.values()}) != len(paths):
-        raise ValueError(f"two outputs share a path: {paths}")
-    return paths
-
 
 
 def preprocess_criteo(
@@ -147,7 +85,7 @@ def preprocess_criteo(
     Reader options as ``CriteoReader``.
     """
     raw_path = Path(raw_path)
-    paths = _output_paths(out_dir, outputs)
+    paths = output_paths(out_dir, outputs)
     spec = dict(splits if splits is not None else DEFAULT_SPLITS)
     if set(spec) != set(SPLITS):
         raise ValueError(f"splits must name exactly {SPLITS}, got {list(spec)}")
@@ -170,15 +108,16 @@ def preprocess_criteo(
     assigner = SplitAssigner(planned, split_seed)
     first_data_line = 2 if header else 1
 
-    for path in paths.values():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    temps = {k: partial_path(p) for k, p in paths.items()}
-    writers: dict[str, _SplitWriter] = {}
+    staged = StagedOutputs(paths)
+    temps = staged.temps
+    writers: dict[str, SplitWriter] = {}
     count_distinct = hash_bins <= MAX_DISTINCT_BINS
     seen = {c: np.zeros(hash_bins, bool) for c in CATEGORICAL} if count_distinct else {}
     try:
         for name in planned:
-            writers[name] = _SplitWriter(temps[name], row_group_rows, compression)
+            writers[name] = SplitWriter(
+                temps[name], OUTPUT_SCHEMA, row_group_rows, compression, concat=CriteoBlock.concat, label=LABEL
+            )
         with tqdm(
             total=raw_path.stat().st_size, unit="B", unit_scale=True, desc=raw_path.name, disable=not progress
         ) as bar:
@@ -217,15 +156,6 @@ def preprocess_criteo(
         )
         feature_map.save(temps["feature_map"])
 
-        manifest_dir = paths["manifest"].parent
-
-        def describe(key: str) -> dict:
-            return {
-                "path": os.path.relpath(paths[key], manifest_dir),
-                "bytes": temps[key].stat().st_size,
-                "sha256": sha256_file(temps[key]),
-            }
-
         manifest = {
             "kind": MANIFEST_KIND,
             "dataset": dataset_name,
@@ -258,23 +188,14 @@ def preprocess_criteo(
                 for name, w in writers.items()
             },
             "transforms": {"dense": DENSE_TRANSFORM, "categorical": CATEGORICAL_TRANSFORM},
-            "outputs": {key: describe(key) for key in (*planned, "feature_map")},
+            "outputs": {key: staged.describe(key) for key in (*planned, "feature_map")},
             "packages": package_versions(("numpy", "pyarrow")),
         }
         assert set(manifest["bad_rows"]) == set(BAD_ROW_KINDS)
-        temps["manifest"].write_text(json.dumps(manifest, indent=2) + "\n")
-
-        # a stale manifest must not describe the new files while they are being renamed
-        paths["manifest"].unlink(missing_ok=True)
-        for key in (*planned, "feature_map", "manifest"):
-            os.replace(temps[key], paths[key])
+        staged.publish(manifest, (*planned, "feature_map"))
         return manifest
     except BaseException:
-        for writer in writers.values():
-            with contextlib.suppress(Exception):  # already failing: cleanup is best effort
-                writer.writer.close()
-        for temp in temps.values():
-            temp.unlink(missing_ok=True)
+        staged.discard(w.writer for w in writers.values())
         raise
 
 

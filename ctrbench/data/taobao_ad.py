@@ -67,9 +67,6 @@ above is always an error.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,25 +75,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from ctrbench.atomic import atomic_path, partial_path
+from ctrbench.atomic import atomic_path
 from ctrbench.data.criteo import (
-    MAX_EXAMPLES,
     MAX_LINE_BYTES,
-    BadRows,
     _binary_views,
-    _describe,
     _parse_float,
     _parse_label,
     _per_chunk,
     count_lines,
 )
-from ctrbench.data.preprocess import COMPRESSION, MAX_DISTINCT_BINS, ROW_GROUP_ROWS, _output_paths
+from ctrbench.data.outputs import SplitWriter, StagedOutputs, output_paths
+from ctrbench.data.preprocess import COMPRESSION, MAX_DISTINCT_BINS, ROW_GROUP_ROWS
+from ctrbench.data.reading import BadRows, CountsBytes, describe_value, line_blocks, read_csv_lines
 from ctrbench.data.schema import MISSING_ID, ROW_ID, Feature, FeatureMap
 from ctrbench.data.splits import SPLIT_BLOCK_LINES, SplitAssigner, check_split_files, resolve_split_counts
-from ctrbench.provenance import package_versions, sha256_file
+from ctrbench.provenance import package_versions
 
 HEADER = (
     "clk,time_stamp,userid,adgroup_id,pid,cate_id,campaign_id,customer,brand,price,cms_segid,cms_group_id,"
@@ -258,7 +253,7 @@ def _sequence_problem(value: bytes) -> str:
         if not token:
             return f"has an empty id at position {i}"
         if not token.isdigit():
-            return f"has id {_describe(token)} at position {i}, not an integer"
+            return f"has id {describe_value(token)} at position {i}, not an integer"
     return "is not ^-joined integer ids"
 
 
@@ -342,7 +337,7 @@ def _check_header_line(path: Path, line: bytes) -> None:
         )
 
 
-class TaobaoAdReader:
+class TaobaoAdReader(CountsBytes):
     """Iterate over one Taobao ad CSV as transformed ``TaobaoAdBlock``s with bounded memory.
 
     ``row_id_offset`` is added to the physical line numbers. ``bad`` may be a ``BadRows`` shared
@@ -382,7 +377,7 @@ class TaobaoAdReader:
         self.lines = 0
         self.rows = 0
         self.bytes_read = 0
-        self.bad = self._shared_bad if self._shared_bad is not None else BadRows(dict.fromkeys(BAD_ROW_KINDS, 0))
+        self.bad = self._shared_bad if self._shared_bad is not None else BadRows.of(BAD_ROW_KINDS)
         self._bad_before = self.bad.total
 
     @property
@@ -396,116 +391,39 @@ class TaobaoAdReader:
 
     def __iter__(self) -> Iterator[TaobaoAdBlock]:
         self._reset()
-        pending = b""
         header_pending = True
-        with open(self.path, "rb") as handle:
-            while True:
-                chunk = handle.read(self.block_bytes)
-                eof = not chunk
-                data = pending + chunk if pending else chunk
-                del chunk
-                if eof:
-                    end, pending = len(data), b""
-                else:
-                    end = data.rfind(b"\n") + 1
-                    if end == 0:  # no complete line yet
-                        if len(data) > max(MAX_LINE_BYTES, self.block_bytes):
-                            raise TaobaoAdFormatError(
-                                f"{self.path}:{self.lines + 1}: line longer than {MAX_LINE_BYTES} bytes; "
-                                "not a TaobaoAd_x1 CSV?"
-                            )
-                        pending = data
-                        continue
-                    pending = data[end:]
-                start = 0
-                if header_pending and end:
-                    nl = data.find(b"\n", 0, end)
-                    _check_header_line(self.path, data[: end if nl < 0 else nl])
-                    self.lines += 1
-                    start = end if nl < 0 else nl + 1
-                    header_pending = False
-                if end > start:
-                    block = self._parse_block(data, start, end, terminated=data[end - 1] == 10)
-                    if len(block):
-                        self.rows += len(block)
-                        yield block
-                consumed = len(data) - len(pending)
-                self.bytes_read += consumed
-                if self.on_bytes is not None and consumed:
-                    self.on_bytes(consumed)
-                if eof:
-                    break
+        for data, end in line_blocks(
+            self.path, self.block_bytes, MAX_LINE_BYTES, too_long=self._too_long, consumed=self._consumed
+        ):
+            start = 0
+            if header_pending and end:
+                nl = data.find(b"\n", 0, end)
+                _check_header_line(self.path, data[: end if nl < 0 else nl])
+                self.lines += 1
+                start = end if nl < 0 else nl + 1
+                header_pending = False
+            if end > start:
+                block = self._parse_block(data, start, end, terminated=data[end - 1] == 10)
+                if len(block):
+                    self.rows += len(block)
+                    yield block
         if header_pending:
             raise TaobaoAdFormatError(f"{self.path}: empty file; expected the header line {HEADER!r}")
         if self.rows == 0:
             skipped = f" ({self.bad_rows} bad rows skipped)" if self.bad_rows else ""
             raise TaobaoAdFormatError(f"{self.path}: no data rows{skipped}")
 
+    def _too_long(self) -> TaobaoAdFormatError:
+        return TaobaoAdFormatError(
+            f"{self.path}:{self.lines + 1}: line longer than {MAX_LINE_BYTES} bytes; not a TaobaoAd_x1 CSV?"
+        )
+
     def _parse_block(self, data: bytes, start: int, end: int, terminated: bool) -> TaobaoAdBlock:
         """Parse the complete lines ``data[start:end]`` (the last lacks its newline only at end of file)."""
         first_line = self.lines + 1
-        raw = np.frombuffer(data, np.uint8, count=end - start, offset=start)
-        body = pa.py_buffer(data).slice(start, end - start)
-        ends = np.flatnonzero(raw == 10)
-        if not terminated:
-            ends = np.append(ends, len(raw))
-        n_lines = len(ends)
-        self.lines += n_lines
-        starts = np.concatenate([[0], ends[:-1] + 1])
-        length = ends - starts
-        # Arrow drops empty lines (ignore_empty_lines below): they are field_count errors
-        empty = (length == 0) | ((length == 1) & (raw[np.minimum(starts, len(raw) - 1)] == 13))
-        stray_cr = np.zeros(n_lines, bool)
-        if data.find(b"\r", start, end) >= 0:
-            # Arrow also ends a line at a lone CR: such a line is bad, and is overwritten with a
-            # comma-free byte so that Arrow sees a one-field line and skips it (rows stay aligned)
-            cr = np.flatnonzero(raw == 13)
-            cr = cr[(cr + 1 < len(raw)) & (raw[np.minimum(cr + 1, len(raw) - 1)] != 10)]
-            cr = cr[~empty[np.searchsorted(ends, cr)]]
-            if len(cr):
-                stray_cr[np.searchsorted(ends, cr)] = True
-                edges = np.zeros(len(raw) + 1, np.int32)
-                np.add.at(edges, starts[stray_cr], 1)
-                np.add.at(edges, ends[stray_cr], -1)
-                raw = raw.copy()
-                raw[np.cumsum(edges[:-1]) > 0] = ord("x")
-                body = pa.py_buffer(raw)
-
-        n_skipped = 0
-
-        def skip(_row) -> str:
-            nonlocal n_skipped
-            n_skipped += 1
-            return "skip"
-
-        table = pa_csv.read_csv(
-            pa.BufferReader(body),
-            read_options=pa_csv.ReadOptions(
-                column_names=COLUMNS, use_threads=True, block_size=max(1 << 20, (end - start) // 4)
-            ),
-            parse_options=pa_csv.ParseOptions(
-                delimiter=",",
-                quote_char=False,
-                escape_char=False,
-                ignore_empty_lines=True,
-                invalid_row_handler=skip,
-            ),
-            convert_options=pa_csv.ConvertOptions(
-                column_types={c: pa.binary() for c in COLUMNS}, strings_can_be_null=False
-            ),
-        )
-        del body
-        line_bad = empty | stray_cr
-        n_delims = None
-        if n_skipped:
-            n_delims = np.diff(np.searchsorted(np.flatnonzero(raw == ord(",")), ends), prepend=0)
-            line_bad |= n_delims != N_FIELDS - 1
-        good_lines = first_line + np.flatnonzero(~line_bad)
-        if table.num_rows != len(good_lines):
-            raise RuntimeError(
-                f"{self.path}: lines {first_line}-{first_line + n_lines - 1}: Arrow read {table.num_rows} rows "
-                f"where the line scan found {len(good_lines)} well-formed lines"
-            )
+        table, scan = read_csv_lines(self.path, data, start, end, terminated, first_line, COLUMNS, ",")
+        self.lines += len(scan.ends)
+        line_bad, good_lines = scan.line_bad, scan.good_lines
 
         n = table.num_rows
         first_bad_col = np.full(n, -1, np.int16)
@@ -538,9 +456,17 @@ class TaobaoAdReader:
 
         row_bad = first_bad_col >= 0
         if line_bad.any() or row_bad.any():
-            if n_delims is None:
-                n_delims = np.diff(np.searchsorted(np.flatnonzero(raw == ord(",")), ends), prepend=0)
-            self._account(table, block, first_line, ends, terminated, line_bad, stray_cr, n_delims, first_bad_col)
+            self._account(
+                table,
+                block,
+                first_line,
+                scan.ends,
+                terminated,
+                line_bad,
+                scan.stray_cr,
+                scan.delimiters(),
+                first_bad_col,
+            )
             block = block.take(~row_bad)
         del table
         pa.default_memory_pool().release_unused()
@@ -575,7 +501,7 @@ class TaobaoAdReader:
                     problem = "is not a number"
                 else:
                     problem = _sequence_problem(value)
-                return f"{self.path}:{line}: column {name}: {_describe(value)} {problem}"
+                return f"{self.path}:{line}: column {name}: {describe_value(value)} {problem}"
             k = int(source[i])
             if stray_cr[k]:
                 return f"{self.path}:{line}: carriage return inside the line"
@@ -583,19 +509,7 @@ class TaobaoAdReader:
             hint = " (last line has no newline: truncated file?)" if last else ""
             return f"{self.path}:{line}: expected {N_FIELDS} fields, found {int(n_delims[k]) + 1}{hint}"
 
-        budget = self.max_bad_rows - self.bad.total
-        over = len(all_lines) > budget
-        counted = kinds[: budget + 1] if over else kinds
-        for i, n in enumerate(np.bincount(counted, minlength=len(BAD_ROW_KINDS))):
-            self.bad.counts[BAD_ROW_KINDS[i]] += int(n)
-        if over:
-            text = message(budget)
-            if self.max_bad_rows:
-                summary = ", ".join(f"{k}={v}" for k, v in self.bad.counts.items() if v)
-                text += f" (more than max_bad_rows={self.max_bad_rows} bad rows: {summary})"
-            raise TaobaoAdFormatError(text)
-        for i in range(min(len(all_lines), MAX_EXAMPLES - len(self.bad.examples))):
-            self.bad.examples.append(message(i))
+        self.bad.record(kinds, message, self.max_bad_rows, TaobaoAdFormatError)
 
 
 def read_taobao_ad(path: str | Path, **options) -> TaobaoAdBlock:
@@ -605,42 +519,6 @@ def read_taobao_ad(path: str | Path, **options) -> TaobaoAdBlock:
 
 
 # -------------------------------------------------------------------------------------- preprocess
-
-
-class _SplitWriter:
-    """Streams one split to parquet in row groups of exactly ``row_group_rows`` rows."""
-
-    def __init__(self, path: Path, max_len: int, row_group_rows: int, compression: str):
-        self.max_len = max_len
-        self.row_group_rows = row_group_rows
-        self.writer = pq.ParquetWriter(path, output_schema(max_len), compression=compression)
-        self.pending: list[TaobaoAdBlock] = []
-        self.pending_rows = 0
-        self.rows = 0
-        self.positives = 0.0
-
-    def add(self, block: TaobaoAdBlock) -> None:
-        if not len(block):
-            return
-        self.rows += len(block)
-        self.positives += float(block.columns[LABEL].sum(dtype=np.float64))
-        self.pending.append(block)
-        self.pending_rows += len(block)
-        if self.pending_rows >= self.row_group_rows:
-            self._flush(final=False)
-
-    def _flush(self, final: bool) -> None:
-        merged = TaobaoAdBlock.concat(self.pending, self.max_len)
-        full = len(merged) if final else len(merged) // self.row_group_rows * self.row_group_rows
-        if full:
-            self.writer.write_table(merged.take(slice(0, full)).to_arrow(), row_group_size=self.row_group_rows)
-        rest = merged.take(slice(full, None))
-        self.pending, self.pending_rows = ([rest] if len(rest) else []), len(rest)
-
-    def close(self) -> None:
-        if self.pending_rows:
-            self._flush(final=True)
-        self.writer.close()
 
 
 def preprocess_taobao_ad(
@@ -675,7 +553,7 @@ def preprocess_taobao_ad(
         raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
     if row_group_rows < 1:
         raise ValueError(f"row_group_rows must be >= 1, got {row_group_rows}")
-    paths = _output_paths(None, outputs)
+    paths = output_paths(None, outputs)
     for path in inputs.values():
         check_header(path)  # every file, before any long pass
 
@@ -684,7 +562,7 @@ def preprocess_taobao_ad(
     for key in inputs:  # train, valid, gold order
         offsets[key] = offset
         offset += lines[key]
-    bad = BadRows(dict.fromkeys(BAD_ROW_KINDS, 0))
+    bad = BadRows.of(BAD_ROW_KINDS)
     readers = {
         key: TaobaoAdReader(
             path,
@@ -708,15 +586,21 @@ def preprocess_taobao_ad(
         assigner = None
         planned = {k: data_lines[k] for k in ("train", "valid", "gold")}
 
-    for path in paths.values():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    temps = {k: partial_path(p) for k, p in paths.items()}
-    writers: dict[str, _SplitWriter] = {}
+    staged = StagedOutputs(paths)
+    temps = staged.temps
+    writers: dict[str, SplitWriter] = {}
     count_distinct = hash_bins <= MAX_DISTINCT_BINS
     seen = {c: np.zeros(hash_bins, bool) for c in [*CATEGORICAL, SEQUENCE]} if count_distinct else {}
     try:
         for name in ("train", "valid", "gold"):
-            writers[name] = _SplitWriter(temps[name], max_len, row_group_rows, compression)
+            writers[name] = SplitWriter(
+                temps[name],
+                output_schema(max_len),
+                row_group_rows,
+                compression,
+                concat=lambda blocks: TaobaoAdBlock.concat(blocks, max_len),
+                label=LABEL,
+            )
         total_bytes = sum(p.stat().st_size for p in inputs.values())
         with tqdm(total=total_bytes, unit="B", unit_scale=True, desc=dataset_name, disable=not progress) as bar:
             for key, reader in readers.items():
@@ -771,15 +655,6 @@ def preprocess_taobao_ad(
         )
         feature_map.save(temps["feature_map"])
 
-        manifest_dir = paths["manifest"].parent
-
-        def describe(key: str) -> dict:
-            return {
-                "path": os.path.relpath(paths[key], manifest_dir),
-                "bytes": temps[key].stat().st_size,
-                "sha256": sha256_file(temps[key]),
-            }
-
         def describe_input(key: str) -> dict | None:
             if key not in inputs:
                 return None
@@ -824,21 +699,13 @@ def preprocess_taobao_ad(
                 for name, w in writers.items()
             },
             "transforms": transforms,
-            "outputs": {key: describe(key) for key in ("train", "valid", "gold", "feature_map")},
+            "outputs": {key: staged.describe(key) for key in ("train", "valid", "gold", "feature_map")},
             "packages": package_versions(("numpy", "pyarrow")),
         }
-        temps["manifest"].write_text(json.dumps(manifest, indent=2) + "\n")
-
-        paths["manifest"].unlink(missing_ok=True)  # a stale manifest must not describe the new files
-        for key in ("train", "valid", "gold", "feature_map", "manifest"):
-            os.replace(temps[key], paths[key])
+        staged.publish(manifest, ("train", "valid", "gold", "feature_map"))
         return manifest
     except BaseException:
-        for writer in writers.values():
-            with contextlib.suppress(Exception):
-                writer.writer.close()
-        for temp in temps.values():
-            temp.unlink(missing_ok=True)
+        staged.discard(w.writer for w in writers.values())
         raise
 
 

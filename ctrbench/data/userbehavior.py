@@ -50,16 +50,13 @@ into encoding the two 50-id histories of every output row into parquet.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
-import json
 import math
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -68,11 +65,11 @@ import pyarrow.parquet as pq
 from numpy.lib.stride_tricks import as_strided
 from tqdm import tqdm
 
-from ctrbench.atomic import partial_path
-from ctrbench.data.preprocess import OUTPUT_FILES, _output_paths
+from ctrbench.data.outputs import OUTPUT_FILES, StagedOutputs, output_paths
+from ctrbench.data.reading import BadRows, CountsBytes, describe_value, line_blocks
 from ctrbench.data.schema import MISSING_ID, ROW_ID, Feature, FeatureMap
 from ctrbench.data.splits import SPLITS, check_split_files
-from ctrbench.provenance import package_versions, sha256_file
+from ctrbench.provenance import package_versions
 
 COLUMNS = ["user_id", "item_id", "category_id", "behavior_type", "timestamp"]
 N_FIELDS = len(COLUMNS)
@@ -83,7 +80,6 @@ _KIND_OF_COLUMN = np.array([1, 1, 1, 2, 3], np.int8)  # column -> index into BAD
 DEFAULT_BLOCK_BYTES = 32 << 20
 DEFAULT_BUCKET_BYTES = 64 << 20  # one user bucket per this much input
 MAX_LINE_BYTES = 1 << 20  # a UserBehavior line is < 64 bytes; a longer one means a wrong file
-MAX_EXAMPLES = 10
 _MAX_DIGITS = 19  # 19 decimal digits fit uint64 during decoding; int64 range checked after
 _INT64_MAX = np.uint64(2**63 - 1)
 
@@ -101,18 +97,6 @@ _TOKEN_KEYS = np.array([int.from_bytes(b.encode().ljust(4, b"\0"), "little") for
 
 class UserBehaviorFormatError(ValueError):
     """A UserBehavior file that does not parse; the message names file, line, column and value."""
-
-
-@dataclass
-class BadRows:
-    """Skipped rows, counted by kind, with the first few messages for the manifest."""
-
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BAD_ROW_KINDS, 0))
-    examples: list[str] = field(default_factory=list)
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
 
 
 @dataclass
@@ -202,12 +186,7 @@ def _parse_behavior(padded: np.ndarray, starts: np.ndarray, lens: np.ndarray):
     return match.argmax(axis=1).astype(np.int8), bad
 
 
-def _describe(value: bytes) -> str:
-    text = value.decode("utf-8", errors="replace")
-    return repr(text if len(text) <= 40 else text[:40] + "...")
-
-
-class UserBehaviorReader:
+class UserBehaviorReader(CountsBytes):
     """Iterate over a UserBehavior CSV as ``UserBehaviorBlock``s with bounded memory.
 
     After iteration: ``lines`` (physical lines), ``rows`` (good events yielded), ``bad``
@@ -237,7 +216,7 @@ class UserBehaviorReader:
         self.lines = 0
         self.rows = 0
         self.bytes_read = 0
-        self.bad = BadRows()
+        self.bad = BadRows.of(BAD_ROW_KINDS)
 
     @property
     def data_lines(self) -> int:
@@ -245,42 +224,27 @@ class UserBehaviorReader:
 
     def __iter__(self) -> Iterator[UserBehaviorBlock]:
         self._reset()
-        pending = b""
-        with open(self.path, "rb") as handle:
-            while True:
-                chunk = handle.read(self.block_bytes)
-                eof = not chunk
-                if self.hasher is not None and chunk:
-                    self.hasher.update(chunk)
-                data = pending + chunk if pending else chunk
-                del chunk
-                if eof:
-                    end, pending = len(data), b""
-                else:
-                    end = data.rfind(b"\n") + 1
-                    if end == 0:  # no complete line yet: keep reading (tiny blocks, long lines)
-                        if len(data) > max(MAX_LINE_BYTES, self.block_bytes):
-                            raise UserBehaviorFormatError(
-                                f"{self.path}:{self.lines + 1}: line longer than {MAX_LINE_BYTES} bytes; "
-                                "not a UserBehavior file?"
-                            )
-                        pending = data
-                        continue
-                    pending = data[end:]
-                if end:
-                    block = self._parse_block(data, end, terminated=data[end - 1] == 10)
-                    if len(block):
-                        self.rows += len(block)
-                        yield block
-                consumed = len(data) - len(pending)
-                self.bytes_read += consumed
-                if self.on_bytes is not None and consumed:
-                    self.on_bytes(consumed)
-                if eof:
-                    break
+        for data, end in line_blocks(
+            self.path,
+            self.block_bytes,
+            MAX_LINE_BYTES,
+            too_long=self._too_long,
+            consumed=self._consumed,
+            hasher=self.hasher,
+        ):
+            if end:
+                block = self._parse_block(data, end, terminated=data[end - 1] == 10)
+                if len(block):
+                    self.rows += len(block)
+                    yield block
         if self.rows == 0:
             skipped = f" ({self.bad.total} bad rows skipped)" if self.bad.total else ""
             raise UserBehaviorFormatError(f"{self.path}: no data rows{skipped}")
+
+    def _too_long(self) -> UserBehaviorFormatError:
+        return UserBehaviorFormatError(
+            f"{self.path}:{self.lines + 1}: line longer than {MAX_LINE_BYTES} bytes; not a UserBehavior file?"
+        )
 
     def _parse_block(self, data: bytes, end: int, terminated: bool) -> UserBehaviorBlock:
         """Parse the complete lines ``data[:end]``; the last lacks its newline only at end of file."""
@@ -374,24 +338,12 @@ class UserBehaviorReader:
                     3: f"is not one of {', '.join(BEHAVIORS)}",
                     4: "is not an integer (unix seconds) that fits int64",
                 }.get(col, "is not a non-negative integer that fits int64")
-                return f"{self.path}:{line}: column {COLUMNS[col]}: {_describe(value)} {problem}"
+                return f"{self.path}:{line}: column {COLUMNS[col]}: {describe_value(value)} {problem}"
             last = k == n_lines - 1 and not terminated
             hint = " (last line has no newline: truncated file?)" if last else ""
             return f"{self.path}:{line}: expected {N_FIELDS} fields, found {int(n_commas[k]) + 1}{hint}"
 
-        budget = self.max_bad_rows - self.bad.total
-        over = len(all_lines) > budget
-        counted = kinds[: budget + 1] if over else kinds
-        for i, n in enumerate(np.bincount(counted, minlength=len(BAD_ROW_KINDS))):
-            self.bad.counts[BAD_ROW_KINDS[i]] += int(n)
-        if over:
-            text = message(budget)
-            if self.max_bad_rows:
-                summary = ", ".join(f"{k}={v}" for k, v in self.bad.counts.items() if v)
-                text += f" (more than max_bad_rows={self.max_bad_rows} bad rows: {summary})"
-            raise UserBehaviorFormatError(text)
-        for i in range(min(len(all_lines), MAX_EXAMPLES - len(self.bad.examples))):
-            self.bad.examples.append(message(i))
+        self.bad.record(kinds, message, self.max_bad_rows, UserBehaviorFormatError)
 
 
 def read_userbehavior(path: str | Path, **options) -> UserBehaviorBlock:
@@ -727,7 +679,7 @@ def preprocess_userbehavior(
     ``1.0`` (the default) keeps everyone and writes the same bytes as without the option.
     """
     raw_path = Path(raw_path)
-    paths = _output_paths(out_dir, outputs)
+    paths = output_paths(out_dir, outputs)
     hist_codes = _behavior_codes(history_behaviors, "history_behaviors", allow_empty=True)
     target_codes = _behavior_codes(target_behaviors, "target_behaviors", allow_empty=False)
     if max_len < 1 or negatives < 1:
@@ -778,9 +730,8 @@ def preprocess_userbehavior(
         "compression": compression,
     }
 
-    for path in paths.values():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    temps = {k: partial_path(p) for k, p in paths.items()}
+    staged = StagedOutputs(paths)
+    temps = staged.temps
     writers: dict[str, _TableWriter] = {}
     bucket_writers: list[pq.ParquetWriter] = []
     work = Path(tempfile.mkdtemp(prefix=f".{paths['train'].name}.buckets.", dir=paths["train"].parent))
@@ -1005,15 +956,6 @@ def preprocess_userbehavior(
         )
         feature_map.save(temps["feature_map"])
 
-        manifest_dir = paths["manifest"].parent
-
-        def describe(key: str) -> dict:
-            return {
-                "path": os.path.relpath(paths[key], manifest_dir),
-                "bytes": temps[key].stat().st_size,
-                "sha256": sha256_file(temps[key]),
-            }
-
         manifest = {
             "kind": MANIFEST_KIND,
             "dataset": dataset_name,
@@ -1052,21 +994,13 @@ def preprocess_userbehavior(
                 }
                 for name, w in writers.items()
             },
-            "outputs": {key: describe(key) for key in (*SPLITS, "feature_map")},
+            "outputs": {key: staged.describe(key) for key in (*SPLITS, "feature_map")},
             "packages": package_versions(("numpy", "pyarrow")),
         }
-        temps["manifest"].write_text(json.dumps(manifest, indent=2) + "\n")
-
-        paths["manifest"].unlink(missing_ok=True)  # a stale manifest must not describe the new files
-        for key in (*SPLITS, "feature_map", "manifest"):
-            os.replace(temps[key], paths[key])
+        staged.publish(manifest, (*SPLITS, "feature_map"))
         return manifest
     except BaseException:
-        for writer in [*(w.writer for w in writers.values()), *bucket_writers]:
-            with contextlib.suppress(Exception):  # already failing: cleanup is best effort
-                writer.close()
-        for temp in temps.values():
-            temp.unlink(missing_ok=True)
+        staged.discard([*(w.writer for w in writers.values()), *bucket_writers])
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)

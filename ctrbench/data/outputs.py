@@ -1,0 +1,134 @@
+"""The outputs of a preprocessor: their paths, the split writers and the all-or-nothing publish.
+
+Every output is written under a partial name in its final folder (``StagedOutputs``) and renamed
+only after all of them succeeded; ``manifest.json`` is renamed last, so a run that fails leaves
+nothing that looks complete, and ``discard`` removes what a failed run wrote.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ctrbench.atomic import partial_path
+from ctrbench.provenance import sha256_file
+
+OUTPUT_FILES = {
+    "train": "train.parquet",
+    "valid": "valid.parquet",
+    "gold": "gold.parquet",
+    "feature_map": "feature_map.json",
+    "manifest": "manifest.json",
+}
+
+
+def output_paths(out_dir: str | Path | None, outputs: Mapping[str, str | Path] | None) -> dict[str, Path]:
+    """Path of every key of ``OUTPUT_FILES``: under ``out_dir``, or as ``outputs`` says (it wins)."""
+    paths = {k: Path(out_dir) / name for k, name in OUTPUT_FILES.items()} if out_dir is not None else {}
+    for key, value in (outputs or {}).items():
+        if key not in OUTPUT_FILES:
+            raise ValueError(f"unknown output {key!r}; expected some of {list(OUTPUT_FILES)}")
+        paths[key] = Path(value)
+    missing = [k for k in OUTPUT_FILES if k not in paths]
+    if missing:
+        raise ValueError(f"no path for outputs {missing}: give out_dir or outputs with every key")
+    if len({p.resolve() for p in paths.values()}) != len(paths):
+        raise ValueError(f"two outputs share a path: {paths}")
+    return paths
+
+
+class SplitWriter:
+    """Streams one split to parquet in row groups of exactly ``row_group_rows`` rows.
+
+    Takes blocks (``len``, ``take``, ``to_arrow`` and a ``columns[label]`` array), joined by
+    ``concat`` (a list of blocks -> one block) before each row group is cut.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        schema: pa.Schema,
+        row_group_rows: int,
+        compression: str,
+        *,
+        concat: Callable[[list], object],
+        label: str,
+    ):
+        self.path = path
+        self.row_group_rows = row_group_rows
+        self.concat = concat
+        self.label = label
+        self.writer = pq.ParquetWriter(path, schema, compression=compression)
+        self.pending: list = []
+        self.pending_rows = 0
+        self.rows = 0
+        self.positives = 0.0
+
+    def add(self, block) -> None:
+        if not len(block):
+            return
+        self.rows += len(block)
+        self.positives += float(block.columns[self.label].sum(dtype=np.float64))
+        self.pending.append(block)
+        self.pending_rows += len(block)
+        if self.pending_rows >= self.row_group_rows:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        merged = self.concat(self.pending)
+        full = len(merged) if final else len(merged) // self.row_group_rows * self.row_group_rows
+        if full:
+            self.writer.write_table(merged.take(slice(0, full)).to_arrow(), row_group_size=self.row_group_rows)
+        rest = merged.take(slice(full, None))
+        self.pending, self.pending_rows = ([rest] if len(rest) else []), len(rest)
+
+    def close(self) -> None:
+        if self.pending_rows:
+            self._flush(final=True)
+        self.writer.close()
+
+
+class StagedOutputs:
+    """``paths`` (as from ``output_paths``) written under partial names, published together.
+
+    Creates the output folders; write each output to ``temps[key]``, then ``publish`` the
+    manifest, or call ``discard`` when the run fails.
+    """
+
+    def __init__(self, paths: Mapping[str, Path]):
+        self.paths = dict(paths)
+        for path in self.paths.values():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.temps = {k: partial_path(p) for k, p in self.paths.items()}
+
+    def describe(self, key: str) -> dict:
+        """Manifest entry of a written output: path relative to the manifest's folder, bytes, sha256."""
+        temp = self.temps[key]
+        return {
+            "path": os.path.relpath(self.paths[key], self.paths["manifest"].parent),
+            "bytes": temp.stat().st_size,
+            "sha256": sha256_file(temp),
+        }
+
+    def publish(self, manifest: dict, keys: Iterable[str]) -> None:
+        """Write ``manifest``, then rename the outputs ``keys`` in order and the manifest last."""
+        self.temps["manifest"].write_text(json.dumps(manifest, indent=2) + "\n")
+        # a stale manifest must not describe the new files while they are being renamed
+        self.paths["manifest"].unlink(missing_ok=True)
+        for key in (*keys, "manifest"):
+            os.replace(self.temps[key], self.paths[key])
+
+    def discard(self, writers: Iterable = ()) -> None:
+        """After a failure: close ``writers`` (anything with ``close``) and delete every partial file."""
+        for writer in writers:
+            with contextlib.suppress(Exception):  # already failing: cleanup is best effort
+                writer.close()
+        for temp in self.temps.values():
+            temp.unlink(missing_ok=True)

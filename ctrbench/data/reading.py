@@ -1,0 +1,239 @@
+"""Pieces shared by the streaming raw-file readers (Criteo, TaobaoAd, UserBehavior).
+
+- ``BadRows``: the skipped rows of a read, counted by kind, and the ``max_bad_rows`` budget;
+- ``line_blocks``: a file read in byte blocks cut at the last newline (bounded memory), and
+  ``CountsBytes``, the byte accounting a reader does around it;
+- ``read_csv_lines``: one block's lines scanned in numpy and read by ``pyarrow.csv`` as raw bytes;
+- ``describe_value``: a raw field value as it is quoted in error messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
+MAX_EXAMPLES = 10  # bad-row messages kept for the manifest
+
+
+@dataclass
+class BadRows:
+    """Skipped rows, counted by kind, with the first few messages for the manifest.
+
+    The keys of ``counts`` are the kinds, in order: ``record`` takes kinds as indices into them.
+    """
+
+    counts: dict[str, int]
+    examples: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, kinds: Iterable[str]) -> BadRows:
+        """No bad rows yet, of the given kinds."""
+        return cls(dict.fromkeys(kinds, 0))
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def record(
+        self,
+        kinds: np.ndarray,
+        message: Callable[[int], str],
+        max_bad_rows: int,
+        error: Callable[[str], Exception],
+    ) -> None:
+        """Count one block's bad rows, in line order; raise ``error`` once more than ``max_bad_rows``.
+
+        ``kinds[i]`` is the kind (index into ``counts``) of the block's i-th bad row and
+        ``message(i)`` its message. The rows up to the one that broke the limit are counted, and
+        the error names that row (with a summary of the counts when ``max_bad_rows`` > 0).
+        """
+        names = list(self.counts)
+        budget = max_bad_rows - self.total  # bad rows still allowed
+        over = len(kinds) > budget
+        counted = kinds[: budget + 1] if over else kinds  # up to the row that broke the limit
+        for i, n in enumerate(np.bincount(counted, minlength=len(names))):
+            self.counts[names[i]] += int(n)
+        if over:
+            text = message(budget)
+            if max_bad_rows:
+                summary = ", ".join(f"{k}={v}" for k, v in self.counts.items() if v)
+                text += f" (more than max_bad_rows={max_bad_rows} bad rows: {summary})"
+            raise error(text)
+        for i in range(min(len(kinds), MAX_EXAMPLES - len(self.examples))):
+            self.examples.append(message(i))
+
+
+class CountsBytes:
+    """Reader mixin: ``bytes_read`` and the ``on_bytes`` callback, fed as ``line_blocks``' ``consumed``."""
+
+    bytes_read: int
+    on_bytes: Callable[[int], None] | None
+
+    def _consumed(self, n_bytes: int) -> None:
+        self.bytes_read += n_bytes
+        if self.on_bytes is not None and n_bytes:
+            self.on_bytes(n_bytes)
+
+
+def line_blocks(
+    path: Path,
+    block_bytes: int,
+    max_line_bytes: int,
+    *,
+    too_long: Callable[[], Exception],
+    consumed: Callable[[int], None],
+    hasher=None,
+) -> Iterator[tuple[bytes, int]]:
+    """Yield ``(data, end)`` per block of the file: ``data[:end]`` holds complete lines.
+
+    The last line of ``data[:end]`` lacks its newline only at the end of the file; the bytes after
+    ``end`` are carried into the next block. The last pair (end of file) may have ``end == 0``.
+    After the consumer is done with a block, ``consumed`` gets the number of bytes it used up.
+    ``hasher`` (a hashlib object) is fed every byte read. A run of more than
+    ``max(max_line_bytes, block_bytes)`` bytes without a newline raises ``too_long()``.
+    """
+    pending = b""
+    with open(path, "rb") as handle:
+        while True:
+            chunk = handle.read(block_bytes)
+            eof = not chunk
+            if hasher is not None and chunk:
+                hasher.update(chunk)
+            data = pending + chunk if pending else chunk
+            del chunk  # keep one copy of the block alive, not two
+            if eof:
+                end, pending = len(data), b""
+            else:
+                end = data.rfind(b"\n") + 1
+                if end == 0:  # no complete line yet: keep reading (tiny blocks, long lines)
+                    if len(data) > max(max_line_bytes, block_bytes):
+                        raise too_long()
+                    pending = data
+                    continue
+                pending = data[end:]
+            yield data, end
+            consumed(len(data) - len(pending))
+            if eof:
+                break
+
+
+@dataclass
+class LineScan:
+    """Where a block's lines are and which are bad before any value is parsed (``read_csv_lines``).
+
+    ``ends``: end offset of every line in ``raw`` (the block's bytes); ``line_bad``: per line,
+    empty, holding a stray CR or (when Arrow skipped lines) with the wrong field count;
+    ``good_lines``: physical line number of each row Arrow read.
+    """
+
+    raw: np.ndarray
+    ends: np.ndarray
+    line_bad: np.ndarray
+    stray_cr: np.ndarray
+    good_lines: np.ndarray
+    delimiter: int
+    n_delims: np.ndarray | None = None
+
+    def delimiters(self) -> np.ndarray:
+        """Delimiters per line (counted on first use: ~2x the block in temporaries)."""
+        if self.n_delims is None:
+            self.n_delims = np.diff(np.searchsorted(np.flatnonzero(self.raw == self.delimiter), self.ends), prepend=0)
+        return self.n_delims
+
+
+def read_csv_lines(
+    path: Path,
+    data: bytes,
+    start: int,
+    end: int,
+    terminated: bool,
+    first_line: int,
+    columns: list[str],
+    delimiter: str,
+) -> tuple[pa.Table, LineScan]:
+    """Read the complete lines ``data[start:end]`` with every column as raw bytes, quoting off.
+
+    The last line lacks its newline only when ``terminated`` is false (end of file);
+    ``first_line`` is the physical number of the first. Returns Arrow's table of the lines with
+    ``len(columns)`` fields (the others are skipped) and the ``LineScan`` that places its rows.
+    """
+    raw = np.frombuffer(data, np.uint8, count=end - start, offset=start)
+    body = pa.py_buffer(data).slice(start, end - start)  # zero-copy view for Arrow
+    ends = np.flatnonzero(raw == 10)
+    if not terminated:
+        ends = np.append(ends, len(raw))
+    n_lines = len(ends)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    length = ends - starts
+    # Arrow silently drops empty lines (ignore_empty_lines, see below); they are field_count errors
+    empty = (length == 0) | ((length == 1) & (raw[np.minimum(starts, len(raw) - 1)] == 13))
+    delim = ord(delimiter)
+    stray_cr = np.zeros(n_lines, bool)
+    if data.find(b"\r", start, end) >= 0:
+        # Arrow ends a line at a lone CR, numpy only at LF: a CR inside a line would split it in
+        # two for Arrow and shift every later row. Such lines are bad; they are overwritten with
+        # a non-delimiter byte, a one-field line that Arrow skips as a wrong-count row.
+        cr = np.flatnonzero(raw == 13)
+        cr = cr[(cr + 1 < len(raw)) & (raw[np.minimum(cr + 1, len(raw) - 1)] != 10)]
+        cr = cr[~empty[np.searchsorted(ends, cr)]]
+        if len(cr):
+            stray_cr[np.searchsorted(ends, cr)] = True
+            edges = np.zeros(len(raw) + 1, np.int32)
+            np.add.at(edges, starts[stray_cr], 1)
+            np.add.at(edges, ends[stray_cr], -1)
+            raw = raw.copy()
+            raw[np.cumsum(edges[:-1]) > 0] = ord("x") if delim != ord("x") else ord("y")
+            body = pa.py_buffer(raw)
+
+    n_skipped = 0
+
+    def skip(_row) -> str:
+        nonlocal n_skipped
+        n_skipped += 1
+        return "skip"
+
+    table = pa_csv.read_csv(
+        pa.BufferReader(body),
+        read_options=pa_csv.ReadOptions(
+            column_names=columns,
+            use_threads=True,
+            block_size=max(1 << 20, (end - start) // 4),  # a few chunks: parallel, little per-chunk overhead
+        ),
+        parse_options=pa_csv.ParseOptions(
+            delimiter=delimiter,
+            quote_char=False,
+            escape_char=False,
+            # Arrow reads an empty line as a row of empty fields, not as an invalid row, so it
+            # must drop them for its rows to stay aligned with the well-formed lines.
+            ignore_empty_lines=True,
+            invalid_row_handler=skip,
+        ),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={c: pa.binary() for c in columns},  # raw bytes: no UTF-8 check, no inference
+            strings_can_be_null=False,
+        ),
+    )
+    del body
+    scan = LineScan(raw, ends, empty | stray_cr, stray_cr, np.empty(0, np.int64), delim)
+    if n_skipped:
+        # only now count delimiters per line: which lines did Arrow skip? (vectorised, but it
+        # costs ~2x the block in temporaries, so the clean common case avoids it)
+        scan.line_bad |= scan.delimiters() != len(columns) - 1
+    scan.good_lines = first_line + np.flatnonzero(~scan.line_bad)
+    if table.num_rows != len(scan.good_lines):
+        raise RuntimeError(
+            f"{path}: lines {first_line}-{first_line + n_lines - 1}: Arrow read {table.num_rows} rows "
+            f"where the line scan found {len(scan.good_lines)} well-formed lines"
+        )
+    return table, scan
+
+
+def describe_value(value: bytes) -> str:
+    """A raw field value for an error message: quoted, cut at 40 characters."""
+    text = value.decode("utf-8", errors="replace")
+    return repr(text if len(text) <= 40 else text[:40] + "...")
