@@ -15,14 +15,13 @@ Project goal: <= 15 s and peak RSS <= 1 GB for 1M rows on 2 cores.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _child import run_child  # bench/ is sys.path[0] when run as a script
 
 GOAL_SECONDS = 15.0
 GOAL_RSS_BYTES = 1 << 30
@@ -42,19 +41,6 @@ elapsed = time.perf_counter() - start
 hwm = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM"))
 print(json.dumps({"seconds": elapsed, "vmhwm_bytes": hwm, "rows": manifest["rows"]}))
 """
-
-
-def run_child(code: str, *args: str) -> tuple[dict, float]:
-    env = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
-    )
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, check=False)
-    wall = time.perf_counter() - start
-    if done.returncode:
-        sys.exit(f"child failed ({done.returncode}):\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1]), wall
 
 
 def main() -> None:

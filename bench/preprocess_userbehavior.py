@@ -14,14 +14,13 @@ parquet files), so the ratio says how much that costs on top of the parse.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _child import run_child  # bench/ is sys.path[0] when run as a script
 
 GENERATE = """
 import json, sys
@@ -38,19 +37,6 @@ elapsed = time.perf_counter() - start
 hwm = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM"))
 print(json.dumps({"seconds": elapsed, "vmhwm_bytes": hwm, "rows": manifest["rows"], "events": manifest["events"]}))
 """
-
-
-def run_child(code: str, *args: str) -> tuple[dict, float]:
-    env = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
-    )
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, check=False)
-    wall = time.perf_counter() - start
-    if done.returncode:
-        sys.exit(f"child failed ({done.returncode}):\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1]), wall
 
 
 def main() -> None:
