@@ -29,6 +29,12 @@ def dataset_config(wildcards):
     return config["datasets"][wildcards.dataset]
 
 
+def data_settings(wildcards):
+    """What the processed data depends on: the dataset's entry without the keys about what runs on it (its
+    model list, training overrides, published references), so that editing those re-processes nothing."""
+    return {k: v for k, v in dataset_config(wildcards).items() if k not in ("models", "training", "reference")}
+
+
 def raw_input(wildcards):
     """The configured raw file(s) (a directory's files for directory formats), or the synthetic file a rule writes."""
     dataset = dataset_config(wildcards)
@@ -54,7 +60,7 @@ def run_meta(wildcards):
     """What identifies a result: names, and the hash of every config value it depends on."""
     depends_on = {
         "seed": config["seed"],
-        "dataset": dataset_config(wildcards),
+        "dataset": data_settings(wildcards),
         "model": model_config(wildcards),
         "training": training_config(wildcards),
     }

@@ -27,7 +27,7 @@ rule preprocess:
         feature_map="results/{dataset}/data/feature_map.json",
         manifest="results/{dataset}/data/manifest.json",
     params:
-        dataset=dataset_config,
+        dataset=data_settings,
         raw=raw_path,
     conda:
         "../envs/ctrbench.yaml"

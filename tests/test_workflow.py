@@ -225,6 +225,18 @@ def test_tiny_run_end_to_end_renders_every_model(tmp_path):
     model_wildcards = "dataset=tiny_criteo, model=dcnv2"
     assert planned_jobs(plan.stdout + plan.stderr) == {("train", model_wildcards), ("gold_eval", model_wildcards), ("report", "")}
 
+    # a dataset's model list is not part of its data or of its other models' settings: adding a model
+    # (and a published reference) trains just that one, reprocessing nothing
+    def add_model(c):
+        c["models"]["bst_wide"] = {"arch": "bst", "params": {"embedding_dim": 12, "num_heads": 2, "mlp_hidden": [16]}}
+        c["datasets"]["tiny_userbehavior"]["models"].append("bst_wide")
+        c["datasets"]["tiny_userbehavior"]["reference"] = {"metric": "valid_auc", "source": "a paper", "values": {"bst": 0.7}}
+
+    plan = snakemake(work, "-n", "results/report.html", config=with_changes(TINY_SEQUENCE_CONFIG, add_model))
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    model_wildcards = "dataset=tiny_userbehavior, model=bst_wide"
+    assert planned_jobs(plan.stdout + plan.stderr) == {("train", model_wildcards), ("gold_eval", model_wildcards), ("report", "")}
+
 
 @pytest.mark.slow
 def test_a_failing_model_is_retried_others_finish_and_the_partial_report_names_it(tmp_path):
