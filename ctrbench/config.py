@@ -10,9 +10,12 @@ from __future__ import annotations
 import copy
 from ctrbench.data.formats import FORMATS
 from ctrbench.data.splits import REST, resolve_split_counts
-from ctrbench.models.registry import check_params, needs_sequences
+from ctrbench.models.registry import MODELS, check_params, model_class
 from ctrbench.train.optim import SPARSE_CAPABLE
 
+
+# dataset keys of every format (the others are the format's own, DatasetFormat.options)
+COMMON_DATASET_KEYS = {"format", "path", "synthetic", "models", "training", "reference", "max_bad_rows", "split_seed"}
 
 # folder names the workflow itself uses under results/ and results/<dataset>/
 RESERVED_NAMES = {"data", "raw", "logs", "benchmarks"}
@@ -60,7 +63,7 @@ def model_training(config: dict, model: str, dataset: str | None = None) -> dict
 
 def dataset_models(config: dict, dataset: str) -> list[str]:
     """The models compared on ``dataset``: its own ``models`` list, else ``benchmark.models``."""
-    return list(config["datasets"][dataset].get("models", config["benchmark"]["models"]))
+    return list(config["datasets"].get(dataset, {}).get("models", config["benchmark"]["models"]))
 
 
 def benchmark_pairs(config: dict) -> list[tuple[str, str]]:
@@ -70,6 +73,11 @@ def benchmark_pairs(config: dict) -> list[tuple[str, str]]:
 
 def check_config(config: dict) -> None:
     problems = []
+    for model in config["models"].values():  # registers the models (MODELS) before the checks below
+        try:
+            model_class(model["arch"])
+        except ValueError:
+            pass  # reported with the model's name below
     for name in config["benchmark"]["datasets"]:
         if name not in config["datasets"]:
             problems.append(f"benchmark.datasets names {name!r}, which is not under datasets: ({', '.join(config['datasets'])})")
@@ -91,10 +99,15 @@ def check_config(config: dict) -> None:
             problems.append(f"datasets.{name}: format {dataset['format']!r} has no synthetic generator; give a path")
         if "splits" in dataset and (problem := split_problem(dataset["splits"], dataset_format.split_keys)):
             problems.append(f"datasets.{name}.splits: {problem}")
+        if unknown := sorted(set(dataset) - COMMON_DATASET_KEYS - set(dataset_format.options)):
+            problems.append(
+                f"datasets.{name}: {', '.join(unknown)} do(es) not apply to format {dataset['format']!r} "
+                f"(it takes {', '.join(sorted(dataset_format.options))})"
+            )
         if name in config["benchmark"]["datasets"]:
             for model in dataset_models(config, name):
                 arch = config["models"].get(model, {}).get("arch")
-                if arch and needs_sequences(arch) and not dataset_format.has_sequences:
+                if arch in MODELS and MODELS[arch].needs_sequences and not dataset_format.has_sequences:
                     problems.append(
                         f"models.{model} ({arch}) reads behaviour sequences, but dataset {name!r} "
                         f"(format {dataset['format']}) has none; list it under another dataset's models"
@@ -110,12 +123,15 @@ def check_config(config: dict) -> None:
         except ValueError as error:
             problems.append(f"models.{name}: {error}")
             continue
-        training = model_training(config, name)  # dataset overrides are checked by the schema's types only
-        embedding_opt = training["optimizer"]["embedding"]
-        if embedding_opt["name"] in SPARSE_CAPABLE and embedding_opt.get("weight_decay"):
-            problems.append(
-                f"models.{name}: the sparse embedding optimizer {embedding_opt['name']!r} takes no weight_decay "
-                "(it would touch every row each step); drop it or choose adam/adamw for embeddings"
-            )
+        # the settings it trains with on each dataset it runs on (dataset overrides included)
+        datasets = [d for d, m in benchmark_pairs(config) if m == name and d in config["datasets"]] or [None]
+        for dataset_name in datasets:
+            embedding_opt = model_training(config, name, dataset_name)["optimizer"]["embedding"]
+            if embedding_opt["name"] in SPARSE_CAPABLE and embedding_opt.get("weight_decay"):
+                where = f" on dataset {dataset_name!r}" if dataset_name else ""
+                problems.append(
+                    f"models.{name}{where}: the sparse embedding optimizer {embedding_opt['name']!r} takes no "
+                    "weight_decay (it would touch every row each step); drop it or choose adam/adamw for embeddings"
+                )
     if problems:
         raise ConfigError("invalid ctrbench config:\n  - " + "\n  - ".join(problems))

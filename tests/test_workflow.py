@@ -111,7 +111,7 @@ def with_changes(config: dict, change) -> dict:
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda c: c["models"]["dcnv2"].update(arch="dcn_v9"), "unknown model arch 'dcn_v9'"),
+        (lambda c: c["models"]["dcnv2"].update(arch="dcn_v9"), "models.dcnv2: unknown model arch 'dcn_v9'"),
         (lambda c: c["benchmark"]["models"].append("lr"), "benchmark.models names 'lr'"),
         (lambda c: c["benchmark"]["datasets"].append("avazu"), "benchmark.datasets names 'avazu'"),
         (lambda c: c["models"]["deepfm"]["params"].update(embeding_dim=8), "no parameter(s) ['embeding_dim']"),
@@ -129,10 +129,14 @@ def with_changes(config: dict, change) -> dict:
         (lambda c: c["datasets"]["tiny_userbehavior"].update(history={"max_len": 0}), "0 is less than the minimum of 1"),
         (lambda c: c["datasets"].update(ads={"format": "taobao_ad", "path": str(REPO / "tests/data/taobao_ad/test_sample.csv")}),
          "must be a directory holding train.csv, test.csv"),
+        (lambda c: c["datasets"]["tiny_criteo"].update(time_split={"valid_days": 1}), "time_split do(es) not apply to format 'criteo_dac'"),
+        (lambda c: c["datasets"]["tiny_criteo"].update(training={"optimizer": {"embedding": {"name": "sgd", "lr": 1.0, "weight_decay": 0.1}}}),
+         "models.dcnv2 on dataset 'tiny_criteo': the sparse embedding optimizer 'sgd' takes no weight_decay"),
     ],
     ids=["unknown-arch", "unknown-model", "unknown-dataset", "unknown-param", "wrong-type", "missing-path",
          "splits-over-one", "splits-mixed", "reserved-name", "sequence-model-on-flat-data", "time-split-with-fractions",
-         "unknown-dataset-model", "empty-history", "taobao-ad-file-not-directory"],
+         "unknown-dataset-model", "empty-history", "taobao-ad-file-not-directory", "key-of-another-format",
+         "dataset-training-override-checked"],
 )
 def test_config_errors_are_reported_before_any_job(tmp_path, change, message):
     work = workflow_copy(tmp_path)

@@ -23,6 +23,7 @@ class DatasetFormat:
     # the raw input: one file, or a directory holding these files (the first two at least)
     directory_files: tuple[str, ...] = ()
     split_keys: tuple[str, ...] = ("train", "valid", "gold")  # what the dataset's ``splits`` may set
+    options: tuple[str, ...] = ()  # the dataset config keys of this format (beyond config.COMMON_DATASET_KEYS)
 
     def path_problem(self, path: str | Path) -> str | None:
         """What is wrong with a configured raw ``path``, or None."""
@@ -91,12 +92,15 @@ def _preprocess_taobao_ad(raw_path: str | Path, outputs: dict, dataset_name: str
 
 
 FORMATS: dict[str, DatasetFormat] = {
-    "criteo_dac": DatasetFormat(preprocess=_preprocess_criteo, write_synthetic=write_synthetic_criteo),
+    "criteo_dac": DatasetFormat(
+        preprocess=_preprocess_criteo, write_synthetic=write_synthetic_criteo, options=("hash_bins", "splits", "reader")
+    ),
     "taobao_userbehavior": DatasetFormat(
         preprocess=_preprocess_userbehavior,
         write_synthetic=write_synthetic_userbehavior,
         has_sequences=True,
         split_keys=(),  # split by time (time_split), not by fractions
+        options=("history", "targets", "time_split", "time_range", "utc_offset_hours", "user_fraction", "splits"),
     ),
     "taobao_ad": DatasetFormat(
         preprocess=_preprocess_taobao_ad,
@@ -104,5 +108,6 @@ FORMATS: dict[str, DatasetFormat] = {
         has_sequences=True,
         directory_files=("train.csv", "test.csv", "valid.csv"),
         split_keys=("valid",),
+        options=("hash_bins", "sequence_max_len", "splits"),
     ),
 }

@@ -30,7 +30,7 @@ __all__ = ["MambaMixer", "mamba_ssm_available", "resolve_backend", "selective_sc
 def _mamba_ssm_importable() -> bool:
     try:
         import mamba_ssm  # noqa: F401
-    except (ImportError, OSError, RuntimeError):  # missing, or a CUDA extension that fails to load
+    except Exception:  # missing, or a CUDA extension / triton that fails to load: then the torch path runs
         return False
     return True
 
@@ -139,6 +139,18 @@ class _RecurrentScan(torch.autograd.Function):
         return grad_u, grad_delta, grad_A, grad_B, grad_C
 
 
+def _scan_no_grad(u, delta, A, B, C) -> tuple[torch.Tensor, torch.Tensor]:
+    """The recurrence for inference: one state ``[B, D, N]`` at a time, no ``[L, B, D, N]`` history kept
+    (at the presets' evaluation batch that history would be tens of GB per layer)."""
+    h = u.new_zeros(u.shape[0], u.shape[1], A.shape[1])
+    y = torch.empty_like(u)
+    du = delta * u
+    for t in range(u.shape[2]):
+        h = torch.exp(delta[:, :, t, None] * A) * h + du[:, :, t, None] * B[:, None, :, t]
+        y[:, :, t] = torch.einsum("bdn,bn->bd", h, C[:, :, t])
+    return y, h
+
+
 def selective_scan(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -177,7 +189,10 @@ def selective_scan(
     if delta_softplus:
         delta = F.softplus(delta)
     if method == "recurrent":
-        y, last_state = _RecurrentScan.apply(u, delta, A, B, C)
+        # float32 throughout: autocast would run the Function's einsums in bf16 and mix dtypes in its backward
+        with torch.autocast(u.device.type, enabled=False):
+            needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C))
+            y, last_state = (_RecurrentScan.apply if needs_grad else _scan_no_grad)(u, delta, A, B, C)
     else:
         dA = torch.exp(torch.einsum("bdl,dn->bdln", delta, A))  # [B, D, L, N]
         dBu = torch.einsum("bdl,bnl,bdl->bdln", delta, B, u)  # [B, D, L, N]

@@ -30,11 +30,6 @@ def model_class(arch: str) -> type[CTRModel]:
     return MODELS[arch]
 
 
-def needs_sequences(arch: str) -> bool:
-    """Whether the model reads behaviour sequences (its class says ``needs_sequences = True``)."""
-    return model_class(arch).needs_sequences
-
-
 def check_params(arch: str, params: dict) -> None:
     """Raise ValueError naming any key that the model's constructor does not take."""
     accepted = set(inspect.signature(model_class(arch).__init__).parameters) - {"self", "feature_map", "sparse_embeddings"}

@@ -8,7 +8,8 @@ target fields' tables, so history and target live in one space (as in BST / DIN)
 Shapes: B = batch size, L = history length (``max_len``), S = number of sequence features,
 d = embedding size, d_model = encoder width. Histories are right-aligned (most recent last) and
 left-padded with id 0; ``mask`` is True on real events. The sequence models' tables start at
-N(0, 0.02) as RecBole's (FuxiCTR's 1e-4 for flat models leaves history matching on a long plateau).
+N(0, 0.02) as RecBole's, BST's at N(0, 0.05) (FuxiCTR's 1e-4 for flat models leaves history
+matching on a long plateau).
 """
 
 from __future__ import annotations
@@ -154,7 +155,8 @@ class MambaSequenceEncoder(nn.Module):
     Mamba reads left to right and is causal, so left padding would run through the state before the
     first event. As RecBole does, each history is moved to the front (real events first, padding after)
     and the output is read at the last real event, where no padding has been seen. An empty history
-    gets a learned vector.
+    gets a learned vector. This relies on what every reader writes: the real events of a history
+    are contiguous and end at the last position (padding only before them).
     """
 
     def __init__(

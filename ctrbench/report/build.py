@@ -19,6 +19,7 @@ import jinja2
 from markupsafe import Markup
 
 from ctrbench.atomic import atomic_write_text
+from ctrbench.config import dataset_models as config_dataset_models
 from ctrbench.report import charts
 
 # The top-level report/ folder: templates/report.html.j2 and style.css (inlined into the page).
@@ -839,9 +840,7 @@ def build_report(pairs: Iterable[tuple[str | Path, str | Path]], output_path: st
 
 def dataset_models(config: dict) -> dict[str, list[str]]:
     """{dataset: the models compared on it}: the dataset's own ``models`` list, else benchmark.models."""
-    default = list(config["benchmark"]["models"])
-    datasets = config.get("datasets") or {}
-    return {d: list((datasets.get(d) or {}).get("models", default)) for d in config["benchmark"]["datasets"]}
+    return {d: config_dataset_models(config, d) for d in config["benchmark"]["datasets"]}
 
 
 def models_line(models_by_dataset: dict[str, list[str]]) -> str:
