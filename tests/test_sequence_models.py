@@ -195,6 +195,16 @@ def test_model_info_records_the_mamba_backend():
     assert build("mdaf_bst").model_info() == {"sequence_encoder": "bst"}
 
 
+def test_mdaf_sequence_table_starts_like_its_standalone_model():
+    """MDAF's sequence branch is initialised as BST or Mamba4Rec alone (N(0, 0.05) and N(0, 0.02)):
+    with Mamba4Rec's init, MDAF-BST's transformer sat on BST's early plateau in the default run."""
+    for name, standalone in (("mdaf_bst", "bst"), ("mdaf_mamba", "mamba4rec")):
+        branch_std = build(name).tokens.embedding.embedding.weight.std().item()
+        standalone_std = build(standalone).tokens.embedding.embedding.weight.std().item()
+        assert branch_std == pytest.approx(standalone_std, rel=0.15), name
+    assert build("mdaf_bst").tokens.embedding.embedding.weight.std() > 2 * build("mdaf_mamba").tokens.embedding.embedding.weight.std()
+
+
 def test_flat_dataset_is_refused_with_a_clear_error():
     flat = FeatureMap(dataset="criteo", labels=["label"], features=[Feature("C1", "categorical", vocab_size=5)])
     for arch in ("bst", "mamba4rec", "mdaf"):

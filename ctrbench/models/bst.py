@@ -23,6 +23,8 @@ from ctrbench.models.sequence import BehaviourTokens, TransformerSequenceEncoder
 
 Pooling = Literal["concat", "mean", "target"]
 
+EMBEDDING_INIT_STD = 0.05  # also MDAF-BST's sequence table
+
 
 def pool_sequence(outputs: torch.Tensor, mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:
     """``[B, L+1, d]`` encoder outputs (target last, padding zeroed) -> ``[B, (L+1)*d]`` or ``[B, d]``."""
@@ -50,7 +52,7 @@ class BST(CTRModel):
         *,
         sparse_embeddings: bool = False,
         embedding_dim: int = 16,
-        embedding_init_std: float = 0.05,
+        embedding_init_std: float = EMBEDDING_INIT_STD,
         d_model: int | None = None,
         num_layers: int = 1,
         num_heads: int = 2,

@@ -23,6 +23,8 @@ from ctrbench.models.mamba import Backend
 from ctrbench.models.registry import register
 from ctrbench.models.sequence import BehaviourTokens, MambaSequenceEncoder
 
+EMBEDDING_INIT_STD = 0.02  # RecBole's; also MDAF-Mamba's sequence table
+
 
 def target_interaction(encoder: MambaSequenceEncoder, state: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``[h, t, h*t]`` with the target token ``t`` mapped into the encoder's space by its input projection: ``[B, 3*d_model]``."""
@@ -41,7 +43,7 @@ class Mamba4Rec(CTRModel):
         *,
         sparse_embeddings: bool = False,
         embedding_dim: int = 16,
-        embedding_init_std: float = 0.02,
+        embedding_init_std: float = EMBEDDING_INIT_STD,
         d_model: int = 32,
         num_layers: int = 1,
         d_state: int = 16,
