@@ -7,9 +7,9 @@ target fields' tables, so history and target live in one space (as in BST / DIN)
 
 Shapes: B = batch size, L = history length (``max_len``), S = number of sequence features,
 d = embedding size, d_model = encoder width. Histories are right-aligned (most recent last) and
-left-padded with id 0; ``mask`` is True on real events. The sequence models' tables start at
-N(0, 0.02) as RecBole's, BST's at N(0, 0.05) (FuxiCTR's 1e-4 for flat models leaves history
-matching on a long plateau).
+left-padded with id 0; ``mask`` is True on real events. Mamba4Rec's tables start at N(0, 0.02) as
+RecBole's, BST's at N(0, 0.05), MDAF's sequence branch as its standalone model's (FuxiCTR's 1e-4 for
+flat models leaves history matching on a long plateau).
 """
 
 from __future__ import annotations
