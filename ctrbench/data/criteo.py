@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.lib.stride_tricks import as_strided
 
-from ctrbench.data.reading import BadRows, CountsBytes, describe_value, line_blocks, read_csv_lines
+from ctrbench.data.reading import BadRows, CountsBytes, describe_value, line_blocks, read_csv_lines, record_bad_rows
 from ctrbench.data.schema import MISSING_ID, ROW_ID
 
 LABEL = "label"
@@ -330,59 +330,30 @@ class CriteoReader(CountsBytes):
         block = CriteoBlock(columns)
         row_bad = first_bad_col >= 0
         if line_bad.any() or row_bad.any():
-            self._account(
-                table,
-                block,
-                first_line,
-                scan.ends,
-                terminated,
-                line_bad,
-                scan.stray_cr,
-                scan.delimiters(),
-                row_bad,
-                first_bad_col,
-            )
-            block = block.take(~row_bad)
-        del table
-        # mimalloc keeps freed Arrow pages for reuse; handing them back keeps the peak near one block's worth
-        pa.default_memory_pool().release_unused()
-        return block
+            value_rows = np.flatnonzero(row_bad)
 
-    def _account(
-        self, table, block, first_line, ends, terminated, line_bad, stray_cr, n_delims, row_bad, first_bad_col
-    ) -> None:
-        """Count this block's bad rows in line order; raise once more than ``max_bad_rows``."""
-        count_lines = first_line + np.flatnonzero(line_bad)
-        value_rows = np.flatnonzero(row_bad)
-        value_lines = block.row_id[value_rows]
-        all_lines = np.concatenate([count_lines, value_lines])
-        kinds = np.concatenate([np.zeros(len(count_lines), np.int8), _KIND_OF_COLUMN[first_bad_col[value_rows]]])
-        order = np.argsort(all_lines, kind="stable")
-        all_lines, kinds = all_lines[order], kinds[order]
-        is_value = np.concatenate([np.zeros(len(count_lines), bool), np.ones(len(value_rows), bool)])[order]
-        source = np.concatenate([np.flatnonzero(line_bad), value_rows])[order]  # line index or row index
-
-        def message(i: int) -> str:
-            line = int(all_lines[i])
-            if is_value[i]:
-                row, col = int(source[i]), int(first_bad_col[source[i]])
-                name = COLUMNS[col]
-                value = table.column(col)[row].as_py()
+            def value_problem(j: int, table: pa.Table = table) -> str:  # bound now: `table` is deleted below
+                row = int(value_rows[j])
+                col = int(first_bad_col[row])
                 if col == 0:
                     problem = "is not 0 or 1"
                 elif col <= len(DENSE):
                     problem = "is not an integer" if self.dense_values == "integer" else "is not a number"
                 else:
                     problem = "is not 8 hex digits"
-                return f"{self.path}:{line}: column {name}: {describe_value(value)} {problem}"
-            k = int(source[i])
-            if stray_cr[k]:
-                return f"{self.path}:{line}: carriage return inside the line"
-            last = k == len(ends) - 1 and not terminated
-            hint = " (last line has no newline: truncated file?)" if last else ""
-            return f"{self.path}:{line}: expected {N_FIELDS} fields, found {int(n_delims[k]) + 1}{hint}"
+                return f"column {COLUMNS[col]}: {describe_value(table.column(col)[row].as_py())} {problem}"
 
-        self.bad.record(kinds, message, self.max_bad_rows, CriteoFormatError)
+            record_bad_rows(
+                self.bad, self.path, first_line=first_line, line_bad=line_bad, n_delims=scan.delimiters(),
+                stray_cr=scan.stray_cr, terminated=terminated, n_fields=N_FIELDS,
+                value_lines=block.row_id[value_rows], value_kinds=_KIND_OF_COLUMN[first_bad_col[value_rows]],
+                value_problem=value_problem, max_bad_rows=self.max_bad_rows, error=CriteoFormatError,
+            )  # fmt: skip
+            block = block.take(~row_bad)
+        del table
+        # mimalloc keeps freed Arrow pages for reuse; handing them back keeps the peak near one block's worth
+        pa.default_memory_pool().release_unused()
+        return block
 
 
 def read_criteo(path: str | Path, **options) -> CriteoBlock:

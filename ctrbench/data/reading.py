@@ -1,6 +1,7 @@
 """Pieces shared by the streaming raw-file readers (Criteo, TaobaoAd, UserBehavior).
 
 - ``BadRows``: the skipped rows of a read, counted by kind, and the ``max_bad_rows`` budget;
+  ``record_bad_rows``, one block's malformed lines and bad values put in line order and recorded;
 - ``line_blocks``: a file read in byte blocks cut at the last newline (bounded memory), and
   ``CountsBytes``, the byte accounting a reader does around it;
 - ``read_csv_lines``: one block's lines scanned in numpy and read by ``pyarrow.csv`` as raw bytes;
@@ -66,6 +67,50 @@ class BadRows:
             raise error(text)
         for i in range(min(len(kinds), MAX_EXAMPLES - len(self.examples))):
             self.examples.append(message(i))
+
+
+def record_bad_rows(
+    bad: BadRows,
+    path: Path,
+    *,
+    first_line: int,
+    line_bad: np.ndarray,
+    n_delims: np.ndarray,
+    stray_cr: np.ndarray | None,
+    terminated: bool,
+    n_fields: int,
+    value_lines: np.ndarray,
+    value_kinds: np.ndarray,
+    value_problem: Callable[[int], str],
+    max_bad_rows: int,
+    error: Callable[[str], Exception],
+) -> None:
+    """Record one block's bad rows in line order (``BadRows.record``).
+
+    Malformed lines (``line_bad``, per line of the block from ``first_line``: wrong field count,
+    empty, or a stray CR) are of kind 0 (``field_count``); ``n_delims`` gives their field counts.
+    The rows whose values failed are at physical lines ``value_lines``, of kinds ``value_kinds``,
+    and ``value_problem(j)`` describes the j-th (``column X: 'value' is not ...``).
+    """
+    bad_lines = np.flatnonzero(line_bad)
+    lines = np.concatenate([first_line + bad_lines, value_lines])
+    order = np.argsort(lines, kind="stable")
+    lines = lines[order]
+    kinds = np.concatenate([np.zeros(len(bad_lines), np.int8), value_kinds.astype(np.int8, copy=False)])[order]
+    is_value = np.concatenate([np.zeros(len(bad_lines), bool), np.ones(len(value_lines), bool)])[order]
+    source = np.concatenate([bad_lines, np.arange(len(value_lines))])[order]  # line index or value-row index
+
+    def message(i: int) -> str:
+        line, k = int(lines[i]), int(source[i])
+        if is_value[i]:
+            return f"{path}:{line}: {value_problem(k)}"
+        if stray_cr is not None and stray_cr[k]:
+            return f"{path}:{line}: carriage return inside the line"
+        last = k == len(line_bad) - 1 and not terminated
+        hint = " (last line has no newline: truncated file?)" if last else ""
+        return f"{path}:{line}: expected {n_fields} fields, found {int(n_delims[k]) + 1}{hint}"
+
+    bad.record(kinds, message, max_bad_rows, error)
 
 
 class CountsBytes:

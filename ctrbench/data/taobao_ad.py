@@ -88,7 +88,7 @@ from ctrbench.data.criteo import (
 )
 from ctrbench.data.outputs import SplitWriter, StagedOutputs, output_paths
 from ctrbench.data.preprocess import COMPRESSION, MAX_DISTINCT_BINS, ROW_GROUP_ROWS
-from ctrbench.data.reading import BadRows, CountsBytes, describe_value, line_blocks, read_csv_lines
+from ctrbench.data.reading import BadRows, CountsBytes, describe_value, line_blocks, read_csv_lines, record_bad_rows
 from ctrbench.data.schema import MISSING_ID, ROW_ID, Feature, FeatureMap
 from ctrbench.data.splits import SPLIT_BLOCK_LINES, SplitAssigner, check_split_files, resolve_split_counts
 from ctrbench.provenance import package_versions
@@ -128,7 +128,8 @@ CATEGORICAL = [
 DENSE = [PRICE]
 
 BAD_ROW_KINDS = ("field_count", "bad_label", "bad_price", "bad_sequence")
-_KIND_OF_COLUMN = {COLUMNS.index(LABEL): 1, COLUMNS.index(PRICE): 2, COLUMNS.index(SEQUENCE): 3}
+_KIND_OF_COLUMN = np.zeros(len(COLUMNS), np.int8)  # column -> index into BAD_ROW_KINDS (only these columns fail)
+_KIND_OF_COLUMN[[COLUMNS.index(LABEL), COLUMNS.index(PRICE), COLUMNS.index(SEQUENCE)]] = [1, 2, 3]
 
 DEFAULT_HASH_BINS = 2_000_000
 DEFAULT_MAX_LEN = 50
@@ -456,60 +457,31 @@ class TaobaoAdReader(CountsBytes):
 
         row_bad = first_bad_col >= 0
         if line_bad.any() or row_bad.any():
-            self._account(
-                table,
-                block,
-                first_line,
-                scan.ends,
-                terminated,
-                line_bad,
-                scan.stray_cr,
-                scan.delimiters(),
-                first_bad_col,
-            )
-            block = block.take(~row_bad)
-        del table
-        pa.default_memory_pool().release_unused()
-        return block
+            value_rows = np.flatnonzero(row_bad)
 
-    def _account(self, table, block, first_line, ends, terminated, line_bad, stray_cr, n_delims, first_bad_col):
-        """Count this block's bad rows in line order; raise once more than ``max_bad_rows``."""
-        count_lines_ = first_line + np.flatnonzero(line_bad)
-        value_rows = np.flatnonzero(first_bad_col >= 0)
-        value_lines = block.row_id[value_rows] - self.row_id_offset
-        all_lines = np.concatenate([count_lines_, value_lines])
-        kinds = np.concatenate(
-            [
-                np.zeros(len(count_lines_), np.int8),
-                np.array([_KIND_OF_COLUMN[int(c)] for c in first_bad_col[value_rows]], np.int8),
-            ]
-        )
-        order = np.argsort(all_lines, kind="stable")
-        all_lines, kinds = all_lines[order], kinds[order]
-        is_value = np.concatenate([np.zeros(len(count_lines_), bool), np.ones(len(value_rows), bool)])[order]
-        source = np.concatenate([np.flatnonzero(line_bad), value_rows])[order]
-
-        def message(i: int) -> str:
-            line = int(all_lines[i])
-            if is_value[i]:
-                row, col = int(source[i]), int(first_bad_col[source[i]])
-                name = COLUMNS[col]
-                value = table.column(col)[row].as_py()
+            def value_problem(j: int, table: pa.Table = table) -> str:  # bound now: `table` is deleted below
+                row = int(value_rows[j])
+                col = int(first_bad_col[row])
+                name, value = COLUMNS[col], table.column(col)[row].as_py()
                 if name == LABEL:
                     problem = "is not 0 or 1"
                 elif name == PRICE:
                     problem = "is not a number"
                 else:
                     problem = _sequence_problem(value)
-                return f"{self.path}:{line}: column {name}: {describe_value(value)} {problem}"
-            k = int(source[i])
-            if stray_cr[k]:
-                return f"{self.path}:{line}: carriage return inside the line"
-            last = k == len(ends) - 1 and not terminated
-            hint = " (last line has no newline: truncated file?)" if last else ""
-            return f"{self.path}:{line}: expected {N_FIELDS} fields, found {int(n_delims[k]) + 1}{hint}"
+                return f"column {name}: {describe_value(value)} {problem}"
 
-        self.bad.record(kinds, message, self.max_bad_rows, TaobaoAdFormatError)
+            record_bad_rows(
+                self.bad, self.path, first_line=first_line, line_bad=line_bad, n_delims=scan.delimiters(),
+                stray_cr=scan.stray_cr, terminated=terminated, n_fields=N_FIELDS,
+                value_lines=block.row_id[value_rows] - self.row_id_offset,
+                value_kinds=_KIND_OF_COLUMN[first_bad_col[value_rows]],
+                value_problem=value_problem, max_bad_rows=self.max_bad_rows, error=TaobaoAdFormatError,
+            )  # fmt: skip
+            block = block.take(~row_bad)
+        del table
+        pa.default_memory_pool().release_unused()
+        return block
 
 
 def read_taobao_ad(path: str | Path, **options) -> TaobaoAdBlock:

@@ -66,7 +66,7 @@ from numpy.lib.stride_tricks import as_strided
 from tqdm import tqdm
 
 from ctrbench.data.outputs import OUTPUT_FILES, StagedOutputs, output_paths
-from ctrbench.data.reading import BadRows, CountsBytes, describe_value, line_blocks
+from ctrbench.data.reading import BadRows, CountsBytes, describe_value, line_blocks, record_bad_rows
 from ctrbench.data.schema import MISSING_ID, ROW_ID, Feature, FeatureMap
 from ctrbench.data.splits import SPLITS, check_split_files
 from ctrbench.provenance import package_versions
@@ -299,51 +299,26 @@ class UserBehaviorReader(CountsBytes):
         block = UserBehaviorBlock((first_line + good).astype(np.int64), ids[0], ids[1], ids[2], behavior, timestamp)
         row_bad = first_bad_col >= 0
         if not count_ok.all() or row_bad.any():
-            self._account(
-                data,
-                first_line,
-                n_lines,
-                terminated,
-                count_ok,
-                n_commas,
-                block,
-                f_start,
-                f_len,
-                row_bad,
-                first_bad_col,
-            )
-            block = block.take(~row_bad)
-        return block
+            value_rows = np.flatnonzero(row_bad)
 
-    def _account(
-        self, data, first_line, n_lines, terminated, count_ok, n_commas, block, f_start, f_len, row_bad, first_bad_col
-    ) -> None:
-        """Count this block's bad rows in line order; raise once more than ``max_bad_rows``."""
-        count_idx = np.flatnonzero(~count_ok)
-        value_rows = np.flatnonzero(row_bad)
-        all_lines = np.concatenate([first_line + count_idx, block.line[value_rows]])
-        kinds = np.concatenate([np.zeros(len(count_idx), np.int8), _KIND_OF_COLUMN[first_bad_col[value_rows]]])
-        source = np.concatenate([count_idx, value_rows])
-        is_value = np.concatenate([np.zeros(len(count_idx), bool), np.ones(len(value_rows), bool)])
-        order = np.argsort(all_lines, kind="stable")
-        all_lines, kinds, source, is_value = all_lines[order], kinds[order], source[order], is_value[order]
-
-        def message(i: int) -> str:
-            line = int(all_lines[i])
-            k = int(source[i])
-            if is_value[i]:
-                col = int(first_bad_col[k])
-                value = data[int(f_start[k, col]) : int(f_start[k, col] + f_len[k, col])]
+            def value_problem(j: int) -> str:
+                row = int(value_rows[j])
+                col = int(first_bad_col[row])
+                value = data[int(f_start[row, col]) : int(f_start[row, col] + f_len[row, col])]
                 problem = {
                     3: f"is not one of {', '.join(BEHAVIORS)}",
                     4: "is not an integer (unix seconds) that fits int64",
                 }.get(col, "is not a non-negative integer that fits int64")
-                return f"{self.path}:{line}: column {COLUMNS[col]}: {describe_value(value)} {problem}"
-            last = k == n_lines - 1 and not terminated
-            hint = " (last line has no newline: truncated file?)" if last else ""
-            return f"{self.path}:{line}: expected {N_FIELDS} fields, found {int(n_commas[k]) + 1}{hint}"
+                return f"column {COLUMNS[col]}: {describe_value(value)} {problem}"
 
-        self.bad.record(kinds, message, self.max_bad_rows, UserBehaviorFormatError)
+            record_bad_rows(
+                self.bad, self.path, first_line=first_line, line_bad=~count_ok, n_delims=n_commas, stray_cr=None,
+                terminated=terminated, n_fields=N_FIELDS, value_lines=block.line[value_rows],
+                value_kinds=_KIND_OF_COLUMN[first_bad_col[value_rows]], value_problem=value_problem,
+                max_bad_rows=self.max_bad_rows, error=UserBehaviorFormatError,
+            )  # fmt: skip
+            block = block.take(~row_bad)
+        return block
 
 
 def read_userbehavior(path: str | Path, **options) -> UserBehaviorBlock:
