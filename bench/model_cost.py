@@ -63,27 +63,26 @@ def main() -> None:
                 }
                 out = work / f"{name}-{opt_name}"
                 out.mkdir()
-                metrics = train(
+                record = train(
                     train_path=work / "data/train.parquet", valid_path=work / "data/valid.parquet",
                     feature_map_path=work / "data/feature_map.json", arch=arch, params=params, training=training,
                     seed=0, outputs=TrainOutputs(out / "ckpt.pt", out / "metrics.json", out / "log.jsonl"), progress=False,
                 )
-                figures[opt_name] = metrics["cost"]
+                figures[opt_name] = record.cost
             rows.append((name, figures))
 
-    cost = rows[0][1]["sgd"] if rows else {}
-    print(f"device: {cost.get('device_name')}; {args.rows} rows, hash_bins {args.hash_bins}, "
-          f"batch {args.batch_size}, {args.steps} steps; peak memory = {cost.get('peak_memory_kind')}")
+    cost = rows[0][1]["sgd"]
+    print(f"device: {cost.device_name}; {args.rows} rows, hash_bins {args.hash_bins}, "
+          f"batch {args.batch_size}, {args.steps} steps; peak memory = {cost.peak_memory_kind}")
     header = f"{'model':<16}{'emb opt':>8}{'params':>12}{'opt state MiB':>15}{'peak MiB':>10}{'samples/s':>12}"
     print(header)
     for name, figures in rows:
         for opt_name, c in figures.items():
-            params = c["params_embedding"] + c["params_dense"]
-            print(f"{name:<16}{opt_name:>8}{params:>12,}{c['optimizer_state_bytes'] / 2**20:>15.1f}"
-                  f"{c['peak_memory_bytes'] / 2**20:>10.0f}{c['train_samples_per_s']:>12,.0f}")
+            print(f"{name:<16}{opt_name:>8}{c.params():>12,}{c.optimizer_state_bytes / 2**20:>15.1f}"
+                  f"{c.peak_memory_bytes / 2**20:>10.0f}{c.train_samples_per_s:>12,.0f}")
         sgd, adam = figures["sgd"], figures["adam"]
-        print(f"{'':<16}{'adam/sgd':>8}{'':>12}{'(+%.1f MiB)' % ((adam['optimizer_state_bytes'] - sgd['optimizer_state_bytes']) / 2**20):>15}"
-              f"{adam['peak_memory_bytes'] / sgd['peak_memory_bytes']:>10.2f}{adam['train_samples_per_s'] / sgd['train_samples_per_s']:>12.2f}")
+        print(f"{'':<16}{'adam/sgd':>8}{'':>12}{'(+%.1f MiB)' % ((adam.optimizer_state_bytes - sgd.optimizer_state_bytes) / 2**20):>15}"
+              f"{adam.peak_memory_bytes / sgd.peak_memory_bytes:>10.2f}{adam.train_samples_per_s / sgd.train_samples_per_s:>12.2f}")
 
 
 if __name__ == "__main__":

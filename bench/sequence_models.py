@@ -28,7 +28,9 @@ from ctrbench.models.mamba import MambaMixer
 from ctrbench.models.registry import build_model
 from ctrbench.train.cost import resolve_device
 from ctrbench.train.optim import GroupedOptimizer, embeddings_are_sparse
-from ctrbench.train.trainer import EpochSampler, seed_everything, sync
+from ctrbench.data.sources import EpochSampler
+from ctrbench.train.step import train_step
+from ctrbench.train.trainer import seed_everything, sync
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = "userbehavior_synthetic"
@@ -42,11 +44,7 @@ def train_rate(model, optimizer, data: TensorDataset, steps: int, batch_size: in
         if step == 3:
             sync(device)
             start = time.perf_counter()
-        batch = data.batch(sampler.next_batch()).to(device)
-        loss = model.loss(model(batch), batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        train_step(model, model, optimizer, data.batch(sampler.next_batch()).to(device), device)
     sync(device)
     return steps * batch_size / (time.perf_counter() - start)
 
@@ -54,7 +52,7 @@ def train_rate(model, optimizer, data: TensorDataset, steps: int, batch_size: in
 def infer_rate(model, data: TensorDataset, batch_size: int, device) -> float:
     sync(device)
     start = time.perf_counter()
-    predict(model, data, batch_size, device)
+    predict(model, data.iter_batches(batch_size), device)
     sync(device)
     return len(data) / (time.perf_counter() - start)
 
@@ -95,7 +93,7 @@ def main() -> None:
                 for module in model.modules():
                     if isinstance(module, MambaMixer):
                         module.scan_method = scan
-            optimizer = GroupedOptimizer(model, optimizer_config)
+            optimizer = GroupedOptimizer(model.parameter_groups(), optimizer_config)
             label = name if scan is None else f"{name} ({scan} scan)"
             figures[label] = (
                 train_rate(model, optimizer, train_set, args.steps, args.batch_size, device),
@@ -105,7 +103,7 @@ def main() -> None:
             )
 
     base_train, base_infer = figures[BASELINE][:2]
-    print(f"{DATASET}: {len(train_set)} train / {len(gold_set)} gold rows, history {fm.sequences[0].max_len}; "
+    print(f"{DATASET}: {len(train_set)} train / {len(gold_set)} gold rows, history {fm.max_len(fm.sequences[0])}; "
           f"device {device}, {args.threads} thread(s), batch {args.batch_size}, {args.steps} timed steps")  # fmt: skip
     print(f"{'model':<28}{'params':>10}{'train samples/s':>17}{'vs ' + BASELINE:>10}{'infer samples/s':>17}{'vs ' + BASELINE:>10}  backend")
     for label, (train_sps, infer_sps, params, backend) in figures.items():

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
-from ctrbench.atomic import atomic_write_text
-from ctrbench.data.batch import TensorDataset
+from ctrbench.data.sources import open_source
 from ctrbench.inference import predict
 from ctrbench.metrics import distribution_summary, task_metrics
-from ctrbench.provenance import sha256_file
+from ctrbench.provenance import provenance, sha256_file
+from ctrbench.results import ExtraOutput, GoldRecord, TaskMetrics, write_record
+from ctrbench.train.checkpoint import load_checkpoint
 from ctrbench.train.cost import device_name, resolve_device
-from ctrbench.train.trainer import DEFAULT_EVAL_BATCH_SIZE, load_checkpoint
+from ctrbench.train.trainer import DEFAULT_EVAL_BATCH_SIZE
 
 
 def evaluate_gold(
@@ -22,43 +22,58 @@ def evaluate_gold(
     output_path: str | Path,
     batch_size: int | None = None,
     device: str = "auto",
+    precision: str | None = None,
+    loader: dict | None = None,
     meta: dict | None = None,
-) -> dict:
-    """Score the gold split and write ``gold_eval.json`` (metrics per task, row count, hashes).
+) -> GoldRecord:
+    """Score the gold split and write its ``GoldRecord`` (metrics per task, row count, hashes).
 
-    A model that returns a gate per sample (``ModelOutput.aux["gate"]``, e.g. MDAF: g near 1 leans
-    on the static-feature branch, near 0 on the sequence branch) also gets ``gate``, the
-    ``distribution_summary`` of all gate values (flattened), and ``gate_shape``, the shape of the
-    gate array over the whole split (``[rows]`` or ``[rows, k]``). A checkpoint with a
-    ``model_info`` dict (e.g. the Mamba backend used) has it copied as ``model_info``.
+    Each extra output the model describes (``CTRModel.extra_outputs``, e.g. MDAF's gate: g near 1
+    leans on the static-feature branch, near 0 on the sequence branch) is summarised over the whole
+    split (``distribution_summary`` of every value, flattened) with its description, so the report
+    can draw it without knowing the model. ``precision`` defaults to the one the model trained in.
     """
     torch_device = resolve_device(device)
     model, ckpt = load_checkpoint(checkpoint_path, torch_device)
-    gold = TensorDataset.from_parquet(gold_path, model.feature_map)
+    precision = precision or ckpt.get("precision", "fp32")
+    gold = open_source(gold_path, model.feature_map, loader)
     start = time.perf_counter()
-    scored = predict(model, gold, batch_size or DEFAULT_EVAL_BATCH_SIZE, torch_device)
+    scored = predict(model, gold.eval_batches(batch_size or DEFAULT_EVAL_BATCH_SIZE), torch_device, precision)
     seconds = time.perf_counter() - start
-    labels = model.feature_map.labels
-    per_task = task_metrics(labels, scored["labels"], scored["probs"], scored["groups"])
-    result = {
-        **(meta or {}),
-        "arch": ckpt["arch"],
-        "checkpoint_epoch": ckpt["epoch"],
-        "rows": len(gold),
-        "metrics": per_task[labels[0]],
-        "task_metrics": per_task,
-        "gold_sha256": sha256_file(gold_path),
-        "checkpoint_sha256": sha256_file(checkpoint_path),
-        "eval_seconds": seconds,
-        "eval_samples_per_s": len(gold) / seconds if seconds > 0 else None,
-        "device": torch_device.type,
-        "device_name": device_name(torch_device),
-    }
-    gate = scored.get("aux_gate")
-    if gate is not None:
-        result["gate_shape"] = [int(size) for size in gate.shape]
-        result["gate"] = distribution_summary(gate.reshape(-1))
-    if "model_info" in ckpt:
-        result["model_info"] = ckpt["model_info"]
-    atomic_write_text(output_path, json.dumps(result, indent=2) + "\n")
-    return result
+    per_task = task_metrics(model.feature_map.labels, scored["labels"], scored["probs"], scored["groups"], scored["mask"])
+    extra = []
+    for description in model.extra_outputs():
+        values = scored["aux"][description.key]
+        extra.append(
+            ExtraOutput(
+                key=description.key,
+                title=description.title,
+                axis_label=description.axis_label,
+                reading=description.reading,
+                kind=description.kind,
+                shape=[int(size) for size in values.shape],
+                summary=distribution_summary(values.reshape(-1), value_range=description.value_range),
+            )
+        )
+    meta = meta or {}
+    record = GoldRecord(
+        dataset=meta.get("dataset", model.feature_map.dataset),
+        model=meta.get("model", ckpt["arch"]),
+        config_sha256=meta.get("config_sha256"),
+        arch=ckpt["arch"],
+        checkpoint_epoch=ckpt["epoch"],
+        precision=precision,
+        rows=gold.rows,
+        tasks={name: TaskMetrics(**m) for name, m in per_task.items()},
+        gold_sha256=sha256_file(gold_path),
+        checkpoint_sha256=sha256_file(checkpoint_path),
+        eval_seconds=seconds,
+        eval_samples_per_s=gold.rows / seconds if seconds > 0 else None,
+        device=torch_device.type,
+        device_name=device_name(torch_device),
+        model_info=ckpt.get("model_info", {}),
+        extra_outputs=extra,
+        provenance=meta.get("provenance") or provenance(),
+    )
+    write_record(output_path, record)
+    return record

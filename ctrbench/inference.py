@@ -1,30 +1,41 @@
-"""Batched prediction over a whole split, shared by validation and gold evaluation."""
+"""Batched prediction over a split, shared by validation and gold evaluation."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import numpy as np
 import torch
 
-from ctrbench.data.batch import TensorDataset
+from ctrbench.data.batch import Batch
 from ctrbench.models.base import CTRModel
+from ctrbench.train.step import forward
 
 
 @torch.no_grad()
-def predict(model: CTRModel, dataset: TensorDataset, batch_size: int, device: torch.device) -> dict[str, np.ndarray]:
-    """{'labels': [N, T], 'probs': [N, T], 'groups': [N] or None, plus every aux output, concatenated}."""
+def predict(model: CTRModel, batches: Iterable[Batch], device: torch.device, precision: str = "fp32") -> dict:
+    """``{'labels': [N, T], 'probs': [N, T], 'mask': [N, T] bool or None, 'groups': [N] or None, 'aux': {key: [N, ...]}}``
+    over ``batches`` (concatenated in order); probabilities in float32 whatever the precision."""
     was_training = model.training
     model.eval()
-    probs, aux = [], {}
-    for batch in dataset.iter_batches(batch_size):
-        output = model(batch.to(device))
-        probs.append(torch.sigmoid(output.logits).float().cpu())
+    labels, probs, masks, groups, aux = [], [], [], [], {}
+    for batch in batches:
+        output = forward(model, batch.to(device), device, precision)
+        probs.append(torch.sigmoid(output.logits).cpu())
+        labels.append(batch.labels)
+        masks.append(batch.label_mask)
+        groups.append(batch.group)
         for key, value in output.aux.items():
-            aux.setdefault(key, []).append(value.float().cpu())
+            aux.setdefault(key, []).append(value.cpu())
     model.train(was_training)
-    result = {
-        "labels": dataset.labels.numpy(),
-        "probs": torch.cat(probs).numpy(),
-        "groups": None if dataset.group is None else dataset.group.numpy(),
+    if not labels:  # a process whose share of a small split is empty
+        tasks = model.feature_map.num_tasks
+        labels, probs = [torch.zeros(0, tasks)], [torch.zeros(0, tasks)]
+    join = lambda parts: None if not parts or parts[0] is None else torch.cat(parts).numpy()  # noqa: E731
+    return {
+        "labels": join(labels),
+        "probs": join(probs),
+        "mask": join(masks),
+        "groups": join(groups),
+        "aux": {key: torch.cat(values).numpy() for key, values in aux.items()},
     }
-    result.update({f"aux_{key}": torch.cat(values).numpy() for key, values in aux.items()})
-    return result

@@ -30,6 +30,8 @@ def binary_metrics(labels: np.ndarray, probs: np.ndarray, groups: np.ndarray | N
     labels = np.asarray(labels, dtype=np.float64)
     probs = np.asarray(probs, dtype=np.float64)
     both_classes = 0 < labels.sum() < len(labels)
+    if not len(labels):  # a task whose label is known on no row of the split
+        return {"logloss": None, "auc": None, "accuracy": None, "gauc": None, "rows": 0, "label_rate": None}
     return {
         "logloss": float(log_loss(labels, probs, labels=[0.0, 1.0])),
         "auc": float(roc_auc_score(labels, probs)) if both_classes else None,
@@ -40,9 +42,20 @@ def binary_metrics(labels: np.ndarray, probs: np.ndarray, groups: np.ndarray | N
     }
 
 
-def task_metrics(label_names: list[str], labels: np.ndarray, probs: np.ndarray, groups: np.ndarray | None = None) -> dict:
-    """{label name: metrics} for [N, n_tasks] label and probability arrays."""
-    return {name: binary_metrics(labels[:, i], probs[:, i], groups) for i, name in enumerate(label_names)}
+def task_metrics(
+    task_names: list[str],
+    labels: np.ndarray,
+    probs: np.ndarray,
+    groups: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+) -> dict:
+    """{task name: metrics} for [N, n_tasks] label and probability arrays; each task over the rows where
+    ``mask`` (``[N, n_tasks]`` bool, None: every row) says its label is known."""
+    metrics = {}
+    for i, name in enumerate(task_names):
+        rows = slice(None) if mask is None else mask[:, i]
+        metrics[name] = binary_metrics(labels[rows, i], probs[rows, i], None if groups is None else groups[rows])
+    return metrics
 
 
 QUANTILES = {"p05": 0.05, "p25": 0.25, "p50": 0.50, "p75": 0.75, "p95": 0.95}

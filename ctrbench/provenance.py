@@ -55,4 +55,4 @@ def provenance() -> dict:
 
 def stamped(meta: dict) -> dict:
     """A result's identifying fields plus the provenance of the run that produced it."""
-    return {**meta, "provenance": {**provenance(), "config_sha256": meta.get("config_sha256")}}
+    return {**meta, "provenance": provenance()}

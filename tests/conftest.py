@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ctrbench.data.schema import Feature, FeatureMap
+from ctrbench.data.schema import Feature, FeatureMap, tasks_of
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
@@ -29,7 +29,7 @@ def tiny_processed(tmp_path) -> dict:
     """train / valid / gold parquet files and feature map of a small flat dataset."""
     fm = FeatureMap(
         dataset="tiny",
-        labels=["label"],
+        tasks=tasks_of(["label"]),
         features=[Feature("d0", "dense"), Feature("d1", "dense")]
         + [Feature(f"c{i}", "categorical", vocab_size=20) for i in range(3)],
     )

@@ -88,12 +88,13 @@ def run_pinned(work: Path) -> dict[str, dict]:
             train(
                 train_path=paths["train"], valid_path=paths["valid"], feature_map_path=paths["feature_map"],
                 arch=spec["arch"], params=spec.get("params", {}), training=model_training(config, model, dataset),
-                seed=config["seed"], progress=False,
+                seed=config["seed"], progress=False, meta={"dataset": dataset, "model": model, "config_sha256": None},
                 outputs=TrainOutputs(folder / "checkpoint.pt", folder / "train_metrics.json", folder / "train_log.jsonl"),
             )  # fmt: skip
             gold = evaluate_gold(
                 checkpoint_path=folder / "checkpoint.pt", gold_path=paths["gold"], output_path=folder / "gold_eval.json",
-                device="cpu",
+                device="cpu", meta={"dataset": dataset, "model": model, "config_sha256": None},
             )
-            results[f"{dataset}/{model}"] = {k: gold["metrics"][k] for k in ("logloss", "auc", "gauc", "accuracy")}
+            metrics = gold.tasks["label"]
+            results[f"{dataset}/{model}"] = {k: getattr(metrics, k) for k in ("logloss", "auc", "gauc", "accuracy")}
     return results

@@ -22,13 +22,13 @@ def test_cuda_training_accounts_cuda_memory_and_scores_like_cpu(tiny_processed, 
     metrics = train(train_path=tiny_processed["train"], valid_path=tiny_processed["valid"],
                     feature_map_path=tiny_processed["feature_map"], arch=arch, params={}, training=TRAINING,
                     seed=0, outputs=outputs, progress=False)
-    cost = metrics["cost"]
-    assert cost["device"] == "cuda" and cost["peak_memory_kind"] == "cuda_max_allocated"
+    cost = metrics.cost
+    assert cost.device == "cuda" and cost.peak_memory_kind == "cuda_max_allocated"
     # at least the weights themselves were on the GPU at the peak
-    assert cost["peak_memory_bytes"] >= cost["param_bytes_embedding"] + cost["param_bytes_dense"]
+    assert cost.peak_memory_bytes >= sum(g.bytes for g in cost.parameter_groups.values())
     on_gpu = evaluate_gold(checkpoint_path=outputs.checkpoint, gold_path=tiny_processed["gold"],
                            output_path=tmp_path / "gpu.json", device="cuda")
     on_cpu = evaluate_gold(checkpoint_path=outputs.checkpoint, gold_path=tiny_processed["gold"],
                            output_path=tmp_path / "cpu.json", device="cpu")
-    assert on_gpu["metrics"]["auc"] == pytest.approx(on_cpu["metrics"]["auc"], abs=1e-4)
-    assert on_gpu["metrics"]["logloss"] == pytest.approx(on_cpu["metrics"]["logloss"], abs=1e-4)
+    assert on_gpu.tasks["label"].auc == pytest.approx(on_cpu.tasks["label"].auc, abs=1e-4)
+    assert on_gpu.tasks["label"].logloss == pytest.approx(on_cpu.tasks["label"].logloss, abs=1e-4)

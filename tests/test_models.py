@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ctrbench.data.batch import Batch
-from ctrbench.data.schema import Feature, FeatureMap
+from ctrbench.data.schema import Feature, FeatureMap, tasks_of
 from ctrbench.models.base import CTRModel, ModelOutput
 from ctrbench.models.layers import CrossNetMix, CrossNetV2, FeatureEmbedding, FMInteraction, MultiHeadSelfAttention
 from ctrbench.models.registry import MODELS, _load_models, build_model
@@ -25,7 +25,7 @@ VOCABS = (5, 7, 4)
 def feature_map(*, n_dense: int = 2, n_labels: int = 1, n_cat: int = 3) -> FeatureMap:
     features = [Feature(f"c{i}", "categorical", vocab_size=v) for i, v in enumerate(VOCABS[:n_cat])]
     features += [Feature(f"d{i}", "dense") for i in range(n_dense)]
-    return FeatureMap(dataset="tiny", labels=[f"y{i}" for i in range(n_labels)], features=features)
+    return FeatureMap(dataset="tiny", tasks=tasks_of([f"y{i}" for i in range(n_labels)]), features=features)
 
 
 FEATURE_MAPS = {

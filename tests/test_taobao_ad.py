@@ -226,7 +226,7 @@ def test_preprocess_real_samples_splits_feature_map_and_manifest(tmp_path):
     assert [f.name for f in fm.categorical] == CATEGORICAL and all(f.vocab_size == BINS for f in fm.categorical)
     assert [f.name for f in fm.dense] == ["price"]
     (seq,) = fm.sequences
-    assert (seq.name, seq.vocab_size, seq.max_len, seq.shares_vocab_with) == ("click_sequence", BINS, 5, "adgroup_id")
+    assert (seq.name, seq.vocab_size, fm.max_len(seq), seq.shares_vocab_with) == ("click_sequence", BINS, 5, "adgroup_id")
     assert fm.extra["source"] == "taobao_ad_x1" and fm.extra["hash_bins"] == BINS and fm.extra["transforms"]
 
     train, valid, gold = (row_ids(out / f"{s}.parquet") for s in ("train", "valid", "gold"))
@@ -505,7 +505,7 @@ def test_format_registry_entry(tmp_path):
     m = fmt.preprocess(raw, outputs_in(tmp_path / "o1"), "syn", dataset, False)
     assert {k: v["rows"] for k, v in m["splits"].items()} == {"train": 320, "valid": 80, "gold": 100}
     fm = FeatureMap.load(tmp_path / "o1" / "feature_map.json")
-    assert fm.sequences[0].max_len == 20 and fm.categorical[0].vocab_size == 5000 and fm.dataset == "syn"
+    assert fm.max_len(fm.sequences[0]) == 20 and fm.categorical[0].vocab_size == 5000 and fm.dataset == "syn"
 
     shutil.copy(raw / "test.csv", raw / "valid.csv")
     assert raw_files(raw) == [str(raw / n) for n in ("train.csv", "valid.csv", "test.csv")]

@@ -366,7 +366,7 @@ def test_sample_schema_feature_map_and_loading(sample_run):
         "item_history": ref["n_items"] + 1,
         "category_history": ref["n_categories"] + 1,
     }
-    assert {f.name: (f.max_len, f.shares_vocab_with) for f in fm.sequences} == {
+    assert {f.name: (fm.max_len(f), f.shares_vocab_with) for f in fm.sequences} == {
         "item_history": (50, "item_id"),
         "category_history": (50, "category_id"),
     }
@@ -510,7 +510,7 @@ def test_format_registry_reads_the_dataset_config(tmp_path):
     assert 0 < manifest["users"]["kept"] < manifest["users"]["in_range"] and manifest["events"]["user_sampled_out"] > 0
     assert manifest["options"]["history_behaviors"] == ["pv", "cart"] and manifest["options"]["seed"] == 5
     fm = FeatureMap.load(outputs["feature_map"])
-    assert fm.dataset == "tb" and fm.sequences[0].max_len == 7
+    assert fm.dataset == "tb" and fm.max_len(fm.sequences[0]) == 7
     assert json.loads(outputs["manifest"].read_text())["splits"]["train"]["label_rate"] == pytest.approx(1 / 3)
 
 

@@ -16,5 +16,6 @@ with job_logging(snakemake.log[0]):
         output_path=snakemake.output.gold_eval,
         batch_size=snakemake.params.training.get("eval_batch_size"),
         device=snakemake.params.training["device"],
+        loader=snakemake.params.training.get("loader"),
         meta=stamped(snakemake.params.meta),
     )

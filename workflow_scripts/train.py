@@ -1,16 +1,16 @@
-"""Rule train: one model on one dataset (arguments from Snakemake, logic in ctrbench.train)."""
+"""Rule train: one model on one dataset, in one or several processes (arguments from Snakemake, logic in ctrbench.train)."""
 
 import _source_tree  # noqa: F401  (first: this checkout's ctrbench, in conda envs and containers too)
 
-import torch
-
 from ctrbench.joblog import job_logging
 from ctrbench.provenance import stamped
-from ctrbench.train.trainer import TrainOutputs, train
+from ctrbench.train.launch import train_job
+from ctrbench.train.trainer import TrainOutputs
 
 with job_logging(snakemake.log[0]):
-    torch.set_num_threads(snakemake.threads)
-    train(
+    train_job(
+        threads=snakemake.threads,
+        log_path=snakemake.log[0],
         train_path=snakemake.input.train,
         valid_path=snakemake.input.valid,
         feature_map_path=snakemake.input.feature_map,

@@ -37,7 +37,7 @@ from ctrbench.data.criteo import (
     count_lines,
 )
 from ctrbench.data.outputs import OUTPUT_FILES, SplitWriter, StagedOutputs, output_paths
-from ctrbench.data.schema import Feature, FeatureMap
+from ctrbench.data.schema import Feature, FeatureMap, Task
 from ctrbench.data.splits import (
     DEFAULT_SPLITS,
     SPLIT_BLOCK_LINES,
@@ -140,7 +140,7 @@ def preprocess_criteo(
 
         feature_map = FeatureMap(
             dataset=dataset_name,
-            labels=[LABEL],
+            tasks=[Task(LABEL)],
             features=[Feature(c, "dense") for c in DENSE]
             + [Feature(c, "categorical", vocab_size=hash_bins) for c in CATEGORICAL],
             extra={

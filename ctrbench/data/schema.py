@@ -1,17 +1,30 @@
 """The data model shared by every reader, model and report: which columns a processed dataset has.
 
 A processed dataset is three parquet files (train / valid / gold) plus ``feature_map.json``.
-Every column is one of four kinds, so flat, sequence and multi-task datasets fit one model:
+Every feature is of one kind, so flat, sequence and multi-task datasets fit one model:
 
 - ``dense``:       float32 scalar, already transformed (e.g. log1p);
 - ``categorical``: int32 local id in ``[0, vocab_size)``; id 0 is reserved for missing values;
-- ``sequence``:    fixed-size list<int32> of ``max_len`` ids, padded with 0, most recent last;
+- ``sequence``:    list<int32> of ids of one **sequence group**, padded with 0, most recent last;
                    ``shares_vocab_with`` names a categorical feature whose table it reuses
-                   (a history of item ids shares the target item's embedding);
-- labels:          one float32 column per task (``labels`` lists them in task order).
+                   (a history of item ids shares the target item's embedding).
+
+A **sequence group** is a set of aligned sequence features (item, category, behaviour, time of the
+same events) with its own ``max_len``; a row may have several groups of different lengths (one per
+behaviour type). A group may name a ``timestamp`` feature holding each event's time, so models can
+compute time gaps to the target.
+
+A **task** is one label column (float32, 0/1) with a weight in the loss (default 1) and an
+optional ``mask`` column (1 where the label is known, 0 where it is not: such rows count neither in
+that task's loss nor in its metrics). A single-task dataset is the case of one task.
 
 ``group_by`` optionally names an int column (e.g. user id) that per-group metrics (gAUC) use.
-``row_id`` (int64) is the source line number of each row, kept for provenance and split checks.
+``row_id`` (int64) identifies each row's source (line number), for provenance and split checks.
+
+Feature maps are versioned (``format_version``). Version 1 (labels, sequences with their own
+``max_len``) is read and upgraded; a newer version or an unknown feature kind is refused with an
+error saying so, so that new kinds (text tokens, precomputed embeddings) can be added later
+without an old reader misreading them.
 """
 
 from __future__ import annotations
@@ -19,13 +32,38 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MISSING_ID = 0  # reserved categorical id for a missing value, and the sequence padding id
 ROW_ID = "row_id"
+DEFAULT_SEQUENCE_GROUP = "history"
 
 FeatureType = Literal["dense", "categorical", "sequence"]
+FEATURE_KINDS: tuple[str, ...] = get_args(FeatureType)
+
+
+class FeatureMapError(ValueError):
+    """A feature map this version of ctrbench cannot use (unknown version or kind, inconsistent fields)."""
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str  # the label column
+    weight: float = 1.0  # weight of this task's loss in the sum over tasks
+    mask: str | None = None  # column that is 1 where the label is known
+
+
+def tasks_of(names: list[str]) -> list[Task]:
+    """Tasks of weight 1 without masks, one per label column."""
+    return [Task(name) for name in names]
+
+
+@dataclass(frozen=True)
+class SequenceGroup:
+    name: str
+    max_len: int  # events per row, most recent kept
+    timestamp: str | None = None  # a sequence feature of the group holding each event's time
 
 
 @dataclass(frozen=True)
@@ -33,32 +71,51 @@ class Feature:
     name: str
     type: FeatureType
     vocab_size: int | None = None  # categorical / sequence: number of embedding rows
-    max_len: int | None = None  # sequence only
     shares_vocab_with: str | None = None  # sequence only: name of a categorical feature
+    group: str | None = None  # sequence only: its sequence group
 
 
 @dataclass
 class FeatureMap:
     dataset: str
-    labels: list[str]
+    tasks: list[Task]
     features: list[Feature]
+    sequence_groups: list[SequenceGroup] = field(default_factory=list)
     group_by: str | None = None
     format_version: int = FORMAT_VERSION
     extra: dict = field(default_factory=dict)  # reader-specific facts (hash bins, transforms)
 
     def __post_init__(self) -> None:
+        where = f"feature map of {self.dataset!r}"
         names = [f.name for f in self.features]
         if len(set(names)) != len(names):
-            raise ValueError(f"feature map of {self.dataset!r}: duplicate feature names")
+            raise FeatureMapError(f"{where}: duplicate feature names")
+        groups = {g.name: g for g in self.sequence_groups}
+        if len(groups) != len(self.sequence_groups):
+            raise FeatureMapError(f"{where}: duplicate sequence group names")
         for f in self.features:
+            if f.type not in FEATURE_KINDS:
+                raise FeatureMapError(f"{where}: feature {f.name!r} has unknown kind {f.type!r}; known: {FEATURE_KINDS}")
             if f.type in ("categorical", "sequence") and not (f.vocab_size and f.vocab_size > 0):
-                raise ValueError(f"feature {f.name!r}: {f.type} needs a positive vocab_size")
-            if f.type == "sequence" and not (f.max_len and f.max_len > 0):
-                raise ValueError(f"feature {f.name!r}: sequence needs a positive max_len")
+                raise FeatureMapError(f"{where}: feature {f.name!r}: {f.type} needs a positive vocab_size")
+            if f.type == "sequence" and f.group not in groups:
+                raise FeatureMapError(f"{where}: sequence {f.name!r} names unknown group {f.group!r}")
+            if f.type != "sequence" and (f.group or f.shares_vocab_with):
+                raise FeatureMapError(f"{where}: only sequences have a group or share a vocabulary ({f.name!r})")
             if f.shares_vocab_with is not None and f.shares_vocab_with not in names:
-                raise ValueError(f"feature {f.name!r} shares the vocabulary of unknown {f.shares_vocab_with!r}")
-        if not self.labels:
-            raise ValueError(f"feature map of {self.dataset!r}: no label column")
+                raise FeatureMapError(f"{where}: feature {f.name!r} shares the vocabulary of unknown {f.shares_vocab_with!r}")
+        for g in self.sequence_groups:
+            if g.max_len < 1:
+                raise FeatureMapError(f"{where}: sequence group {g.name!r} needs a positive max_len")
+            if g.timestamp is not None and g.timestamp not in [f.name for f in self.sequences_of(g.name)]:
+                raise FeatureMapError(f"{where}: timestamp {g.timestamp!r} of group {g.name!r} is not one of its sequences")
+        if not self.tasks:
+            raise FeatureMapError(f"{where}: no task (label column)")
+        task_names = [t.name for t in self.tasks]
+        if len(set(task_names)) != len(task_names) or set(task_names) & set(names):
+            raise FeatureMapError(f"{where}: task names must be distinct and not feature names: {task_names}")
+        if not all(t.weight >= 0 for t in self.tasks) or not sum(t.weight for t in self.tasks) > 0:
+            raise FeatureMapError(f"{where}: task weights must be >= 0 and not all 0: {[t.weight for t in self.tasks]}")
 
     def of_type(self, kind: FeatureType) -> list[Feature]:
         return [f for f in self.features if f.type == kind]
@@ -75,26 +132,87 @@ class FeatureMap:
     def sequences(self) -> list[Feature]:
         return self.of_type("sequence")
 
+    def sequences_of(self, group: str) -> list[Feature]:
+        return [f for f in self.sequences if f.group == group]
+
+    def sequence_group(self, name: str) -> SequenceGroup:
+        return next(g for g in self.sequence_groups if g.name == name)
+
+    def max_len(self, feature: Feature) -> int:
+        """Events per row of a sequence feature: its group's ``max_len``."""
+        return self.sequence_group(feature.group).max_len
+
+    @property
+    def labels(self) -> list[str]:
+        """The label columns, in task order."""
+        return [t.name for t in self.tasks]
+
+    @property
+    def masks(self) -> list[str | None]:
+        return [t.mask for t in self.tasks]
+
     @property
     def num_tasks(self) -> int:
-        return len(self.labels)
+        return len(self.tasks)
+
+    def columns(self) -> list[str]:
+        """Every column a model's batches read: labels, masks, features, the gAUC group."""
+        wanted = self.labels + [m for m in self.masks if m] + [f.name for f in self.features]
+        return list(dict.fromkeys(wanted + ([self.group_by] if self.group_by else [])))
 
     def to_json(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "FeatureMap":
-        if data.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
-                f"feature map format {data.get('format_version')!r} is not the supported {FORMAT_VERSION}"
+    def from_json(cls, data: dict) -> FeatureMap:
+        version = data.get("format_version")
+        if version == 1:
+            data = _upgrade_v1(data)
+        elif version != FORMAT_VERSION:
+            raise FeatureMapError(
+                f"feature map of {data.get('dataset')!r} has format_version {version!r}; this ctrbench reads 1 and "
+                f"{FORMAT_VERSION} (a newer ctrbench wrote it? reprocess the data with this one)"
             )
         data = dict(data)
+        for f in data["features"]:
+            if f.get("type") not in FEATURE_KINDS:
+                raise FeatureMapError(
+                    f"feature map of {data.get('dataset')!r}: feature {f.get('name')!r} has kind {f.get('type')!r}, "
+                    f"which this ctrbench does not know (known: {', '.join(FEATURE_KINDS)})"
+                )
         data["features"] = [Feature(**f) for f in data["features"]]
+        data["tasks"] = [Task(**t) for t in data["tasks"]]
+        data["sequence_groups"] = [SequenceGroup(**g) for g in data.get("sequence_groups", [])]
         return cls(**data)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "FeatureMap":
-        return cls.from_json(json.loads(Path(path).read_text()))
+    def load(cls, path: str | Path) -> FeatureMap:
+        try:
+            return cls.from_json(json.loads(Path(path).read_text()))
+        except FeatureMapError as error:
+            raise FeatureMapError(f"{path}: {error}") from None
+
+
+def _upgrade_v1(data: dict) -> dict:
+    """Version 1: ``labels`` (weight 1, no mask) and sequences each with a ``max_len``, one implicit group."""
+    labels = data.get("labels") or []
+    data = {k: v for k, v in data.items() if k != "labels"}
+    data["tasks"] = [{"name": label} for label in labels]
+    features, lengths = [], set()
+    for f in data["features"]:
+        f = dict(f)
+        if f.get("type") == "sequence":
+            lengths.add(f.pop("max_len"))
+            f["group"] = DEFAULT_SEQUENCE_GROUP
+        else:
+            f.pop("max_len", None)
+        features.append(f)
+    if len(lengths) > 1:
+        raise FeatureMapError(f"version-1 feature map of {data.get('dataset')!r}: sequences differ in max_len")
+    data["features"] = features
+    data["sequence_groups"] = [{"name": DEFAULT_SEQUENCE_GROUP, "max_len": lengths.pop()}] if lengths else []
+    data["format_version"] = FORMAT_VERSION
+    return data

@@ -89,7 +89,7 @@ from ctrbench.data.criteo import (
 from ctrbench.data.outputs import SplitWriter, StagedOutputs, output_paths
 from ctrbench.data.preprocess import COMPRESSION, MAX_DISTINCT_BINS, ROW_GROUP_ROWS
 from ctrbench.data.reading import BadRows, CountsBytes, describe_value, line_blocks, read_csv_lines, record_bad_rows
-from ctrbench.data.schema import MISSING_ID, ROW_ID, Feature, FeatureMap
+from ctrbench.data.schema import DEFAULT_SEQUENCE_GROUP, MISSING_ID, ROW_ID, Feature, FeatureMap, SequenceGroup, Task
 from ctrbench.data.splits import SPLIT_BLOCK_LINES, SplitAssigner, check_split_files, resolve_split_counts
 from ctrbench.provenance import package_versions
 
@@ -609,10 +609,11 @@ def preprocess_taobao_ad(
         }
         feature_map = FeatureMap(
             dataset=dataset_name,
-            labels=[LABEL],
+            tasks=[Task(LABEL)],
             features=[Feature(c, "categorical", vocab_size=hash_bins) for c in CATEGORICAL]
             + [Feature(PRICE, "dense")]
-            + [Feature(SEQUENCE, "sequence", vocab_size=hash_bins, max_len=max_len, shares_vocab_with=ITEM)],
+            + [Feature(SEQUENCE, "sequence", vocab_size=hash_bins, shares_vocab_with=ITEM, group=DEFAULT_SEQUENCE_GROUP)],
+            sequence_groups=[SequenceGroup(DEFAULT_SEQUENCE_GROUP, max_len)],
             group_by=GROUP,
             extra={
                 "source": SOURCE,

@@ -67,7 +67,7 @@ from tqdm import tqdm
 
 from ctrbench.data.outputs import OUTPUT_FILES, StagedOutputs, output_paths
 from ctrbench.data.reading import BadRows, CountsBytes, describe_value, line_blocks, record_bad_rows
-from ctrbench.data.schema import MISSING_ID, ROW_ID, Feature, FeatureMap
+from ctrbench.data.schema import DEFAULT_SEQUENCE_GROUP, MISSING_ID, ROW_ID, Feature, FeatureMap, SequenceGroup, Task
 from ctrbench.data.splits import SPLITS, check_split_files
 from ctrbench.provenance import package_versions
 
@@ -881,7 +881,7 @@ def preprocess_userbehavior(
         )
         feature_map = FeatureMap(
             dataset=dataset_name,
-            labels=["label"],
+            tasks=[Task("label")],
             features=[
                 Feature("user_id", "categorical", vocab_size=len(vocab.users) + 1),
                 Feature("item_id", "categorical", vocab_size=len(vocab.items) + 1),
@@ -892,17 +892,18 @@ def preprocess_userbehavior(
                     "item_history",
                     "sequence",
                     vocab_size=len(vocab.items) + 1,
-                    max_len=max_len,
                     shares_vocab_with="item_id",
+                    group=DEFAULT_SEQUENCE_GROUP,
                 ),
                 Feature(
                     "category_history",
                     "sequence",
                     vocab_size=len(vocab.categories) + 1,
-                    max_len=max_len,
                     shares_vocab_with="category_id",
+                    group=DEFAULT_SEQUENCE_GROUP,
                 ),
             ],
+            sequence_groups=[SequenceGroup(DEFAULT_SEQUENCE_GROUP, max_len)],
             group_by="user_id",
             extra={
                 "source": "taobao_userbehavior",
@@ -959,6 +960,8 @@ def preprocess_userbehavior(
                 "kept": len(vocab.users),
                 "sampled_out": n_users_in_range - len(vocab.users),
             },
+            # events left out other than bad rows, by kind (the report lists them beside bad_rows)
+            "dropped": {"out_of_range": out_of_range, "user_sampled_out": sampled_out},
             "distinct": distinct,
             "split_times": split_times,
             "splits": {

@@ -4,12 +4,11 @@ own logit, over multi-head field embeddings, trained with the Tri-BCE loss (afte
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ctrbench.data.batch import Batch
 from ctrbench.data.schema import FeatureMap
-from ctrbench.models.base import CTRModel, ModelOutput
+from ctrbench.models.base import CTRModel, ModelOutput, task_losses
 from ctrbench.models.layers import FeatureEmbedding
 from ctrbench.models.registry import register
 
@@ -140,14 +139,11 @@ class DCNv3(CTRModel):
         return ModelOutput(logits=(logit_lcn + logit_ecn) * 0.5, aux={"logit_lcn": logit_lcn, "logit_ecn": logit_ecn})
 
     def loss(self, output: ModelOutput, batch: Batch) -> torch.Tensor:
-        """Tri-BCE; each BCE is a batch mean per task, the result is averaged over the tasks."""
-
-        def bce(logits: torch.Tensor) -> torch.Tensor:
-            return F.binary_cross_entropy_with_logits(logits, batch.labels, reduction="none").mean(dim=0)  # [T]
-
-        loss = bce(output.logits)
-        loss_d, loss_s = bce(output.aux["logit_ecn"]), bce(output.aux["logit_lcn"])
+        """Tri-BCE per task (each BCE a mean over the rows where the task's label is known), then the
+        tasks' weighted mean."""
+        loss = task_losses(output.logits, batch)  # [T]
+        loss_d, loss_s = task_losses(output.aux["logit_ecn"], batch), task_losses(output.aux["logit_lcn"], batch)
         w_d, w_s = torch.clamp(loss_d - loss, min=0), torch.clamp(loss_s - loss, min=0)
         if self.detach_loss_weights:
             w_d, w_s = w_d.detach(), w_s.detach()
-        return (loss + w_d * loss_d + w_s * loss_s).mean()
+        return self.weighted_loss(loss + w_d * loss_d + w_s * loss_s)

@@ -22,7 +22,7 @@ from torch import nn
 
 from ctrbench.data.batch import Batch
 from ctrbench.data.schema import FeatureMap
-from ctrbench.models.base import CTRModel, ModelOutput
+from ctrbench.models.base import CTRModel, ModelOutput, OutputDescription
 from ctrbench.models.bst import EMBEDDING_INIT_STD as BST_INIT_STD
 from ctrbench.models.bst import pool_sequence, pooled_width
 from ctrbench.models.dcnv3 import ExponentialCrossNetwork, LinearCrossNetwork, MultiHeadFeatureEmbedding
@@ -113,6 +113,16 @@ class MDAF(CTRModel):
         if self.sequence_encoder == "mamba":
             info["mamba_backend"] = self.encoder.backend
         return info
+
+    def extra_outputs(self) -> list[OutputDescription]:
+        return [
+            OutputDescription(
+                key="gate",
+                title="gate g",
+                axis_label="g (0: sequence, 1: static branch)",
+                reading="g≈1: static branch, g≈0: sequence branch",
+            )
+        ]
 
     def static_branch(self, batch: Batch) -> torch.Tensor:
         x0 = self.static_embedding(batch)  # [B, H, F*d]

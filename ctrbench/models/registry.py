@@ -18,13 +18,13 @@ def register(cls: type[CTRModel]) -> type[CTRModel]:
 
 
 def _load_models() -> None:
-    # imported here, not at module import, so that registering cannot be circular
+    # imported here, not at module import, so that registering cannot be circular; every time (imports are
+    # cached), since importing one model module first registers that model alone
     from ctrbench.models import autoint, bst, dcnv2, dcnv3, deepfm, ft_transformer, mamba4rec, mdaf  # noqa: F401
 
 
 def model_class(arch: str) -> type[CTRModel]:
-    if not MODELS:
-        _load_models()
+    _load_models()
     if arch not in MODELS:
         raise ValueError(f"unknown model arch {arch!r}; known: {', '.join(sorted(MODELS))}")
     return MODELS[arch]

@@ -40,8 +40,11 @@ def history_fields(feature_map: FeatureMap) -> list[tuple[str, str]]:
                 f"target field (shares_vocab_with is {f.shares_vocab_with!r})"
             )
         pairs.append((f.name, f.shares_vocab_with))
-    if len({f.max_len for f in sequences}) != 1:
-        raise ValueError(f"sequences of {feature_map.dataset!r} differ in max_len; they must align event by event")
+    if len({f.group for f in sequences}) != 1:
+        raise ValueError(
+            f"dataset {feature_map.dataset!r} has several sequence groups ({', '.join(g.name for g in feature_map.sequence_groups)}); "
+            "this model reads one group of aligned events"
+        )
     return pairs
 
 
@@ -50,7 +53,7 @@ def target_fields_map(feature_map: FeatureMap) -> FeatureMap:
     targets = {field for _, field in history_fields(feature_map)}
     return FeatureMap(
         dataset=feature_map.dataset,
-        labels=feature_map.labels,
+        tasks=feature_map.tasks,
         features=[f for f in feature_map.categorical if f.name in targets],
     )
 
@@ -66,7 +69,7 @@ class BehaviourTokens(nn.Module):
         super().__init__()
         self.pairs = history_fields(feature_map)
         self.embedding = embedding
-        self.max_len = feature_map.sequences[0].max_len
+        self.max_len = feature_map.max_len(feature_map.sequences[0])
         columns = {f.name: i for i, f in enumerate(feature_map.categorical)}
         # where each target field sits in batch.categorical; a buffer so it follows .to(device)
         self.register_buffer("target_columns", torch.tensor([columns[field] for _, field in self.pairs]), persistent=False)

@@ -1,4 +1,4 @@
-"""Cost accounting: parameter bytes by kind, peak memory and the device a run used."""
+"""Cost accounting: parameter counts and bytes per parameter group, peak memory and the device a run used."""
 
 from __future__ import annotations
 
@@ -8,24 +8,24 @@ import resource
 import torch
 from torch import nn
 
-from ctrbench.train.optim import split_parameters
+
+def parameter_cost(groups: dict[str, list[nn.Parameter]]) -> dict[str, dict[str, int]]:
+    """``{group: {"params": count, "bytes": bytes}}`` for every group, the frozen one included."""
+    return {
+        group: {"params": sum(p.numel() for p in params), "bytes": sum(p.numel() * p.element_size() for p in params)}
+        for group, params in groups.items()
+    }
 
 
-def parameter_cost(model: nn.Module) -> dict[str, int]:
-    groups = split_parameters(model)
-    cost = {}
-    for group, params in groups.items():
-        cost[f"params_{group}"] = sum(p.numel() for p in params)
-        cost[f"param_bytes_{group}"] = sum(p.numel() * p.element_size() for p in params)
-    return cost
-
-
-def resolve_device(requested: str) -> torch.device:
+def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
+    """``auto``: CUDA when present; with several processes on CUDA each takes the GPU of its local rank."""
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(requested)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"training.device is {requested!r} but CUDA is not available on {platform.node()}")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
     return device
 
 

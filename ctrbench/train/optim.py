@@ -1,14 +1,17 @@
-"""The grouped optimizer: embedding tables and dense weights each get their own optimizer and rate.
+"""The grouped optimizer: each parameter group a model declares gets its own optimizer and rate.
 
 By default embedding tables are sparse and updated by plain SGD, which keeps no state, while the
 dense weights use AdamW. Choosing Adam for the embeddings instead makes the report show what the
-extra 2 × table-size of moment estimates costs.
+extra 2 x table-size of moment estimates costs. A group without settings of its own (a model's
+extra group) is trained with ``dense``'s settings; the ``frozen`` group is never optimised.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from ctrbench.models.base import FROZEN
 
 # optimizers that accept sparse gradients; the others need dense embedding gradients
 SPARSE_CAPABLE = {"sgd", "sparse_adam", "adagrad"}
@@ -26,14 +29,8 @@ def embeddings_are_sparse(optimizer_config: dict) -> bool:
     return optimizer_config["embedding"]["name"] in SPARSE_CAPABLE
 
 
-def split_parameters(model: nn.Module) -> dict[str, list[nn.Parameter]]:
-    """'embedding': weights of every nn.Embedding; 'dense': every other trainable parameter."""
-    embedding_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
-    groups: dict[str, list[nn.Parameter]] = {"embedding": [], "dense": []}
-    for param in model.parameters():
-        if param.requires_grad:
-            groups["embedding" if id(param) in embedding_ids else "dense"].append(param)
-    return groups
+def group_settings(optimizer_config: dict, group: str) -> dict:
+    return optimizer_config.get(group) or optimizer_config["dense"]
 
 
 def _make(spec: dict, params: list[nn.Parameter]) -> torch.optim.Optimizer:
@@ -45,13 +42,13 @@ def _make(spec: dict, params: list[nn.Parameter]) -> torch.optim.Optimizer:
 
 
 class GroupedOptimizer:
-    """Steps one optimizer per parameter group, so each keeps its own kind of state."""
+    """Steps one optimizer per trained parameter group, so each keeps its own kind of state."""
 
-    def __init__(self, model: nn.Module, optimizer_config: dict):
-        groups = split_parameters(model)
-        self.names = {group: optimizer_config[group]["name"] for group in groups}
+    def __init__(self, groups: dict[str, list[nn.Parameter]], optimizer_config: dict):
+        trained = {group: params for group, params in groups.items() if group != FROZEN}
+        self.names = {group: group_settings(optimizer_config, group)["name"] for group in trained}
         self.optimizers = {
-            group: _make(optimizer_config[group], params) for group, params in groups.items() if params
+            group: _make(group_settings(optimizer_config, group), params) for group, params in trained.items() if params
         }
 
     def zero_grad(self) -> None:
@@ -73,6 +70,3 @@ class GroupedOptimizer:
                 if torch.is_tensor(value)
             )
         return sizes
-
-    def state_dict(self) -> dict:
-        return {group: opt.state_dict() for group, opt in self.optimizers.items()}

@@ -1,8 +1,16 @@
-"""The one trainer for every model: seeded batches, grouped optimizer, per-epoch validation,
-early stopping on validation AUC, the best checkpoint, a JSON-lines log and the cost bill."""
+"""The one trainer for every model: the loop that owns validation, early stopping, the best checkpoint,
+the JSON-lines log and the cost bill around ``train_step``.
+
+It takes batches from a batch source (in memory or streamed from parquet: ``open_source``) without
+knowing which, and runs the same in one process or in each process of a ``torchrun`` job (DDP, see
+``distributed``): every process trains on its share of each global batch, validation predictions
+are gathered before any metric, and only rank 0 writes.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -16,17 +24,24 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ctrbench.atomic import atomic_path, atomic_write_text
-from ctrbench.data.batch import TensorDataset
+from ctrbench.atomic import atomic_path
 from ctrbench.data.schema import FeatureMap
+from ctrbench.data.sources import open_source
 from ctrbench.inference import predict
 from ctrbench.metrics import task_metrics
+from ctrbench.models.base import FROZEN
 from ctrbench.models.registry import build_model
+from ctrbench.provenance import provenance
+from ctrbench.results import Cost, EpochRecord, GroupCost, TaskMetrics, TrainRecord, write_record
+from ctrbench.train.checkpoint import save_checkpoint
 from ctrbench.train.cost import PeakMemory, device_name, parameter_cost, resolve_device
+from ctrbench.train.distributed import Distributed
 from ctrbench.train.optim import GroupedOptimizer, embeddings_are_sparse
+from ctrbench.train.step import train_step
 
 log = logging.getLogger(__name__)
 DEFAULT_EVAL_BATCH_SIZE = 8192
+MEAN_AUC = "mean_auc"
 
 
 @dataclass
@@ -47,53 +62,32 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def save_checkpoint(path: Path, model, arch: str, params: dict, feature_map: FeatureMap, epoch: int) -> None:
-    tmp = path.with_name(path.name + ".tmp")  # a crash mid-save keeps the previous best intact
-    torch.save(
-        {
-            "arch": arch,
-            "params": params,
-            "sparse_embeddings": model.sparse_embeddings,
-            "feature_map": feature_map.to_json(),
-            "epoch": epoch,
-            "model_info": model.model_info(),
-            "state_dict": model.state_dict(),
-        },
-        tmp,
-    )
-    os.replace(tmp, path)
+def with_task_weights(feature_map: FeatureMap, weights: dict | None) -> FeatureMap:
+    """The feature map with the training's task weights (``{task: weight}``) in place of the reader's."""
+    if not weights:
+        return feature_map
+    unknown = sorted(set(weights) - set(feature_map.labels))
+    if unknown:
+        raise ValueError(f"training.task_weights names {unknown}; dataset {feature_map.dataset!r} has tasks {feature_map.labels}")
+    tasks = [dataclasses.replace(t, weight=float(weights.get(t.name, t.weight))) for t in feature_map.tasks]
+    return dataclasses.replace(feature_map, tasks=tasks)
 
 
-def load_checkpoint(path: str | Path, device: torch.device):
-    """Rebuild the model a checkpoint was trained as; returns (model, checkpoint dict)."""
-    ckpt = torch.load(path, map_location=device, weights_only=True)
-    feature_map = FeatureMap.from_json(ckpt["feature_map"])
-    model = build_model(ckpt["arch"], feature_map, ckpt["params"], sparse_embeddings=ckpt["sparse_embeddings"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.to(device), ckpt
+def monitored_value(metrics: dict[str, dict], monitor: str) -> float:
+    """What early stopping maximises: the mean validation AUC over the tasks, or one task's AUC."""
+    if monitor == MEAN_AUC:
+        aucs = [m["auc"] for m in metrics.values() if m["auc"] is not None]
+        return float(np.mean(aucs)) if aucs else float("nan")
+    auc = metrics[monitor.removeprefix("auc:")]["auc"]
+    return float("nan") if auc is None else auc
 
 
-class EpochSampler:
-    """Yields index tensors of ``batch_size`` from seeded permutations, continued across epochs, so an
-    epoch of a fixed step count picks up where the last one stopped. The last ``num_rows % batch_size``
-    rows of each permutation are dropped (full batches only); a new permutation drops different ones."""
-
-    def __init__(self, num_rows: int, batch_size: int, seed: int):
-        self.num_rows, self.batch_size = num_rows, batch_size
-        self.generator = torch.Generator().manual_seed(seed)
-        self.order, self.position = torch.randperm(num_rows, generator=self.generator), 0
-
-    def next_batch(self) -> torch.Tensor:
-        if self.position + self.batch_size > self.num_rows:
-            self.order, self.position = torch.randperm(self.num_rows, generator=self.generator), 0
-        index = self.order[self.position : self.position + self.batch_size]
-        self.position += self.batch_size
-        return index
-
-
-def _mean_auc(metrics: dict) -> float:
-    aucs = [m["auc"] for m in metrics.values() if m["auc"] is not None]
-    return float(np.mean(aucs)) if aucs else float("nan")
+def validate(model, source, batch_size: int, device, precision: str, dist: Distributed) -> dict[str, dict]:
+    """Per-task metrics on a split, every process's predictions gathered first."""
+    scored = predict(model, source.eval_batches(batch_size, rank=dist.rank, world_size=dist.world_size), device, precision)
+    gathered = {key: dist.gather(scored[key]) for key in ("labels", "probs", "mask", "groups")}
+    fm = model.feature_map
+    return task_metrics(fm.labels, gathered["labels"], gathered["probs"], gathered["groups"], gathered["mask"])
 
 
 def train(
@@ -108,125 +102,139 @@ def train(
     outputs: TrainOutputs,
     meta: dict | None = None,
     progress: bool = True,
-) -> dict:
-    """Train one model and write its checkpoint, metrics JSON and JSON-lines log; returns the metrics."""
+) -> TrainRecord:
+    """Train one model and write its checkpoint, ``TrainRecord`` and JSON-lines log (rank 0); returns the record."""
     seed_everything(seed)
-    device = resolve_device(training["device"])
-    feature_map = FeatureMap.load(feature_map_path)
+    precision = training.get("precision", "fp32")
+    distributed = training.get("distributed") or {}
+    dist = Distributed.from_env(resolve_device(training["device"]).type, distributed.get("backend", "auto"))
+    device = resolve_device(training["device"], dist.local_rank)
+    feature_map = with_task_weights(FeatureMap.load(feature_map_path), training.get("task_weights"))
+    monitor = f"auc:{training['monitor_task']}" if training.get("monitor_task") else MEAN_AUC
+    if monitor != MEAN_AUC and monitor[4:] not in feature_map.labels:
+        raise ValueError(f"training.monitor_task {monitor[4:]!r} is not a task of {feature_map.dataset!r}: {feature_map.labels}")
     load_start = time.perf_counter()
-    train_set = TensorDataset.from_parquet(train_path, feature_map)
-    valid_set = TensorDataset.from_parquet(valid_path, feature_map)
-    log.info("loaded %d train / %d valid rows in %.1fs", len(train_set), len(valid_set), time.perf_counter() - load_start)
+    train_source = open_source(train_path, feature_map, training.get("loader"))
+    valid_source = open_source(valid_path, feature_map, training.get("loader"))
+    log.info("%d train (%s) / %d valid rows in %.1fs", train_source.rows, train_source.kind, valid_source.rows, time.perf_counter() - load_start)
 
     optimizer_config = training["optimizer"]
     model = build_model(arch, feature_map, params, sparse_embeddings=embeddings_are_sparse(optimizer_config)).to(device)
-    optimizer = GroupedOptimizer(model, optimizer_config)
+    wrapped = dist.wrap(model, device)
+    groups = model.parameter_groups()
+    optimizer = GroupedOptimizer(groups, optimizer_config)
     memory = PeakMemory(device)
 
-    batch_size = int(training["batch_size"])
-    steps = training.get("steps_per_epoch") or math.ceil(len(train_set) / batch_size)
-    sampler = EpochSampler(len(train_set), min(batch_size, len(train_set)), seed)
+    batch_size = min(int(training["batch_size"]), train_source.rows)
+    steps = training.get("steps_per_epoch") or math.ceil(train_source.rows / batch_size)
+    batches = train_source.train_batches(batch_size, seed, rank=dist.rank, world_size=dist.world_size)
     eval_batch = int(training.get("eval_batch_size") or DEFAULT_EVAL_BATCH_SIZE)
     patience, max_epochs = int(training["patience"]), int(training["max_epochs"])
 
-    epochs, best_auc, best_epoch, best_valid = [], -math.inf, 0, None
+    epochs: list[EpochRecord] = []
+    best_value, best_epoch, best_valid = -math.inf, 0, None
     train_seconds, train_samples = 0.0, 0
-    # the best checkpoint and the log are staged beside their outputs and renamed once training
-    # has finished, so an interrupted or failed run never leaves files that look complete
-    with (
-        atomic_path(outputs.checkpoint) as staged_checkpoint,
-        atomic_path(outputs.log_jsonl) as staged_log,
-        open(staged_log, "w") as jsonl,
-    ):
+    # the best checkpoint and the log are staged beside their outputs and renamed once training has
+    # finished (rank 0 only), so an interrupted or failed run never leaves files that look complete
+    with contextlib.ExitStack() as stack:
+        staged_checkpoint = stack.enter_context(atomic_path(outputs.checkpoint)) if dist.is_main else None
+        jsonl = stack.enter_context(open(stack.enter_context(atomic_path(outputs.log_jsonl)), "w")) if dist.is_main else None
         for epoch in range(1, max_epochs + 1):
-            model.train()
+            wrapped.train()
             sync(device)
             epoch_start = time.perf_counter()
             loss_sum = torch.zeros((), device=device)
-            bar = tqdm(range(steps), desc=f"{arch} epoch {epoch}/{max_epochs}", disable=not progress, mininterval=2, leave=False)
+            bar = tqdm(range(steps), desc=f"{arch} epoch {epoch}/{max_epochs}", disable=not (progress and dist.is_main), mininterval=2, leave=False)
             for _ in bar:
-                batch = train_set.batch(sampler.next_batch()).to(device)
-                output = model(batch)
-                loss = model.loss(output, batch)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.detach()
+                loss_sum += train_step(wrapped, model, optimizer, next(batches).to(device), device, precision)
             bar.close()
-            if not torch.isfinite(loss_sum):
-                raise FloatingPointError(
-                    f"{arch}: training diverged in epoch {epoch} (non-finite loss); lower the learning rates"
-                )
+            mean_loss = sum(dist.values(float(loss_sum.item()))) / (steps * dist.world_size)
+            if not math.isfinite(mean_loss):
+                raise FloatingPointError(f"{arch}: training diverged in epoch {epoch} (non-finite loss); lower the learning rates")
             sync(device)
-            epoch_train_seconds = time.perf_counter() - epoch_start
-            epoch_samples = steps * sampler.batch_size
+            epoch_train_seconds = max(dist.values(time.perf_counter() - epoch_start))
+            epoch_samples = steps * batch_size
             train_seconds += epoch_train_seconds
             train_samples += epoch_samples
 
-            valid = predict(model, valid_set, eval_batch, device)
-            valid_metrics = task_metrics(feature_map.labels, valid["labels"], valid["probs"], valid["groups"])
-            valid_auc = _mean_auc(valid_metrics)
-            primary = valid_metrics[feature_map.labels[0]]
-            record = {
-                "epoch": epoch,
-                "train_loss": float(loss_sum.item() / steps),
-                "valid_logloss": primary["logloss"],
-                "valid_auc": primary["auc"],
-                "valid_gauc": primary["gauc"],
-                "valid_mean_auc": valid_auc,
-                "valid_tasks": valid_metrics,
-                "epoch_seconds": time.perf_counter() - epoch_start,
-                "train_seconds": epoch_train_seconds,
-                "samples_per_s": epoch_samples / epoch_train_seconds,
-            }
-            improved = valid_auc > best_auc
+            valid_metrics = validate(model, valid_source, eval_batch, device, precision, dist)
+            value = monitored_value(valid_metrics, monitor)
+            improved = value > best_value
             if improved:
-                best_auc, best_epoch, best_valid = valid_auc, epoch, valid_metrics
-                save_checkpoint(staged_checkpoint, model, arch, params, feature_map, epoch)
-            record["best_so_far"] = improved
-            epochs.append(record)
-            jsonl.write(json.dumps(record) + "\n")
-            jsonl.flush()
-            log.info(
-                "epoch %d: train loss %.5f, valid logloss %.5f, valid AUC %.5f%s (%.1fs)",
-                epoch, record["train_loss"], primary["logloss"], valid_auc, " *" if improved else "", record["epoch_seconds"],
+                best_value, best_epoch, best_valid = value, epoch, valid_metrics
+                if dist.is_main:
+                    save_checkpoint(staged_checkpoint, model, arch, params, epoch, precision)
+            record = EpochRecord(
+                epoch=epoch,
+                train_loss=mean_loss,
+                valid={name: TaskMetrics(**m) for name, m in valid_metrics.items()},
+                monitored=value if math.isfinite(value) else None,
+                best_so_far=improved,
+                epoch_seconds=time.perf_counter() - epoch_start,
+                train_seconds=epoch_train_seconds,
+                samples_per_s=epoch_samples / epoch_train_seconds,
             )
+            epochs.append(record)
+            if jsonl is not None:
+                jsonl.write(record.model_dump_json() + "\n")
+                jsonl.flush()
+            log.info(
+                "epoch %d: train loss %.5f, valid %s %.5f%s (%.1fs)",
+                epoch, mean_loss, monitor, value, " *" if improved else "", record.epoch_seconds,
+            )  # fmt: skip
             if epoch - best_epoch >= patience:
-                log.info("early stop: no better valid AUC for %d epochs (best epoch %d)", patience, best_epoch)
+                log.info("early stop: no better valid %s for %d epochs (best epoch %d)", monitor, patience, best_epoch)
                 break
         if best_valid is None:
-            raise RuntimeError(f"{arch}: validation AUC was never defined (does the valid split hold both classes?)")
+            raise RuntimeError(f"{arch}: validation {monitor} was never defined (does the valid split hold both classes?)")
+        dist.barrier()  # every process is done before rank 0 publishes
 
+    meta = meta or {}
     state_bytes = optimizer.state_bytes()
-    metrics = {
-        **(meta or {}),
-        "arch": arch,
-        "params": params,
-        "training": training,
-        "seed": seed,
-        "model_info": model.model_info(),
-        "best_epoch": best_epoch,
-        "best_valid": best_valid[feature_map.labels[0]],
-        "best_valid_tasks": best_valid,
-        "stopped_early": len(epochs) < max_epochs,
-        "epochs": [{k: v for k, v in e.items() if k != "valid_tasks"} for e in epochs],
-        "cost": {
-            **parameter_cost(model),
-            "optimizer_state_bytes": sum(state_bytes.values()),
-            "optimizer_state_bytes_by_group": state_bytes,
-            "optimizers": optimizer.names,
-            "sparse_embeddings": model.sparse_embeddings,
-            "peak_memory_bytes": memory.peak_bytes(),
-            "peak_memory_kind": memory.kind,
-            "train_samples_per_s": train_samples / train_seconds,
-            "train_seconds": train_seconds,
-            "seconds_per_epoch": float(np.mean([e["epoch_seconds"] for e in epochs])),
-            "device": device.type,
-            "device_name": device_name(device),
-        },
-    }
-    atomic_write_text(outputs.metrics, json.dumps(metrics, indent=2) + "\n")
-    return metrics
+    costs = parameter_cost(groups)
+    record = TrainRecord(
+        dataset=meta.get("dataset", feature_map.dataset),
+        model=meta.get("model", arch),
+        config_sha256=meta.get("config_sha256"),
+        arch=arch,
+        params=params,
+        training=training,
+        seed=seed,
+        model_info=model.model_info(),
+        tasks=feature_map.labels,
+        monitor=monitor,
+        best_epoch=best_epoch,
+        best_valid={name: TaskMetrics(**m) for name, m in best_valid.items()},
+        stopped_early=len(epochs) < max_epochs,
+        epochs=epochs,
+        cost=Cost(
+            parameter_groups={
+                group: GroupCost(
+                    **cost,
+                    trainable=group != FROZEN,
+                    optimizer=optimizer.names.get(group),
+                    optimizer_state_bytes=state_bytes.get(group, 0),
+                )
+                for group, cost in costs.items()
+            },
+            optimizer_state_bytes=sum(state_bytes.values()),
+            sparse_embeddings=model.sparse_embeddings,
+            peak_memory_bytes=max(dist.values(memory.peak_bytes())),
+            peak_memory_kind=memory.kind,
+            train_samples_per_s=train_samples / train_seconds,
+            train_seconds=train_seconds,
+            seconds_per_epoch=float(np.mean([e.epoch_seconds for e in epochs])),
+            device=device.type,
+            device_name=device_name(device),
+            processes=dist.world_size,
+            precision=precision,
+            loader=train_source.kind,
+        ),
+        provenance=meta.get("provenance") or provenance(),
+    )
+    if dist.is_main:
+        write_record(outputs.metrics, record)
+    return record
 
 
 def sync(device: torch.device) -> None:

@@ -1,0 +1,214 @@
+"""One report section per dataset: its table, notes, the models' extra outputs and charts, and its data line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from markupsafe import Markup
+
+from ctrbench.report import charts
+from ctrbench.report.entries import ResultEntry, model_info_text
+from ctrbench.report.formatting import format_bytes, format_count, format_metric
+from ctrbench.report.table import (
+    Cell,
+    Column,
+    TableRow,
+    best_models,
+    column_groups,
+    rank_entries,
+    reference_notes,
+    table_columns,
+)
+from ctrbench.results import ExtraOutput
+
+
+@dataclass
+class ExtraOutputView:
+    """One model's extra output on the gold set (e.g. MDAF's gate), drawn as its histogram with its reading."""
+
+    model: str
+    key: str
+    svg: Markup
+    caption: str
+    count: int
+
+
+@dataclass
+class DatasetSection:
+    name: str
+    anchor: str
+    gold_sha256: str | None
+    gold_rows: Any
+    tasks: list[str]
+    rows: list[TableRow]
+    missing: list[str]
+    notes: list[str]
+    scatter_svg: Markup | None
+    curves_svg: Markup | None
+    columns: Sequence[Column] = ()
+    groups: list[tuple[str, int]] = field(default_factory=list)
+    data_summary: str | None = None
+    extra_outputs: list[ExtraOutputView] = field(default_factory=list)
+
+
+def _extra_output_view(model: str, output: ExtraOutput, color: str) -> ExtraOutputView | str:
+    """The histogram of an extra output, or a note when its summary cannot be drawn."""
+    summary, histogram = output.summary, output.summary.histogram
+    edges, counts = histogram.edges, histogram.counts
+    if len(edges) != len(counts) + 1 or not counts or any(b <= a for a, b in itertools.pairwise(edges)) or min(counts) < 0:
+        return f"{model}: the {output.title} summary in its gold_eval.json is malformed; not drawn."
+    middle = f" (median {summary.quantiles['p50']:.2f})" if "p50" in summary.quantiles else ""
+    caption = f"mean {summary.mean:.2f}{middle}; {output.reading}"
+    label = f"{output.title} of {model} on the gold set: {summary.count} values in {len(counts)} bins, mean {summary.mean:.3f}"
+    svg = charts.histogram_svg(
+        edges, counts, title=f"{model}: {output.title}", label=label, color=color, x_label=output.axis_label,
+        marker=summary.mean, below=histogram.below, above=histogram.above,
+    )  # fmt: skip
+    return ExtraOutputView(model, output.key, Markup(svg), caption, summary.count)
+
+
+def anchor(name: str, taken: set[str]) -> str:
+    base = "dataset-" + (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "x")
+    result, suffix = base, 2
+    while result in taken:
+        result, suffix = f"{base}-{suffix}", suffix + 1
+    taken.add(result)
+    return result
+
+
+def _tick_bytes(value: float) -> str:
+    """Axis ticks are round numbers: '2 GiB' rather than '2.00 GiB'."""
+    number, _, unit = format_bytes(value).partition(" ")
+    if "." in number:
+        number = number.rstrip("0").rstrip(".")
+    return "0" if value == 0 else f"{number} {unit}"
+
+
+def _auc_name(tasks: Sequence[str]) -> str:
+    return "Gold AUC" if len(tasks) == 1 else "Mean gold AUC over tasks"
+
+
+def _scatter(entries: Sequence[ResultEntry], colors: dict[str, str], tasks: Sequence[str]) -> Markup:
+    points = []
+    for entry in entries:
+        memory, auc = float(entry.cost.peak_memory_bytes), entry.mean_gold("auc")
+        if auc is not None:
+            tooltip = f"{entry.model}: {_auc_name(tasks).lower()} {format_metric(auc)}, peak memory {format_bytes(memory)}"
+            points.append(charts.Point(entry.model, memory, auc, colors[entry.model], tooltip))
+    svg = charts.scatter_svg(
+        points, title=f"{_auc_name(tasks)} vs peak memory", x_label="Peak memory", y_label=_auc_name(tasks),
+        x_format=_tick_bytes, x_bytes=True,
+    )  # fmt: skip
+    return Markup(svg)
+
+
+def _curves(entries: Sequence[ResultEntry], colors: dict[str, str]) -> Markup:
+    series = []
+    for entry in entries:
+        points = [(float(e.epoch), e.monitored) for e in entry.train.epochs if e.monitored is not None]
+        series.append(charts.Series(entry.model, colors[entry.model], points, float(entry.train.best_epoch)))
+    monitors = {entry.train.monitor for entry in entries}
+    what = "validation AUC (mean over tasks)" if monitors == {"mean_auc"} else "validation value early stopping compares"
+    svg = charts.line_chart_svg(
+        series, title=f"{what[0].upper()}{what[1:]} per epoch", x_label="Epoch", y_label="Validation AUC",
+        highlight_label="best epoch",
+    )  # fmt: skip
+    return Markup(svg)
+
+
+def dataset_sections(
+    entries: Sequence[ResultEntry],
+    missing: Sequence[tuple[str, str]],
+    colors: dict[str, str],
+    references: dict[str, dict] | None = None,
+) -> list[DatasetSection]:
+    """One section per dataset, in the order datasets first appear (results, then missing ones).
+
+    ``references`` (checked by ``check_references``) adds a reference column to its datasets' sections.
+    """
+    order = list(dict.fromkeys([e.dataset for e in entries] + [d for d, _ in missing]))
+    anchors: set[str] = set()
+    sections = []
+    for dataset in order:
+        ranked = rank_entries([e for e in entries if e.dataset == dataset])
+        tasks = ranked[0].tasks if ranked else []
+        missing_models = list(dict.fromkeys(m for d, m in missing if d == dataset))
+        reference = (references or {}).get(dataset)
+        columns = table_columns(tasks, reference) if ranked else []
+        notes = []
+        best_by_column = {}
+        for column in columns:
+            best_by_column[column.key], note = best_models(ranked, column)
+            if note:
+                notes.append(note)
+        if reference and ranked:
+            compared = columns[[c.key for c in columns].index("reference") - 1]
+            label = compared.label if len(tasks) == 1 else f"{compared.label} of {compared.group}"
+            notes += reference_notes(reference, label, [entry.model for entry in ranked])
+        rows, extra = [], []
+        for rank, entry in enumerate(ranked, start=1):
+            cells = []
+            for column in columns:
+                value = column.value(entry)
+                best = entry.model in best_by_column[column.key]
+                cells.append(Cell(column.key, value, column.format(value), column.detail(entry), best))
+            rows.append(TableRow(entry.model, entry.arch, colors[entry.model], rank, cells, model_info=model_info_text(entry.model_info)))
+            for output in entry.gold.extra_outputs:
+                view = _extra_output_view(entry.model, output, colors[entry.model])
+                (notes if isinstance(view, str) else extra).append(view)
+        rows += [TableRow(model, "", colors[model], missing=True) for model in missing_models]
+        first = ranked[0] if ranked else None
+        sections.append(
+            DatasetSection(
+                name=dataset,
+                anchor=anchor(dataset, anchors),
+                gold_sha256=first.gold_sha256 if first else None,
+                gold_rows=first.gold.rows if first else None,
+                tasks=tasks,
+                rows=rows,
+                missing=missing_models,
+                notes=notes,
+                scatter_svg=_scatter(ranked, colors, tasks) if ranked else None,
+                curves_svg=_curves(ranked, colors) if ranked else None,
+                columns=columns,
+                groups=column_groups(columns),
+                extra_outputs=extra,
+            )
+        )
+    return sections
+
+
+def _split_days(times: dict) -> dict[str, str]:
+    """Each split's local dates, e.g. ``{"train": "2017-11-25 – 2017-12-01", "valid": "2017-12-02", ...}``."""
+    moment = dt.datetime.fromisoformat
+    bounds = {
+        "train": (moment(times["first_event"]), moment(times["valid_start"]) - dt.timedelta(seconds=1)),
+        "valid": (moment(times["valid_start"]), moment(times["gold_start"]) - dt.timedelta(seconds=1)),
+        "gold": (moment(times["gold_start"]), moment(times["last_event"])),
+    }
+    spans = {}
+    for name, (lo, hi) in bounds.items():
+        spans[name] = "none" if hi < lo else str(lo.date()) if lo.date() == hi.date() else f"{lo.date()} – {hi.date()}"
+    return spans
+
+
+def data_summary(manifest: dict) -> str:
+    """One line about a dataset's processed splits, from its preprocessing manifest: rows and label rate per
+    split, each split's time range where the data is split by time, and every kind of row left out."""
+    splits, times = manifest["splits"], manifest.get("split_times")
+    parts = [f"{name} {format_count(info['rows'])}" for name, info in splits.items()]
+    text = " · ".join(parts) + " rows"
+    rates = [info["label_rate"] for info in splits.values() if info.get("label_rate") is not None]
+    if rates:
+        text += f"; label rate {min(rates):.3f}–{max(rates):.3f}" if len(set(rates)) > 1 else f"; label rate {rates[0]:.3f}"
+    if times:
+        text += "; by time: " + ", ".join(f"{name} {span}" for name, span in _split_days(times).items())
+    dropped = {**manifest.get("bad_rows", {}), **manifest.get("dropped", {})}
+    shown = ", ".join(f"{kind.replace('_', ' ')} {count}" for kind, count in dropped.items() if count)
+    text += f"; rows left out: {shown}" if shown else "; rows left out: none"
+    return text

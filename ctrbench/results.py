@@ -1,0 +1,196 @@
+"""The result contract: the versioned records that training and gold evaluation write and the report reads.
+
+Defined once, here, as strict pydantic models: a record with a missing or unknown field is refused
+when it is written as well as when it is read, so the report never guesses. Every record carries its
+``kind`` and ``version``; a file of another kind, or of a version this ctrbench does not read (an
+older result, or one written by a newer ctrbench), is refused with an error that names the file,
+the versions and what to do.
+
+- ``TrainRecord`` (``train_metrics.json``): what was trained and how (arch, params, training settings,
+  precision, processes), every epoch's validation metrics per task, the best epoch, the cost bill
+  (parameters per group, frozen ones included; optimizer state; peak memory; throughput) and provenance.
+- ``GoldRecord`` (``gold_eval.json``): metrics per task on the gold split, its sha256, the checkpoint's,
+  and the model's extra outputs (``ExtraOutput``, e.g. MDAF's gate distribution) as the model describes them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ctrbench.atomic import atomic_write_text
+
+RESULT_VERSION = 2
+PRECISIONS = ("fp32", "bf16")
+
+
+class ResultError(ValueError):
+    """A result file that this ctrbench cannot read: wrong kind, another version, or a malformed record."""
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskMetrics(_Record):
+    logloss: float | None
+    auc: float | None  # None when the split holds one class of this task
+    accuracy: float | None
+    gauc: float | None  # None without a user column, or when no user has both classes
+    rows: int  # rows where this task's label is known
+    label_rate: float | None
+
+
+class EpochRecord(_Record):
+    epoch: int
+    train_loss: float  # weighted task loss, mean over the epoch's steps and processes
+    valid: dict[str, TaskMetrics]
+    monitored: float | None  # the value early stopping compares (see TrainRecord.monitor)
+    best_so_far: bool
+    epoch_seconds: float
+    train_seconds: float
+    samples_per_s: float
+
+
+class GroupCost(_Record):
+    params: int
+    bytes: int
+    trainable: bool
+    optimizer: str | None  # None for the frozen group
+    optimizer_state_bytes: int
+
+
+class Cost(_Record):
+    parameter_groups: dict[str, GroupCost]  # embedding, dense, frozen and any group a model declares
+    optimizer_state_bytes: int
+    sparse_embeddings: bool
+    peak_memory_bytes: int  # the largest of the processes
+    peak_memory_kind: Literal["cpu_peak_rss", "cuda_max_allocated"]
+    train_samples_per_s: float  # all processes together
+    train_seconds: float
+    seconds_per_epoch: float
+    device: str
+    device_name: str
+    processes: int
+    precision: Literal["fp32", "bf16"]
+    loader: Literal["memory", "streaming"]
+
+    def params(self, trainable: bool | None = None) -> int:
+        return sum(g.params for g in self.parameter_groups.values() if trainable is None or g.trainable == trainable)
+
+
+class Provenance(_Record):
+    packages: dict[str, str]
+    git_commit: str | None
+    host: str
+
+
+class TrainRecord(_Record):
+    kind: Literal["ctrbench.train"] = "ctrbench.train"
+    version: Literal[2] = RESULT_VERSION
+    dataset: str
+    model: str
+    config_sha256: str | None
+    arch: str
+    params: dict
+    training: dict
+    seed: int
+    model_info: dict
+    tasks: list[str]
+    monitor: str  # "mean_auc" (mean validation AUC over the tasks) or "auc:<task>"
+    best_epoch: int
+    best_valid: dict[str, TaskMetrics]
+    stopped_early: bool
+    epochs: list[EpochRecord]
+    cost: Cost
+    provenance: Provenance
+
+
+class Histogram(_Record):
+    edges: list[float]
+    counts: list[int]
+    below: int
+    above: int
+
+
+class Distribution(_Record):
+    count: int
+    mean: float
+    std: float
+    min: float
+    max: float
+    quantiles: dict[str, float]
+    histogram: Histogram
+
+
+class ExtraOutput(_Record):
+    """A model's extra per-sample output on the gold set, summarised as the model describes it."""
+
+    key: str
+    title: str
+    axis_label: str
+    reading: str
+    kind: Literal["distribution"]
+    shape: list[int]  # of the output over the whole split, e.g. [rows] or [rows, k]
+    summary: Distribution
+
+
+class GoldRecord(_Record):
+    kind: Literal["ctrbench.gold_eval"] = "ctrbench.gold_eval"
+    version: Literal[2] = RESULT_VERSION
+    dataset: str
+    model: str
+    config_sha256: str | None
+    arch: str
+    checkpoint_epoch: int
+    precision: Literal["fp32", "bf16"]
+    rows: int
+    tasks: dict[str, TaskMetrics]
+    gold_sha256: str
+    checkpoint_sha256: str
+    eval_seconds: float
+    eval_samples_per_s: float | None
+    device: str
+    device_name: str
+    model_info: dict
+    extra_outputs: list[ExtraOutput]
+    provenance: Provenance
+
+
+Record = TypeVar("Record", TrainRecord, GoldRecord)
+
+
+def write_record(path: str | Path, record: TrainRecord | GoldRecord) -> None:
+    atomic_write_text(path, record.model_dump_json(indent=2) + "\n")
+
+
+def read_record(path: str | Path, cls: type[Record]) -> Record:
+    """Read and check one record; raises ResultError naming the file and what is wrong."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ResultError(f"{path}: not a readable result file ({error})") from None
+    expected = cls.model_fields["kind"].default
+    if isinstance(data, dict) and "kind" not in data and "version" not in data:
+        raise ResultError(
+            f"{path}: written before result records were versioned (version 1); this ctrbench reads version "
+            f"{RESULT_VERSION}: rerun that model's train and gold_eval jobs"
+        )
+    if not isinstance(data, dict) or data.get("kind") != expected:
+        found = data.get("kind") if isinstance(data, dict) else type(data).__name__
+        raise ResultError(f"{path}: expected a {expected!r} record, found kind {found!r}")
+    version = data.get("version")
+    if version != RESULT_VERSION:
+        newer = isinstance(version, int) and version > RESULT_VERSION
+        action = "update ctrbench to read it" if newer else "rerun that model's train and gold_eval jobs"
+        raise ResultError(
+            f"{path}: result version {version!r} is not the version {RESULT_VERSION} this ctrbench reads ({action})"
+        )
+    try:
+        return cls.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()[:5])
+        raise ResultError(f"{path}: malformed {expected} record ({problems})") from None
