@@ -11,7 +11,8 @@ import copy
 from ctrbench.data.formats import FORMATS
 from ctrbench.data.splits import REST, resolve_split_counts
 from ctrbench.models.registry import MODELS, check_params, model_class
-from ctrbench.train.optim import SPARSE_CAPABLE
+from ctrbench.train.distributed import sparse_problem
+from ctrbench.train.optim import SPARSE_CAPABLE, embeddings_are_sparse
 
 
 # dataset keys of every format (the others are the format's own, DatasetFormat.options)
@@ -71,6 +72,28 @@ def benchmark_pairs(config: dict) -> list[tuple[str, str]]:
     return [(d, m) for d in config["benchmark"]["datasets"] for m in dataset_models(config, d)]
 
 
+def distributed_problems(training: dict, train_resources: dict) -> list[str]:
+    """What data-parallel training cannot do with these settings (checked before any job starts)."""
+    distributed = training.get("distributed") or {}
+    processes = distributed.get("processes", 1)
+    if processes == 1:
+        return []
+    problems = []
+    if training["batch_size"] % processes:
+        problems.append(f"batch_size {training['batch_size']} does not split evenly over distributed.processes={processes}")
+    backend = distributed.get("backend", "auto")
+    on_gpu = training["device"].startswith("cuda") or train_resources.get("gpu", 0) > 0
+    if backend == "nccl" or (backend == "auto" and on_gpu):
+        if problem := sparse_problem("nccl", embeddings_are_sparse(training["optimizer"])):
+            problems.append(problem)
+    gpus = train_resources.get("gpu", 0)
+    if gpus and gpus != processes:
+        problems.append(f"distributed.processes={processes} but resources.train.gpu={gpus}: one process per GPU")
+    if training["device"] == "cpu" and backend == "nccl":
+        problems.append("the nccl backend needs GPUs; use gloo (or auto) on CPU")
+    return problems
+
+
 def check_config(config: dict) -> None:
     problems = []
     for model in config["models"].values():  # registers the models (MODELS) before the checks below
@@ -126,12 +149,14 @@ def check_config(config: dict) -> None:
         # the settings it trains with on each dataset it runs on (dataset overrides included)
         datasets = [d for d, m in benchmark_pairs(config) if m == name and d in config["datasets"]] or [None]
         for dataset_name in datasets:
-            embedding_opt = model_training(config, name, dataset_name)["optimizer"]["embedding"]
+            training = model_training(config, name, dataset_name)
+            where = f"models.{name}" + (f" on dataset {dataset_name!r}" if dataset_name else "")
+            embedding_opt = training["optimizer"]["embedding"]
             if embedding_opt["name"] in SPARSE_CAPABLE and embedding_opt.get("weight_decay"):
-                where = f" on dataset {dataset_name!r}" if dataset_name else ""
                 problems.append(
-                    f"models.{name}{where}: the sparse embedding optimizer {embedding_opt['name']!r} takes no "
+                    f"{where}: the sparse embedding optimizer {embedding_opt['name']!r} takes no "
                     "weight_decay (it would touch every row each step); drop it or choose adam/adamw for embeddings"
                 )
+            problems += [f"{where}: {problem}" for problem in distributed_problems(training, config.get("resources", {}).get("train", {}))]
     if problems:
         raise ConfigError("invalid ctrbench config:\n  - " + "\n  - ".join(problems))

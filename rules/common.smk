@@ -12,6 +12,7 @@ from snakemake.utils import min_version, validate
 from ctrbench.config import benchmark_pairs as configured_pairs, check_config, model_training
 from ctrbench.data.formats import FORMATS
 from ctrbench.provenance import sha256_json
+from ctrbench.results import RESULT_VERSION
 
 min_version("9.0")
 
@@ -59,6 +60,7 @@ def training_config(wildcards):
 def run_meta(wildcards):
     """What identifies a result: names, and the hash of every config value it depends on."""
     depends_on = {
+        "result_version": RESULT_VERSION,  # results of another version are rebuilt, not read
         "seed": config["seed"],
         "dataset": data_settings(wildcards),
         "model": model_config(wildcards),

@@ -1,4 +1,4 @@
-"""Gold evaluation of gate outputs (per-sample aux "gate") and model_info, and distribution_summary."""
+"""Gold evaluation of a model's self-described extra outputs (a per-sample "gate"), model_info, and distribution_summary."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from ctrbench.data.schema import FeatureMap
 from ctrbench.evaluate import evaluate_gold
 from ctrbench.metrics import distribution_summary
 from ctrbench.models import registry
-from ctrbench.models.base import CTRModel, ModelOutput
-from ctrbench.train.trainer import save_checkpoint
+from ctrbench.models.base import CTRModel, ModelOutput, OutputDescription
+from ctrbench.train.checkpoint import save_checkpoint
 
 ARCH = "test_evaluate_gate_model"
 VOCAB = 20  # the tiny_processed fixture's categorical vocabulary
@@ -38,6 +38,11 @@ class GateModel(CTRModel):
 
     def model_info(self) -> dict:
         return {"gate_layout": self.gate}
+
+    def extra_outputs(self) -> list[OutputDescription]:
+        if self.gate == "none":
+            return []
+        return [OutputDescription("gate", "test gate", "g", "g=(c0+0.5)/20")]
 
     def forward(self, batch: Batch) -> ModelOutput:
         output = ModelOutput(self.linear(batch.dense))
@@ -65,7 +70,7 @@ def _checkpoint(tmp_path, fixture: dict, gate: str, model_info=None):
     torch.manual_seed(0)
     model = registry.build_model(ARCH, feature_map, {"gate": gate})
     path = tmp_path / f"{gate}.pt"
-    save_checkpoint(path, model, ARCH, {"gate": gate}, feature_map, epoch=2)
+    save_checkpoint(path, model, ARCH, {"gate": gate}, epoch=2, precision="fp32")
     if model_info is not KEEP:
         ckpt = torch.load(path, weights_only=True)
         ckpt.pop("model_info", None)
@@ -85,7 +90,7 @@ def _evaluate(tmp_path, fixture: dict, gate: str, model_info=None) -> tuple[dict
         device="cpu",
         meta={"dataset": "tiny", "model": gate},
     )
-    return returned, json.loads(output.read_text())
+    return returned.model_dump(), json.loads(output.read_text())
 
 
 def _expected_gates(fixture: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -98,8 +103,10 @@ def test_gold_eval_summarises_the_gate(tmp_path, tiny_processed, gate, shape):
     returned, written = _evaluate(tmp_path, tiny_processed, gate)
     assert returned == written
     c0, values = _expected_gates(tiny_processed)
-    summary = written["gate"]
-    assert written["gate_shape"] == shape(len(c0))
+    (extra,) = written["extra_outputs"]
+    assert (extra["key"], extra["title"], extra["axis_label"], extra["reading"]) == ("gate", "test gate", "g", "g=(c0+0.5)/20")
+    summary = extra["summary"]
+    assert extra["shape"] == shape(len(c0))
     assert summary["count"] == len(c0) == written["rows"]
     histogram = summary["histogram"]
     assert histogram["edges"] == pytest.approx(np.linspace(0, 1, 21).tolist())
@@ -111,13 +118,13 @@ def test_gold_eval_summarises_the_gate(tmp_path, tiny_processed, gate, shape):
     assert summary["min"] == pytest.approx(values.min()) and summary["max"] == pytest.approx(values.max())
     for name, q in {"p05": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95}.items():
         assert summary["quantiles"][name] == pytest.approx(np.quantile(values.astype(np.float64), q), abs=1e-9)
-    assert "model_info" not in written
+    assert written["model_info"] == {}
 
 
-def test_gold_eval_without_gate_has_no_gate_keys(tmp_path, tiny_processed):
+def test_gold_eval_of_a_model_without_extra_outputs_has_none(tmp_path, tiny_processed):
     _, written = _evaluate(tmp_path, tiny_processed, "none")
-    assert "gate" not in written and "gate_shape" not in written
-    assert written["metrics"]["auc"] is not None  # the ordinary metrics are still there
+    assert written["extra_outputs"] == []
+    assert written["tasks"]["label"]["auc"] is not None  # the ordinary metrics are still there
 
 
 def test_gold_eval_copies_model_info_from_the_checkpoint(tmp_path, tiny_processed):

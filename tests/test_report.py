@@ -49,10 +49,10 @@ RESULTS = {
 
 # table column -> (field in RESULTS, whether higher is better)
 COLUMN_FIELDS = {
-    "gold_logloss": ("logloss", False),
-    "gold_auc": ("auc", True),
-    "gold_gauc": ("gauc", True),
-    "valid_auc": ("valid_auc", True),
+    "label:gold_logloss": ("logloss", False),
+    "label:gold_auc": ("auc", True),
+    "label:gold_gauc": ("gauc", True),
+    "label:valid_auc": ("valid_auc", True),
     "params": ("params", False),
     "optimizer_state": ("opt", False),
     "peak_memory": ("mem", False),
@@ -64,71 +64,48 @@ GOLD_HASH = {"criteo_synthetic": "a" * 64, "taobao_synthetic": "b" * 64}
 
 
 def _provenance() -> dict:
-    return {
-        "packages": {"python": "3.11.7", "ctrbench": "0.1.0", "torch": "2.13.0"},
-        "git_commit": "abc123",
-        "config_sha256": "c0ffee" * 10,
-        "host": "testhost",
-    }
+    return {"packages": {"python": "3.11.7", "ctrbench": "0.2.0", "torch": "2.13.0"}, "git_commit": "abc123", "host": "testhost"}
+
+
+def _metrics(logloss, auc, gauc) -> dict:
+    return {"logloss": logloss, "auc": auc, "accuracy": 0.8, "gauc": gauc, "rows": 2000, "label_rate": 0.25}
 
 
 def _train_metrics(dataset: str, model: str, r: dict) -> dict:
+    """A TrainRecord (version 2) with the table's numbers."""
     epochs = [
         {
-            "epoch": e,
-            "train_loss": 0.5 - 0.01 * e,
-            "valid_logloss": 0.47,
-            "valid_auc": r["valid_auc"] - 0.01 * (3 - e),
-            "epoch_seconds": r["secs"] / 3,
-            "samples_per_s": r["sps"],
+            "epoch": e, "train_loss": 0.5 - 0.01 * e, "valid": {"label": _metrics(0.47, r["valid_auc"] - 0.01 * (3 - e), None)},
+            "monitored": r["valid_auc"] - 0.01 * (3 - e), "best_so_far": True, "epoch_seconds": r["secs"] / 3,
+            "train_seconds": r["secs"] / 3, "samples_per_s": r["sps"],
         }
         for e in (1, 2, 3)
-    ]
+    ]  # fmt: skip
+    group = lambda n, opt, state: {"params": n, "bytes": 4 * n, "trainable": opt is not None, "optimizer": opt, "optimizer_state_bytes": state}  # noqa: E731
     return {
-        "dataset": dataset,
-        "model": model,
-        "arch": model,
-        "params": {},
-        "training": {},
-        "best_epoch": 3,
-        "best_valid": {"logloss": 0.45, "auc": r["valid_auc"]},
-        "stopped_early": False,
-        "epochs": epochs,
+        "kind": "ctrbench.train", "version": 2, "dataset": dataset, "model": model, "config_sha256": "c0ffee" * 10,
+        "arch": model, "params": {}, "training": {}, "seed": 1, "model_info": {}, "tasks": ["label"], "monitor": "mean_auc",
+        "best_epoch": 3, "best_valid": {"label": _metrics(0.45, r["valid_auc"], None)}, "stopped_early": False, "epochs": epochs,
         "cost": {
-            "params_embedding": r["emb"],
-            "params_dense": r["dense"],
-            "param_bytes_embedding": 4 * r["emb"],
-            "param_bytes_dense": 4 * r["dense"],
-            "optimizer_state_bytes": r["opt"],
-            "optimizer_state_bytes_by_group": {"embedding": 0, "dense": r["opt"]},
-            "optimizers": {"embedding": "sgd", "dense": "adamw"},
-            "peak_memory_bytes": r["mem"],
-            "peak_memory_kind": "cpu_peak_rss",
-            "train_samples_per_s": r["sps"],
-            "train_seconds": r["secs"],
-            "seconds_per_epoch": r["secs"] / 3,
-            "device": "cpu",
-            "device_name": "x86_64 CPU",
+            "parameter_groups": {"embedding": group(r["emb"], "sgd", 0), "dense": group(r["dense"], "adamw", r["opt"]), "frozen": group(0, None, 0)},
+            "optimizer_state_bytes": r["opt"], "sparse_embeddings": True, "peak_memory_bytes": r["mem"],
+            "peak_memory_kind": "cpu_peak_rss", "train_samples_per_s": r["sps"], "train_seconds": r["secs"],
+            "seconds_per_epoch": r["secs"] / 3, "device": "cpu", "device_name": "x86_64 CPU", "processes": 1,
+            "precision": "fp32", "loader": "memory",
         },
         "provenance": _provenance(),
-    }
+    }  # fmt: skip
 
 
 def _gold_eval(dataset: str, model: str, r: dict) -> dict:
-    metrics = {"logloss": r["logloss"], "auc": r["auc"], "accuracy": 0.8, "gauc": r["gauc"]}
+    """A GoldRecord (version 2) with the table's numbers."""
     return {
-        "dataset": dataset,
-        "model": model,
-        "arch": model,
-        "rows": 2000,
-        "metrics": metrics,
-        "task_metrics": {"label": dict(metrics)},
-        "gold_sha256": GOLD_HASH[dataset],
-        "checkpoint_sha256": "d" * 64,
-        "eval_seconds": 1.2,
-        "device": "cpu",
-        "provenance": _provenance(),
-    }
+        "kind": "ctrbench.gold_eval", "version": 2, "dataset": dataset, "model": model, "config_sha256": "c0ffee" * 10,
+        "arch": model, "checkpoint_epoch": 3, "precision": "fp32", "rows": 2000,
+        "tasks": {"label": _metrics(r["logloss"], r["auc"], r["gauc"])}, "gold_sha256": GOLD_HASH[dataset],
+        "checkpoint_sha256": "d" * 64, "eval_seconds": 1.2, "eval_samples_per_s": 2000 / 1.2, "device": "cpu",
+        "device_name": "x86_64 CPU", "model_info": {}, "extra_outputs": [], "provenance": _provenance(),
+    }  # fmt: skip
 
 
 def _write_results(root: Path, results: dict = RESULTS) -> list[tuple[Path, Path]]:
@@ -228,7 +205,7 @@ def test_every_model_appears_with_its_formatted_gold_auc(report):
     cells = _parse(report).cells
     for dataset, models in RESULTS.items():
         for model, r in models.items():
-            text, _ = cells[(dataset, model, "gold_auc")]
+            text, _ = cells[(dataset, model, "label:gold_auc")]
             assert f"{r['auc']:.4f}" in text
 
 
@@ -294,8 +271,8 @@ def test_missing_results_are_listed_as_missing(tmp_path):
 def test_null_gauc_renders_as_not_available(report):
     cells = _parse(report).cells
     for model in RESULTS["criteo_synthetic"]:
-        assert cells[("criteo_synthetic", model, "gold_gauc")][0].strip() == "n/a"
-    assert cells[("taobao_synthetic", "dcnv2", "gold_gauc")][0].startswith("0.6230")
+        assert cells[("criteo_synthetic", model, "label:gold_gauc")][0].strip() == "n/a"
+    assert cells[("taobao_synthetic", "dcnv2", "label:gold_gauc")][0].startswith("0.6230")
 
 
 def test_text_from_result_files_is_escaped(tmp_path):
@@ -371,25 +348,37 @@ def test_number_formats(formatter, value, expected):
 def test_dataset_section_summarises_its_manifest(tmp_path):
     pairs = _write_results(tmp_path / "results")
     dataset = next(iter(RESULTS))
-    manifest = {
-        "rows": {"read": 1003, "written": 1000, "bad": 3},
-        "splits": {"train": {"rows": 800, "label_rate": 0.25}, "valid": {"rows": 100, "label_rate": 0.25},
-                   "gold": {"rows": 100, "label_rate": 0.25}},
-    }
+    manifest = _manifest(GOLD_HASH[dataset], bad_rows={"field_count": 2, "bad_label": 1, "bad_dense": 0})
     html = render_report(load_entries(pairs), tmp_path / "report.html", manifests={dataset: manifest}).read_text()
-    assert "data: train 800 · valid 100 · gold 100 rows; label rate 0.250; bad rows skipped: 3" in html
+    assert "data: train 800 · valid 100 · gold 100 rows; label rate 0.250; rows left out: field count 2, bad label 1" in html
     assert html.count("data: train") == 1  # only the dataset whose manifest was given
+
+
+def _manifest(gold_sha256: str, bad_rows: dict | None = None, **more) -> dict:
+    splits = {name: {"rows": rows, "label_rate": 0.25} for name, rows in {"train": 800, "valid": 100, "gold": 100}.items()}
+    return {"splits": splits, "bad_rows": bad_rows or {}, "outputs": {"gold": {"sha256": gold_sha256}}, **more}
+
+
+def test_time_split_ranges_and_every_kind_of_dropped_row_are_shown(tmp_path):
+    pairs = _write_results(tmp_path / "results")
+    times = {"first_event": "2017-11-25T00:00:05+08:00", "valid_start": "2017-12-02T00:00:00+08:00",
+             "gold_start": "2017-12-03T00:00:00+08:00", "last_event": "2017-12-03T23:59:59+08:00"}  # fmt: skip
+    manifest = _manifest(GOLD_HASH["taobao_synthetic"], bad_rows={"bad_id": 0}, dropped={"out_of_range": 35, "user_sampled_out": 0},
+                         split_times=times)  # fmt: skip
+    html = render_report(load_entries(pairs), tmp_path / "report.html", manifests={"taobao_synthetic": manifest}).read_text()
+    assert ("by time: train 2017-11-25 – 2017-12-01, valid 2017-12-02, gold 2017-12-03; rows left out: out of range 35"
+            in _section(html, "taobao_synthetic"))  # fmt: skip
 
 
 def test_results_scored_on_another_gold_file_than_the_manifest_names_are_refused(tmp_path):
     pairs = _write_results(tmp_path / "results")
     entries = load_entries(pairs)
     dataset = entries[0].dataset
-    stale = {dataset: {"outputs": {"gold": {"sha256": "0" * 64}}}}
+    stale = {dataset: _manifest("0" * 64)}
     with pytest.raises(GoldHashMismatch, match="manifest: gold_sha256 0000"):
         render_report(entries, tmp_path / "report.html", manifests=stale)
     assert not (tmp_path / "report.html").exists()
-    current = {dataset: {"outputs": {"gold": {"sha256": entries[0].gold_sha256}}}}
+    current = {dataset: _manifest(entries[0].gold_sha256)}
     assert render_report(entries, tmp_path / "report.html", manifests=current).exists()
 
 
@@ -405,8 +394,12 @@ def _section(html: str, dataset: str) -> str:
 
 
 def _set_gate(pairs, dataset: str, model: str, summary: dict) -> None:
+    """The extra output MDAF describes for its gate, as the gold evaluation records it."""
     gold_path = next(gold for _, gold in pairs if gold.parent.parts[-2:] == (dataset, model))
-    _edit_json(gold_path, lambda data: data.update(gate=summary, gate_shape=[summary["count"]]))
+    output = {"key": "gate", "title": "gate g", "axis_label": "g (0: sequence, 1: static branch)",
+              "reading": "g≈1: static branch, g≈0: sequence branch", "kind": "distribution",
+              "shape": [summary["count"]], "summary": summary}  # fmt: skip
+    _edit_json(gold_path, lambda data: data.update(extra_outputs=[output]))
 
 
 class _Gates(HTMLParser):
@@ -425,7 +418,7 @@ class _Gates(HTMLParser):
         classes = (attrs.get("class") or "").split()
         if tag == "section" and "data-dataset" in attrs:
             self._dataset = attrs["data-dataset"]
-        elif tag == "figure" and "gate" in classes:
+        elif tag == "figure" and "extra-output" in classes:
             self._figure = {"bars": [], "caption": "", "marker": None, "svg": None}
             self.figures[(self._dataset, attrs["data-model"])] = self._figure
         elif self._figure is not None:
@@ -470,23 +463,21 @@ def test_gate_histogram_is_drawn_only_for_results_with_a_gate(tmp_path):
     assert [int(n) for n in figure["svg"]["data-counts"].split()] == counts
     assert [float(e) for e in figure["svg"]["data-edges"].split()] == pytest.approx(summary["histogram"]["edges"])
     assert figure["marker"] == pytest.approx(values.mean(), abs=1e-5)
-    assert "Gate distribution of dcnv2" in figure["svg"]["aria-label"]
+    assert "gate g of dcnv2 on the gold set" in figure["svg"]["aria-label"]
     caption = " ".join(figure["caption"].split())
     mean, median = values.mean(), np.median(values)
-    assert caption.startswith(
-        f"mean g = {mean:.2f} (median {median:.2f}); g≈1: static branch, g≈0: sequence branch"
-    )
-    assert "1000 samples" in caption
+    assert caption.startswith(f"mean {mean:.2f} (median {median:.2f}); g≈1: static branch, g≈0: sequence branch")
+    assert "1000 values" in caption
     # the block sits in its dataset's section, under the table, and nowhere else
-    assert html.count("Gate distributions (gold set)") == 1
+    assert html.count("Model outputs on the gold set") == 1
     taobao = _section(html, "taobao_synthetic")
-    assert taobao.index("</table>") < taobao.index("Gate distributions (gold set)")
-    assert "Gate distributions" not in _section(html, "criteo_synthetic")
+    assert taobao.index("</table>") < taobao.index("Model outputs on the gold set")
+    assert "Model outputs" not in _section(html, "criteo_synthetic")
 
 
 def test_no_gate_block_without_gates(report):
     assert _gates(report) == {}
-    assert "Gate distributions" not in report and "chart-histogram" not in report
+    assert "Model outputs on the gold set" not in report and "chart-histogram" not in report
 
 
 def test_gate_caption_and_counts_of_known_values(tmp_path):
@@ -500,8 +491,8 @@ def test_gate_caption_and_counts_of_known_values(tmp_path):
     assert (figure["svg"]["data-below"], figure["svg"]["data-above"]) == ("2", "1")
     assert "2 below 0 · 1 above 1" in html
     caption = " ".join(figure["caption"].split())
-    assert caption.startswith("mean g = 0.41 (median 0.60);")  # mean 2.9 / 7 = 0.414..
-    assert "7 samples" in caption
+    assert caption.startswith("mean 0.41 (median 0.60);")  # mean 2.9 / 7 = 0.414..
+    assert "7 values" in caption
 
 
 def test_malformed_gate_summary_is_a_note_not_a_chart(tmp_path):
@@ -511,7 +502,7 @@ def test_malformed_gate_summary_is_a_note_not_a_chart(tmp_path):
     _set_gate(pairs, *GATE_MODEL, summary)
     html = build_report(pairs, tmp_path / "report.html").read_text()
     assert _gates(html) == {}
-    assert "dcnv2: the gate summary in its gold_eval.json is malformed" in _section(html, "taobao_synthetic")
+    assert "dcnv2: the gate g summary in its gold_eval.json is malformed" in _section(html, "taobao_synthetic")
 
 
 MODEL_INFO = {"sequence_encoder": "mamba", "mamba_backend": "torch"}
@@ -574,7 +565,7 @@ def test_reference_column_with_difference_only_where_references_are_given(tmp_pa
     parsed = _parse(html)
 
     headers = parsed.headers["taobao_synthetic"]
-    assert headers[headers.index("valid_auc") + 1] == "reference"  # right after the column it is compared to
+    assert headers[headers.index("label:valid_auc") + 1] == "reference"  # right after the column it is compared to
     assert "reference" not in parsed.headers["criteo_synthetic"]
     assert not [key for key in parsed.cells if key[0] == "criteo_synthetic" and key[2] == "reference"]
     assert "Val AUC" in parsed.header_details[("taobao_synthetic", "reference")]
@@ -590,7 +581,7 @@ def test_reference_column_with_difference_only_where_references_are_given(tmp_pa
     assert cell("autoint")[0].strip() == "—" and detail("autoint") == ""
     # never marked best, and the best of our own column is unchanged by it
     assert not any(cell(model)[1] or "★" in cell(model)[0] for model in RESULTS["taobao_synthetic"])
-    assert parsed.cells[("taobao_synthetic", "deepfm", "valid_auc")][1]
+    assert parsed.cells[("taobao_synthetic", "deepfm", "label:valid_auc")][1]
 
     taobao = _section(html, "taobao_synthetic")
     assert "Paper X (2024), Table 3" in taobao and "Paper X" not in _section(html, "criteo_synthetic")
@@ -603,7 +594,7 @@ def test_reference_on_gold_auc_is_compared_with_our_gold_auc(tmp_path):
     html = render_report(load_entries(pairs), tmp_path / "report.html", references=references).read_text()
     parsed = _parse(html)
     headers = parsed.headers["criteo_synthetic"]
-    assert headers[headers.index("gold_auc") + 1] == "reference"
+    assert headers[headers.index("label:gold_auc") + 1] == "reference"
     assert "Gold AUC" in parsed.header_details[("criteo_synthetic", "reference")]
     assert parsed.details[("criteo_synthetic", "autoint", "reference")] == "+0.0050"  # 0.7801 - 0.7751
     assert "reference" not in parsed.headers["taobao_synthetic"]
@@ -697,3 +688,52 @@ def test_report_with_gates_references_and_model_info_is_well_formed(tmp_path):
     parsed = _parse(html)
     span = re.search(r'<td class="missing-cell" colspan="(\d+)"', _section(html, "taobao_synthetic"))
     assert int(span.group(1)) == len(parsed.headers["taobao_synthetic"])
+
+
+def test_a_multi_task_dataset_shows_one_column_group_per_task(tmp_path):
+    pairs = _write_results(tmp_path / "results", {"criteo_synthetic": RESULTS["criteo_synthetic"]})
+    likes = {"deepfm": 0.61, "dcnv2": 0.58, "autoint": 0.64}  # another best model than click's
+
+    def two_tasks(path, record_kind):
+        def edit(data):
+            model = data["model"]
+            if record_kind == "train":
+                data["tasks"] = ["label", "like"]
+                data["best_valid"]["like"] = _metrics(0.3, likes[model], None)
+                for epoch in data["epochs"]:
+                    epoch["valid"]["like"] = _metrics(0.3, likes[model], None)
+            else:
+                data["tasks"]["like"] = _metrics(0.3, likes[model], None)
+
+        _edit_json(path, edit)
+
+    for train_path, gold_path in pairs:
+        two_tasks(train_path, "train")
+        two_tasks(gold_path, "gold")
+    html = build_report(pairs, tmp_path / "report.html").read_text()
+    parsed = _parse(html)
+    headers = parsed.headers["criteo_synthetic"]
+    assert headers[:8] == [f"{t}:{m}" for t in ("label", "like") for m in ("gold_logloss", "gold_auc", "gold_gauc", "valid_auc")]
+    assert re.findall(r'data-group="([^"]+)"', html) == ["label", "like", "cost"]
+    assert "task: like" in html and "mean gold AUC over the tasks" in html
+    marked = [m for m in likes if parsed.cells[("criteo_synthetic", m, "like:gold_auc")][1]]
+    assert marked == ["autoint"]
+    assert [m for m in likes if parsed.cells[("criteo_synthetic", m, "label:gold_auc")][1]] == ["dcnv2"]
+
+
+def test_results_of_one_dataset_with_other_tasks_are_refused(tmp_path):
+    pairs = _write_results(tmp_path / "results", {"criteo_synthetic": RESULTS["criteo_synthetic"]})
+    train_path, gold_path = pairs[0]  # criteo_synthetic/deepfm: a second task, which the other models lack
+
+    def add_like(data):
+        if "best_valid" in data:
+            data["tasks"].append("like")
+            data["best_valid"]["like"] = _metrics(0.3, 0.6, None)
+        else:
+            data["tasks"]["like"] = _metrics(0.3, 0.6, None)
+
+    _edit_json(train_path, add_like)
+    _edit_json(gold_path, add_like)
+    with pytest.raises(ValueError, match=r"dataset 'criteo_synthetic': deepfm has tasks \['label', 'like'\] but dcnv2 has \['label'\]"):
+        build_report(pairs, tmp_path / "report.html")
+    assert not (tmp_path / "report.html").exists()

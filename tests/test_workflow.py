@@ -66,6 +66,8 @@ TINY_SEQUENCE_CONFIG["datasets"]["tiny_userbehavior"] = {
     "training": {"batch_size": 256, "max_epochs": 2,
                  "optimizer": {"embedding": {"name": "adam", "lr": 0.005}, "dense": {"name": "adamw", "lr": 0.005}}},
 }  # fmt: skip
+# one model of the end-to-end run trains in two data-parallel processes, through the same train rule
+TINY_SEQUENCE_CONFIG["models"]["deepfm"]["training"] = {"distributed": {"processes": 2}}
 TINY_SEQUENCE_CONFIG["models"].update({
     "dcnv3": {"arch": "dcnv3", "params": {"embedding_dim": 4}},
     "bst": {"arch": "bst", "params": {"embedding_dim": 8, "num_heads": 2, "mlp_hidden": [16]}},
@@ -192,12 +194,12 @@ def test_tiny_run_end_to_end_renders_every_model(tmp_path):
     for model in MODELS:
         gold = json.loads((results / "tiny_criteo" / model / "gold_eval.json").read_text())
         assert gold["rows"] == json.loads((results / "tiny_criteo/data/manifest.json").read_text())["splits"]["gold"]["rows"]
-        assert 0.0 <= gold["metrics"]["auc"] <= 1.0
+        assert 0.0 <= gold["tasks"]["label"]["auc"] <= 1.0
         if model in ("dcnv2", "deepfm"):  # the fast learners pick up the planted signal even from 6k rows
-            assert gold["metrics"]["auc"] > 0.65
+            assert gold["tasks"]["label"]["auc"] > 0.65
         gold_hashes.add(gold["gold_sha256"])
         assert model in html
-        assert f"{gold['metrics']['auc']:.4f}" in html  # the model's number, as the report formats it
+        assert f"{gold['tasks']['label']['auc']:.4f}" in html  # the model's number, as the report formats it
         assert (results / "tiny_criteo" / model / "benchmarks" / "train.tsv").exists()
         assert (results / "tiny_criteo" / model / "logs" / "train.log").stat().st_size > 0
     assert len(gold_hashes) == 1 and gold_hashes.pop() in html
@@ -211,12 +213,16 @@ def test_tiny_run_end_to_end_renders_every_model(tmp_path):
     for model in SEQUENCE_MODELS:
         gold = json.loads((sequence / model / "gold_eval.json").read_text())
         assert gold["rows"] == manifest["splits"]["gold"]["rows"]
-        assert 0.0 <= gold["metrics"]["gauc"] <= 1.0 and f"{gold['metrics']['gauc']:.4f}" in html
+        assert 0.0 <= gold["tasks"]["label"]["gauc"] <= 1.0 and f"{gold['tasks']['label']['gauc']:.4f}" in html
     for model in ("mamba4rec", "mdaf_mamba"):
         assert json.loads((sequence / model / "train_metrics.json").read_text())["model_info"]["mamba_backend"] == "torch"
-    gate = json.loads((sequence / "mdaf_mamba" / "gold_eval.json").read_text())["gate"]
+    (gate_output,) = json.loads((sequence / "mdaf_mamba" / "gold_eval.json").read_text())["extra_outputs"]
+    gate = gate_output["summary"]
     assert 0 < gate["mean"] < 1 and sum(gate["histogram"]["counts"]) == manifest["splits"]["gold"]["rows"]
-    assert "Gate distributions" in html and "mamba_backend" in html
+    assert "Model outputs on the gold set" in html and "mamba_backend" in html
+    # deepfm trained in two data-parallel CPU processes (torchrun, gloo) through the same rule
+    deepfm = json.loads((results / "tiny_criteo" / "deepfm" / "train_metrics.json").read_text())
+    assert deepfm["cost"]["processes"] == 2 and "rank 0" in (results / "tiny_criteo/deepfm/logs/train.log").read_text()
 
     # asking for one model's gold evaluation again finds nothing to do
     again = snakemake(work, "-n", "results/tiny_criteo/dcnv2/gold_eval.json", config=TINY_SEQUENCE_CONFIG)
@@ -266,6 +272,6 @@ def test_a_failing_model_is_retried_others_finish_and_the_partial_report_names_i
     partial = snakemake(work, "results/report_partial.html", config=config)
     assert partial.returncode == 0, partial.stderr[-2000:]
     html = (work / "results" / "report_partial.html").read_text()
-    dcnv2_auc = json.loads((results / "dcnv2" / "gold_eval.json").read_text())["metrics"]["auc"]
+    dcnv2_auc = json.loads((results / "dcnv2" / "gold_eval.json").read_text())["tasks"]["label"]["auc"]
     assert f"{dcnv2_auc:.4f}" in html
     assert re.search(r"Missing models.*broken", html, flags=re.S)

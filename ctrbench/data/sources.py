@@ -168,17 +168,12 @@ def _concat(batches: list[Batch]) -> Batch:
 
 
 def in_memory_bytes(path: str | Path, feature_map: FeatureMap) -> int:
-    """What the split's columns take as tensors (uncompressed parquet sizes of the columns read)."""
-    metadata = pq.ParquetFile(path).metadata
-    wanted = set(feature_map.columns())
-    total = 0
-    for i in range(metadata.num_row_groups):
-        group = metadata.row_group(i)
-        for j in range(group.num_columns):
-            column = group.column(j)
-            if column.path_in_schema.split(".")[0] in wanted:
-                total += column.total_uncompressed_size
-    return total
+    """What ``InMemorySource`` holds for the split: rows x the bytes of a row's tensors (float32 labels and
+    dense values, int32 ids and histories, a bool per masked task, int64 group)."""
+    fm = feature_map
+    per_row = 4 * (fm.num_tasks + len(fm.categorical) + len(fm.dense) + sum(fm.max_len(f) for f in fm.sequences))
+    per_row += fm.num_tasks * any(fm.masks) + 8 * bool(fm.group_by)
+    return pq.ParquetFile(path).metadata.num_rows * per_row
 
 
 def open_source(path: str | Path, feature_map: FeatureMap, loader: dict | None = None) -> InMemorySource | StreamingSource:
