@@ -136,11 +136,20 @@ def with_changes(config: dict, change) -> dict:
         (lambda c: c["datasets"]["tiny_criteo"].update(time_split={"valid_days": 1}), "time_split do(es) not apply to format 'criteo_dac'"),
         (lambda c: c["datasets"]["tiny_criteo"].update(training={"optimizer": {"embedding": {"name": "sgd", "lr": 1.0, "weight_decay": 0.1}}}),
          "models.dcnv2 on dataset 'tiny_criteo': the sparse embedding optimizer 'sgd' takes no weight_decay"),
+        # a misspelt training key is refused, named with where it is (it used to be ignored: six epochs ran)
+        (lambda c: c["training"].update(max_epoch=2), "- training: Additional properties are not allowed ('max_epoch' was unexpected)"),
+        (lambda c: c["datasets"]["tiny_userbehavior"]["training"].update(max_epoch=2),
+         "- datasets.tiny_userbehavior.training: Additional properties are not allowed ('max_epoch' was unexpected)"),
+        (lambda c: c["models"]["autoint"]["training"].update(max_epoch=2),
+         "- models.autoint.training: Additional properties are not allowed ('max_epoch' was unexpected)"),
+        (lambda c: c["training"]["optimizer"]["dense"].update(weight_decy=0.1),
+         "- training.optimizer.dense: Additional properties are not allowed ('weight_decy' was unexpected)"),
     ],
     ids=["unknown-arch", "unknown-model", "unknown-dataset", "unknown-param", "wrong-type", "missing-path",
          "splits-over-one", "splits-mixed", "reserved-name", "sequence-model-on-flat-data", "time-split-with-fractions",
          "unknown-dataset-model", "empty-history", "taobao-ad-file-not-directory", "key-of-another-format",
-         "dataset-training-override-checked"],
+         "dataset-training-override-checked", "training-typo", "dataset-training-typo", "model-training-typo",
+         "optimizer-typo"],
 )
 def test_config_errors_are_reported_before_any_job(tmp_path, change, message):
     work = workflow_copy(tmp_path)
