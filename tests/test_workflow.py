@@ -12,8 +12,9 @@ import yaml
 
 from conftest import REPO
 
-# ctrbench too: Snakemake and the jobs then import this checkout's package, whatever `pip install -e` points at
-WORKFLOW_PARTS = ["Snakefile", "rules", "workflow_scripts", "config", "envs", "containers", "ctrbench"]
+# ctrbench (and its report templates) too: Snakemake and the jobs then import this checkout's package, whatever
+# `pip install -e` points at
+WORKFLOW_PARTS = ["Snakefile", "rules", "workflow_scripts", "config", "envs", "containers", "ctrbench", "report"]
 MODELS = ["dcnv2", "autoint", "ft_transformer", "deepfm"]
 
 TINY_CONFIG = {

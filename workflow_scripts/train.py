@@ -1,14 +1,19 @@
 """Rule train: one model on one dataset (arguments from Snakemake, logic in ctrbench.train)."""
 
-import _source_tree  # noqa: F401  (first: this checkout's ctrbench, in conda envs and containers too)
+# ruff: noqa: F821  (`snakemake`: the object Snakemake's script directive defines)
+
+import _source_tree  # noqa: F401, I001  (first: this checkout's ctrbench, in conda envs and containers too)
 
 import torch
 
+from ctrbench.atomic import clear_stale_partials
 from ctrbench.joblog import job_logging
 from ctrbench.provenance import stamped
 from ctrbench.train.trainer import TrainOutputs, train
 
-with job_logging(snakemake.log[0]):
+with job_logging(snakemake.log[0]) as log:
+    for removed in clear_stale_partials(*snakemake.output):
+        log.info("removed %s, left by an earlier attempt that was killed", removed)
     torch.set_num_threads(snakemake.threads)
     train(
         train_path=snakemake.input.train,
