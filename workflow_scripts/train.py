@@ -4,6 +4,8 @@
 
 import _source_tree  # noqa: F401, I001  (first: this checkout's ctrbench, in conda envs and containers too)
 
+from pathlib import Path
+
 import torch
 
 from ctrbench.atomic import clear_stale_partials
@@ -12,8 +14,13 @@ from ctrbench.provenance import stamped
 from ctrbench.train.trainer import TrainOutputs, train
 
 with job_logging(snakemake.log[0]) as log:
-    for removed in clear_stale_partials(*snakemake.output):
+    for removed in clear_stale_partials(*snakemake.output, *snakemake.params.downstream):
         log.info("removed %s, left by an earlier attempt that was killed", removed)
+    # the gold evaluation of the run this one replaces: gone before training, so a failure leaves nothing stale
+    for path in map(Path, snakemake.params.downstream):
+        if path.exists():
+            path.unlink()
+            log.info("removed %s: it scored the checkpoint this job replaces", path)
     torch.set_num_threads(snakemake.threads)
     train(
         train_path=snakemake.input.train,
