@@ -8,12 +8,12 @@ missing input file is reported before any job starts.
 from __future__ import annotations
 
 import copy
+
 from ctrbench.data.formats import FORMATS
 from ctrbench.data.splits import REST, resolve_split_counts
 from ctrbench.models.registry import MODELS, check_params, model_class
 from ctrbench.train.distributed import sparse_problem
 from ctrbench.train.optim import SPARSE_CAPABLE, embeddings_are_sparse
-
 
 # dataset keys of every format (the others are the format's own, DatasetFormat.options)
 COMMON_DATASET_KEYS = {"format", "path", "synthetic", "models", "training", "reference", "max_bad_rows", "split_seed"}
@@ -24,6 +24,16 @@ RESERVED_NAMES = {"data", "raw", "logs", "benchmarks"}
 
 class ConfigError(ValueError):
     pass
+
+
+def schema_problem(error) -> str:
+    """A jsonschema ValidationError as one short line: where in the config, and what is wrong there (jsonschema's own
+    message). Snakemake's message would add the whole failing sub-schema, ~175 lines for a dataset entry."""
+    where = "".join(f"[{key}]" if isinstance(key, int) else f".{key}" for key in error.absolute_path).lstrip(".")
+    message = f"{where or 'the config'}: {error.message}"
+    if error.validator == "additionalProperties" and error.validator_value is False:
+        message += f"; it takes {', '.join(sorted(error.schema.get('properties', {})))}"
+    return "invalid ctrbench config:\n  - " + message
 
 
 def split_problem(splits: dict, keys: tuple[str, ...] = ("train", "valid", "gold")) -> str | None:

@@ -5,11 +5,13 @@ import re
 import sys
 from pathlib import Path
 
+from jsonschema import ValidationError
+from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import min_version, validate
 
-from ctrbench.config import benchmark_pairs as configured_pairs, check_config, model_training
+from ctrbench.config import ConfigError, benchmark_pairs as configured_pairs, check_config, model_training, schema_problem
 from ctrbench.data.formats import FORMATS
 from ctrbench.provenance import sha256_json
 from ctrbench.results import RESULT_VERSION
@@ -17,8 +19,19 @@ from ctrbench.results import RESULT_VERSION
 min_version("9.0")
 
 
-validate(config, schema="../config/schema.yaml")
-check_config(config)
+# Config errors are raised here, anew and `from None`: Snakemake prints an error raised while it reads the workflow
+# with the frames below this file, and for a schema error its message would carry the whole failing sub-schema. This
+# way the user reads the message once: which key, what is wrong.
+try:
+    validate(config, schema="../config/schema.yaml")
+except WorkflowError as error:
+    if not isinstance(error.__context__, ValidationError):  # validate raises it while handling jsonschema's error
+        raise
+    raise ConfigError(schema_problem(error.__context__)) from None
+try:
+    check_config(config)
+except ConfigError as error:
+    raise ConfigError(str(error)) from None
 
 
 wildcard_constraints:
@@ -83,6 +96,14 @@ def benchmark_pairs():
 
 def result_files(dataset, model):
     return f"results/{dataset}/{model}/train_metrics.json", f"results/{dataset}/{model}/gold_eval.json"
+
+
+def training_downstream(wildcards, output):
+    """The files made from a training run's outputs (the model's gold evaluation): the train job removes them when it
+    starts, since they describe the run it replaces, and a failed retrain must not leave them looking current.
+    As a param that takes `output`, Snakemake counts it as derived from the outputs and leaves it out of the params
+    it compares to decide reruns (adding it retrained nothing)."""
+    return [result_files(wildcards.dataset, wildcards.model)[1]]
 
 
 def unfinished_pairs():

@@ -12,6 +12,7 @@ rule train:
         training=training_config,
         seed=config["seed"],
         meta=run_meta,
+        downstream=training_downstream,
     conda:
         "../envs/ctrbench.yaml"
     container:

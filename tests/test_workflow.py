@@ -12,7 +12,9 @@ import yaml
 
 from conftest import REPO
 
-WORKFLOW_PARTS = ["Snakefile", "rules", "workflow_scripts", "config", "envs", "containers"]
+# ctrbench (and its report templates) too: Snakemake and the jobs then import this checkout's package, whatever
+# `pip install -e` points at
+WORKFLOW_PARTS = ["Snakefile", "rules", "workflow_scripts", "config", "envs", "containers", "ctrbench", "report"]
 MODELS = ["dcnv2", "autoint", "ft_transformer", "deepfm"]
 
 TINY_CONFIG = {
@@ -83,7 +85,10 @@ def workflow_copy(tmp_path: Path) -> Path:
     work.mkdir()
     for part in WORKFLOW_PARTS:
         source = REPO / part
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, work / part)
+        if source.is_dir():
+            shutil.copytree(source, work / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, work / part)
     return work
 
 
@@ -134,11 +139,20 @@ def with_changes(config: dict, change) -> dict:
         (lambda c: c["datasets"]["tiny_criteo"].update(time_split={"valid_days": 1}), "time_split do(es) not apply to format 'criteo_dac'"),
         (lambda c: c["datasets"]["tiny_criteo"].update(training={"optimizer": {"embedding": {"name": "sgd", "lr": 1.0, "weight_decay": 0.1}}}),
          "models.dcnv2 on dataset 'tiny_criteo': the sparse embedding optimizer 'sgd' takes no weight_decay"),
+        # a misspelt training key is refused, named with where it is (it used to be ignored: six epochs ran)
+        (lambda c: c["training"].update(max_epoch=2), "- training: Additional properties are not allowed ('max_epoch' was unexpected)"),
+        (lambda c: c["datasets"]["tiny_userbehavior"]["training"].update(max_epoch=2),
+         "- datasets.tiny_userbehavior.training: Additional properties are not allowed ('max_epoch' was unexpected)"),
+        (lambda c: c["models"]["autoint"]["training"].update(max_epoch=2),
+         "- models.autoint.training: Additional properties are not allowed ('max_epoch' was unexpected)"),
+        (lambda c: c["training"]["optimizer"]["dense"].update(weight_decy=0.1),
+         "- training.optimizer.dense: Additional properties are not allowed ('weight_decy' was unexpected)"),
     ],
     ids=["unknown-arch", "unknown-model", "unknown-dataset", "unknown-param", "wrong-type", "missing-path",
          "splits-over-one", "splits-mixed", "reserved-name", "sequence-model-on-flat-data", "time-split-with-fractions",
          "unknown-dataset-model", "empty-history", "taobao-ad-file-not-directory", "key-of-another-format",
-         "dataset-training-override-checked"],
+         "dataset-training-override-checked", "training-typo", "dataset-training-typo", "model-training-typo",
+         "optimizer-typo"],
 )
 def test_config_errors_are_reported_before_any_job(tmp_path, change, message):
     work = workflow_copy(tmp_path)
@@ -164,7 +178,7 @@ PRESET_SAMPLES = {
 def test_presets_plan_every_model_on_a_sample(tmp_path, preset):
     """Each preset is a valid config whose DAG trains every model it lists, once its path points at data."""
     config = yaml.safe_load((REPO / "config" / "presets" / f"{preset}.yaml").read_text())
-    assert (REPO / "config" / "presets" / f"{preset}.yaml").read_text().count("snakemake --cores all --configfile") == 1
+    assert (REPO / "config" / "presets" / f"{preset}.yaml").read_text().count("snakemake --cores all results/report.html --configfile") == 1
     for dataset, sample in PRESET_SAMPLES[preset].items():
         if sample is None:
             directory = tmp_path / "TaobaoAd_x1"
