@@ -28,7 +28,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="ctrbench-bench-") as scratch:
         work = Path(scratch)
-        for part in ("Snakefile", "rules", "workflow_scripts", "config", "envs", "containers"):
+        # the package too, so the run times this checkout whatever `pip install -e` points at
+        for part in ("Snakefile", "rules", "workflow_scripts", "config", "envs", "containers", "ctrbench", "report"):
             source = REPO / part
             (shutil.copytree if source.is_dir() else shutil.copy)(source, work / part)
         start = time.perf_counter()
@@ -43,17 +44,17 @@ def main() -> None:
         for tsv in sorted(work.glob("results/*/*/benchmarks/*.tsv")):
             seconds = float(tsv.read_text().splitlines()[1].split("\t")[0])
             per_job[str(tsv.relative_to(work / "results"))] = round(seconds, 1)
-        gold = {
-            path.parent.name: json.loads(path.read_text())["metrics"]["auc"]
-            for path in sorted(work.glob("results/*/*/gold_eval.json"))
-        }
+        gold = {}
+        for path in sorted(work.glob("results/*/*/gold_eval.json")):
+            record = json.loads(path.read_text())
+            gold[f"{record['dataset']}/{record['model']}"] = {task: m["auc"] for task, m in record["tasks"].items()}
 
     print(f"default run: {wall:.1f} s wall on {args.cores} cores; goal {args.goal_seconds:.0f} s "
           f"-> {wall / args.goal_seconds:.2f} of the budget ({'met' if wall <= args.goal_seconds else 'NOT met'})")
     for job, seconds in per_job.items():
         print(f"  {job:<50} {seconds:>7.1f} s")
-    for model, auc in gold.items():
-        print(f"  gold AUC {model:<20} {auc:.4f}")
+    for result, aucs in gold.items():
+        print(f"  gold AUC {result:<40} " + ", ".join(f"{task} {auc:.4f}" for task, auc in aucs.items()))
 
 
 if __name__ == "__main__":

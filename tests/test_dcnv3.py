@@ -123,7 +123,7 @@ def test_self_mask_zeroes_exactly_negative_layer_norm_positions():
     assert (masked[~negative & (c != 0)] != 0).all()
     torch.testing.assert_close(masked, c * ln.clamp(min=0))
     # the layer's output is [c || Mask(c)] + b
-    torch.testing.assert_close(layer(x), torch.cat([c, masked], dim=-1) + layer.b)
+    torch.testing.assert_close(layer(x), torch.cat([c, masked], dim=-1) + layer.bias)
 
 
 def test_lcn_and_ecn_recurrences():

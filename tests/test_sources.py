@@ -86,14 +86,10 @@ def test_auto_streams_above_the_memory_limit(tmp_path):
 
 
 def test_streaming_holds_one_buffer_not_the_split(tmp_path):
-    """Reading a tenfold larger split through the same buffer allocates no more Arrow memory at its peak."""
-    peaks = {}
+    """The rows held at once are at most the shuffle buffer plus one row group, whatever the split's size
+    (bench/loader.py measures the peak RSS this gives on 1x and 10x the rows)."""
     for rows in (20_000, 200_000):
-        write_split(tmp_path / f"{rows}.parquet", rows, 2000)
+        write_split(tmp_path / f"{rows}.parquet", rows, 1500)
         source = StreamingSource(tmp_path / f"{rows}.parquet", FM, shuffle_buffer_rows=4000)
-        pool = pa.default_memory_pool()
-        peak = 0
-        for rows_chunk, _ in source.pass_rows(0, 0):
-            peak = max(peak, pool.bytes_allocated() + sum(t.numel() * t.element_size() for t in (rows_chunk.labels, rows_chunk.categorical)))
-        peaks[rows] = peak
-    assert peaks[200_000] <= 1.2 * peaks[20_000]
+        held = [len(chunk) for chunk, _ in source.pass_rows(0, 0)]
+        assert sum(held) == rows and max(held) < 4000 + 1500

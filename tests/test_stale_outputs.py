@@ -62,4 +62,4 @@ def test_leftovers_are_cleared_and_a_failed_retrain_leaves_no_stale_gold_eval(tm
     assert partial.returncode == 0, partial.stderr[-2000:]
     html = (work / "results" / "report_partial.html").read_text()
     assert re.search(r"Missing models.*dcnv2", html, flags=re.DOTALL)
-    assert f"{json.loads(deepfm_gold)['metrics']['auc']:.4f}" in html
+    assert f"{json.loads(deepfm_gold)['tasks']['label']['auc']:.4f}" in html

@@ -252,3 +252,26 @@ def test_task_weights_weight_the_tasks_losses():
     from ctrbench.models.base import ModelOutput
 
     torch.testing.assert_close(model.loss(ModelOutput(logits), batch), expected)
+
+
+@pytest.mark.parametrize("arch, params", [("dcnv2", {"embedding_dim": 4, "mlp_hidden": [16], "batch_norm": True}),
+                                          ("ft_transformer", {"d_token": 8, "num_layers": 1})])  # fmt: skip
+def test_norms_and_biases_get_no_weight_decay(tiny_processed, arch, params):
+    """AdamW with a large decay and zero gradients: decayed weights shrink, norms and biases stay as they were."""
+    fm = FeatureMap.load(tiny_processed["feature_map"])
+    model = build_model(arch, fm, params)
+    named = dict(model.named_parameters())
+    norms = {f"{m}.{p}" for m, module in model.named_modules() if isinstance(module, (nn.LayerNorm, nn.BatchNorm1d))
+             for p, _ in module.named_parameters(recurse=False)}  # fmt: skip
+    expected = {name for name in named if name.endswith("bias")} | norms
+    assert norms and {name for name, p in named.items() if id(p) in model.no_weight_decay()} == expected
+    settings = {"embedding": {"name": "adam", "lr": 0.1}, "dense": {"name": "adamw", "lr": 0.1, "weight_decay": 0.5}}
+    optimizer = GroupedOptimizer(model.parameter_groups(), settings, model.no_weight_decay())
+    before = {name: p.detach().clone() for name, p in named.items()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    embedding_ids = {id(p) for p in model.parameter_groups()["embedding"]}  # adam: no decay at all
+    for name, param in named.items():
+        if id(param) not in embedding_ids:
+            assert (not torch.equal(param, before[name])) == (name not in expected), name

@@ -13,6 +13,7 @@ from ctrbench.data.batch import Batch
 from ctrbench.data.schema import FeatureMap
 
 FROZEN = "frozen"  # the parameter group of weights that are not trained (kept in the cost bill)
+NORMALIZATIONS = (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, nn.modules.batchnorm._NormBase)
 
 
 @dataclass
@@ -91,6 +92,17 @@ class CTRModel(nn.Module):
             name = FROZEN if not param.requires_grad else "embedding" if id(param) in embedding_ids else "dense"
             groups[name].append(param)
         return groups
+
+    def no_weight_decay(self) -> set[int]:
+        """``id``s of the parameters weight decay must not shrink: the weights and biases of normalisation
+        layers, every bias (a parameter named ``*bias``), and any parameter marked ``_no_weight_decay``
+        (mamba_ssm's convention for Mamba's ``A_log`` and ``D``)."""
+        exempt = set()
+        for module in self.modules():
+            for name, param in module.named_parameters(recurse=False):
+                if isinstance(module, NORMALIZATIONS) or name.endswith("bias") or getattr(param, "_no_weight_decay", False):
+                    exempt.add(id(param))
+        return exempt
 
     def weighted_loss(self, per_task: torch.Tensor) -> torch.Tensor:
         """``sum_t w_t L_t / sum_t w_t``: the weighted mean over the tasks (the feature map's weights, or the

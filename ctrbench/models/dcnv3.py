@@ -50,17 +50,17 @@ class SelfMaskCrossLayer(nn.Module):
         if input_dim % 2:
             raise ValueError(f"DCNv3 cross input width must be even, got {input_dim}")
         self.w = nn.Linear(input_dim, input_dim // 2, bias=False)
-        self.b = nn.Parameter(torch.empty(input_dim))
+        self.bias = nn.Parameter(torch.empty(input_dim))
         self.norm = nn.LayerNorm(input_dim // 2) if layer_norm else None
         nn.init.xavier_normal_(self.w.weight)
-        nn.init.uniform_(self.b)  # U(0, 1) as in the reference
+        nn.init.uniform_(self.bias)  # U(0, 1) as in the reference
 
     def mask(self, c: torch.Tensor) -> torch.Tensor:
         return c * torch.relu(self.norm(c) if self.norm is not None else c)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.w(x)
-        return torch.cat([c, self.mask(c)], dim=-1) + self.b
+        return torch.cat([c, self.mask(c)], dim=-1) + self.bias
 
 
 class _CrossNetwork(nn.Module):

@@ -3,7 +3,8 @@
 By default embedding tables are sparse and updated by plain SGD, which keeps no state, while the
 dense weights use AdamW. Choosing Adam for the embeddings instead makes the report show what the
 extra 2 x table-size of moment estimates costs. A group without settings of its own (a model's
-extra group) is trained with ``dense``'s settings; the ``frozen`` group is never optimised.
+extra group) is trained with ``dense``'s settings; the ``frozen`` group is never optimised. Weight
+decay never applies to norms and biases (``CTRModel.no_weight_decay``).
 """
 
 from __future__ import annotations
@@ -33,22 +34,30 @@ def group_settings(optimizer_config: dict, group: str) -> dict:
     return optimizer_config.get(group) or optimizer_config["dense"]
 
 
-def _make(spec: dict, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+def _make(spec: dict, params: list[nn.Parameter], no_decay: set[int]) -> torch.optim.Optimizer:
+    """The group's optimizer; with weight decay, the parameters in ``no_decay`` (norms, biases) get none."""
     spec = dict(spec)
     name = spec.pop("name")
     if name not in _FACTORIES:
         raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(sorted(_FACTORIES))}")
-    return _FACTORIES[name](params, **spec)
+    exempt = [p for p in params if id(p) in no_decay]
+    if not spec.get("weight_decay") or not exempt:
+        return _FACTORIES[name](params, **spec)
+    decayed = [p for p in params if id(p) not in no_decay]
+    groups = ([{"params": decayed}] if decayed else []) + [{"params": exempt, "weight_decay": 0.0}]
+    return _FACTORIES[name](groups, **spec)
 
 
 class GroupedOptimizer:
     """Steps one optimizer per trained parameter group, so each keeps its own kind of state."""
 
-    def __init__(self, groups: dict[str, list[nn.Parameter]], optimizer_config: dict):
+    def __init__(self, groups: dict[str, list[nn.Parameter]], optimizer_config: dict, no_decay: set[int] = frozenset()):
         trained = {group: params for group, params in groups.items() if group != FROZEN}
         self.names = {group: group_settings(optimizer_config, group)["name"] for group in trained}
         self.optimizers = {
-            group: _make(group_settings(optimizer_config, group), params) for group, params in trained.items() if params
+            group: _make(group_settings(optimizer_config, group), params, no_decay)
+            for group, params in trained.items()
+            if params
         }
 
     def zero_grad(self) -> None:

@@ -122,7 +122,7 @@ def train(
     model = build_model(arch, feature_map, params, sparse_embeddings=embeddings_are_sparse(optimizer_config)).to(device)
     wrapped = dist.wrap(model, device)
     groups = model.parameter_groups()
-    optimizer = GroupedOptimizer(groups, optimizer_config)
+    optimizer = GroupedOptimizer(groups, optimizer_config, model.no_weight_decay())
     memory = PeakMemory(device)
 
     batch_size = min(int(training["batch_size"]), train_source.rows)
