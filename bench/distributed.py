@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-from pathlib import Path
 
 from _child import run_child  # bench/ is sys.path[0] when run as a script
 

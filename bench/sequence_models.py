@@ -23,12 +23,12 @@ from ctrbench.config import model_training
 from ctrbench.data.batch import TensorDataset
 from ctrbench.data.formats import FORMATS
 from ctrbench.data.schema import FeatureMap
+from ctrbench.data.sources import EpochSampler
 from ctrbench.inference import predict
 from ctrbench.models.mamba import MambaMixer
 from ctrbench.models.registry import build_model
 from ctrbench.train.cost import resolve_device
 from ctrbench.train.optim import GroupedOptimizer, embeddings_are_sparse
-from ctrbench.data.sources import EpochSampler
 from ctrbench.train.step import train_step
 from ctrbench.train.trainer import seed_everything, sync
 

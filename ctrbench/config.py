@@ -93,9 +93,9 @@ def distributed_problems(training: dict, train_resources: dict) -> list[str]:
         problems.append(f"batch_size {training['batch_size']} does not split evenly over distributed.processes={processes}")
     backend = distributed.get("backend", "auto")
     on_gpu = training["device"].startswith("cuda") or train_resources.get("gpu", 0) > 0
-    if backend == "nccl" or (backend == "auto" and on_gpu):
-        if problem := sparse_problem("nccl", embeddings_are_sparse(training["optimizer"])):
-            problems.append(problem)
+    nccl = backend == "nccl" or (backend == "auto" and on_gpu)
+    if nccl and (problem := sparse_problem("nccl", embeddings_are_sparse(training["optimizer"]))):
+        problems.append(problem)
     gpus = train_resources.get("gpu", 0)
     if gpus and gpus != processes:
         problems.append(f"distributed.processes={processes} but resources.train.gpu={gpus}: one process per GPU")

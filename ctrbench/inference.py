@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import numpy as np
 import torch
 
 from ctrbench.data.batch import Batch
@@ -31,7 +30,7 @@ def predict(model: CTRModel, batches: Iterable[Batch], device: torch.device, pre
     if not labels:  # a process whose share of a small split is empty
         tasks = model.feature_map.num_tasks
         labels, probs = [torch.zeros(0, tasks)], [torch.zeros(0, tasks)]
-    join = lambda parts: None if not parts or parts[0] is None else torch.cat(parts).numpy()  # noqa: E731
+    join = lambda parts: None if not parts or parts[0] is None else torch.cat(parts).numpy()
     return {
         "labels": join(labels),
         "probs": join(probs),

@@ -40,7 +40,7 @@ def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str
 def git_commit(path: str | Path = ".") -> str | None:
     """The commit of the checkout the workflow runs from, with '-dirty' when it has local changes."""
     try:
-        run = lambda *args: subprocess.run(  # noqa: E731
+        run = lambda *args: subprocess.run(
             ["git", *args], cwd=path, capture_output=True, text=True, check=True, timeout=10
         ).stdout.strip()
         commit = run("rev-parse", "HEAD")

@@ -24,6 +24,7 @@ rule preprocess:
         train="results/{dataset}/data/train.parquet",
         valid="results/{dataset}/data/valid.parquet",
         gold="results/{dataset}/data/gold.parquet",
+        events="results/{dataset}/data/events.parquet",
         feature_map="results/{dataset}/data/feature_map.json",
         manifest="results/{dataset}/data/manifest.json",
     params:

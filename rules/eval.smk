@@ -2,6 +2,7 @@ rule gold_eval:
     input:
         checkpoint="results/{dataset}/{model}/checkpoint.pt",
         gold="results/{dataset}/data/gold.parquet",
+        events="results/{dataset}/data/events.parquet",
     output:
         gold_eval="results/{dataset}/{model}/gold_eval.json",
     params:

@@ -2,6 +2,7 @@ rule train:
     input:
         train="results/{dataset}/data/train.parquet",
         valid="results/{dataset}/data/valid.parquet",
+        events="results/{dataset}/data/events.parquet",
         feature_map="results/{dataset}/data/feature_map.json",
     output:
         checkpoint="results/{dataset}/{model}/checkpoint.pt",

@@ -201,7 +201,7 @@ def test_loss_weight_gradient_follows_detach_flag(detach):
 
     def expected_grad(stop):
         l2, e2 = lcn.detach().clone().requires_grad_(), ecn.detach().clone().requires_grad_()
-        bce = lambda z: F.binary_cross_entropy_with_logits(z, y, reduction="none").mean(0)  # noqa: E731
+        bce = lambda z: F.binary_cross_entropy_with_logits(z, y, reduction="none").mean(0)
         fused = (l2 + e2) / 2
         L, Ld, Ls = bce(fused), bce(e2), bce(l2)
         wd, ws = (Ld - L).clamp(min=0), (Ls - L).clamp(min=0)

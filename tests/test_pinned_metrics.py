@@ -10,7 +10,6 @@ import json
 import math
 
 import pytest
-
 from pinned_run import PINNED, run_pinned
 
 # bit-identical on one CPU; the tolerance only absorbs another CPU's kernel choices. A changed code path (another

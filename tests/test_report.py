@@ -81,7 +81,7 @@ def _train_metrics(dataset: str, model: str, r: dict) -> dict:
         }
         for e in (1, 2, 3)
     ]  # fmt: skip
-    group = lambda n, opt, state: {"params": n, "bytes": 4 * n, "trainable": opt is not None, "optimizer": opt, "optimizer_state_bytes": state}  # noqa: E731
+    group = lambda n, opt, state: {"params": n, "bytes": 4 * n, "trainable": opt is not None, "optimizer": opt, "optimizer_state_bytes": state}
     return {
         "kind": "ctrbench.train", "version": 2, "dataset": dataset, "model": model, "config_sha256": "c0ffee" * 10,
         "arch": model, "params": {}, "training": {}, "seed": 1, "model_info": {}, "tasks": ["label"], "monitor": "mean_auc",

@@ -14,7 +14,7 @@ def records(tiny_processed, tmp_path):
 
     from ctrbench.evaluate import evaluate_gold
 
-    record, outputs = _train(tiny_processed, tmp_path, training={**__import__("test_trainer").TRAINING, "max_epochs": 1})
+    _, outputs = _train(tiny_processed, tmp_path, training={**__import__("test_trainer").TRAINING, "max_epochs": 1})
     evaluate_gold(checkpoint_path=outputs.checkpoint, gold_path=tiny_processed["gold"], output_path=tmp_path / "gold.json", device="cpu")
     return {"train": outputs.metrics, "gold": tmp_path / "gold.json"}
 

@@ -96,7 +96,7 @@ def test_forward_backward_with_padded_and_empty_histories(name, sparse):
     loss = model.loss(out, batch)
     loss.backward()
     assert torch.isfinite(loss)
-    dense = lambda g: g.coalesce().values() if g.is_sparse else g  # noqa: E731
+    dense = lambda g: g.coalesce().values() if g.is_sparse else g
     no_grad = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(dense(p.grad)).all()]
     assert not no_grad, f"parameters without a finite gradient: {no_grad}"
 
@@ -116,7 +116,7 @@ def test_padding_is_ignored(name):
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.Embedding):
-                tokens = getattr(model, "tokens")
+                tokens = model.tokens
                 table = tokens.embedding
                 if module is table.embedding:
                     for _, field in tokens.pairs:

@@ -5,7 +5,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import torch
 
 from ctrbench.data.schema import Feature, FeatureMap, tasks_of
 from ctrbench.data.sources import InMemorySource, StreamingSource, in_memory_bytes, open_source

@@ -193,9 +193,9 @@ def test_masked_labels_change_neither_the_loss_nor_the_metrics(tmp_path):
     """Rows where a task's label is unknown (mask 0) may hold any label: the model trains and scores the same."""
     import numpy as np
     import pyarrow as pa
+    from conftest import write_processed_split
 
     from ctrbench.data.schema import Feature, Task
-    from conftest import write_processed_split
 
     fm = FeatureMap(
         dataset="masked", tasks=[Task("label", mask="label_known"), Task("other")],

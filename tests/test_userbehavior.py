@@ -46,8 +46,8 @@ COLUMNS = [
     "category_id",
     "hour",
     "dayofweek",
-    "item_history",
-    "category_history",
+    "history_start",
+    "history_end",
     "timestamp",
 ]
 
@@ -141,11 +141,27 @@ def run(raw: Path, out: Path, **options) -> dict:
     return preprocess_userbehavior(raw, out, dataset_name="ub", progress=False, **options)
 
 
+def split_rows(out: Path, split: str) -> list[dict]:
+    """A split's rows with their histories rebuilt in plain Python from events.parquet (by reference:
+    ``[history_start, history_end)``; the last max_len of them, left-padded with 0) in place of the bounds."""
+    max_len = FeatureMap.load(out / "feature_map.json").sequence_groups[0].max_len
+    events = pq.read_table(out / "events.parquet").to_pydict()
+    rows = []
+    for row in pq.read_table(out / f"{split}.parquet").to_pylist():
+        start, end = row.pop("history_start"), row.pop("history_end")
+        assert 0 <= start <= end <= len(events["item_history"])
+        for name in ("item_history", "category_history"):
+            history = events[name][max(start, end - max_len) : end]
+            row[name] = [0] * (max_len - len(history)) + history
+        rows.append(row)
+    return rows
+
+
 def load_rows(out: Path) -> dict[int, dict]:
-    """Every output row by row_id, with its split."""
+    """Every output row by row_id, with its split and its histories."""
     rows = {}
     for split in SPLIT_NAMES:
-        for row in pq.read_table(out / f"{split}.parquet").to_pylist():
+        for row in split_rows(out, split):
             assert row["row_id"] not in rows
             rows[row["row_id"]] = dict(row, split=split)
     return rows
@@ -336,7 +352,7 @@ def test_sample_rows_match_an_independent_rebuild(sample_run):
         facts = manifest["splits"][split]
         assert facts["rows"] == sum(r["split"] == split for r in rows.values())
         assert facts["positives"] * 2 == facts["rows"] and facts["label_rate"] == 0.5
-    assert set(manifest["outputs"]) == {"train", "valid", "gold", "feature_map"}
+    assert set(manifest["outputs"]) == {"train", "valid", "gold", "events", "feature_map"}
     assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES.values())
     assert manifest["split_times"]["gold_start"] == "2017-12-03T00:00:00+08:00"
     assert manifest["split_times"]["valid_start"] == "2017-12-02T00:00:00+08:00"
@@ -352,7 +368,10 @@ def test_sample_schema_feature_map_and_loading(sample_run):
     out, _ = sample_run
     schema = pq.read_schema(out / "train.parquet")
     assert schema.names == COLUMNS
-    assert str(schema.field("item_history").type) == "fixed_size_list<element: int32>[50]"
+    assert str(schema.field("history_end").type) == "int64"  # histories by reference, not per row
+    events = pq.read_table(out / "events.parquet")
+    # every history event once (the sample's 1000 events are all of history behaviours), whatever the number of rows
+    assert events.schema.names == ["item_history", "category_history"] and events.num_rows == 1000
     assert str(schema.field("user_id").type) == "int32" and str(schema.field("row_id").type) == "int64"
     fm = FeatureMap.load(out / "feature_map.json")
     ref = reference(plain_events(SAMPLE))
@@ -600,11 +619,11 @@ def test_generator_plants_a_sequential_signal(tmp_path):
         if y == 1.0:
             positives[u, c] += 1
             per_user[u] += 1
-    gold = pq.read_table(tmp_path / "out" / "gold.parquet")
-    y = gold["label"].to_numpy()
-    cat = gold["category_id"].to_numpy()
-    user = gold["user_id"].to_numpy()
-    hist = np.stack(gold["category_history"].to_numpy(zero_copy_only=False))
+    gold = split_rows(tmp_path / "out", "gold")
+    y = np.array([r["label"] for r in gold])
+    cat = np.array([r["category_id"] for r in gold])
+    user = np.array([r["user_id"] for r in gold])
+    hist = np.array([r["category_history"] for r in gold])
     last5 = roc_auc_score(y, (hist[:, -5:] == cat[:, None]).any(axis=1))
     older = roc_auc_score(y, (hist[:, :-5] == cat[:, None]).any(axis=1))
     static = roc_auc_score(y, [positives[u, c] / max(per_user[u], 1) for u, c in zip(user, cat)])

@@ -14,7 +14,7 @@ with job_logging(snakemake.log[0]) as log:
     dataset = snakemake.params.dataset
     manifest = FORMATS[dataset["format"]].preprocess(
         snakemake.params.raw,
-        outputs={key: snakemake.output[key] for key in ("train", "valid", "gold", "feature_map", "manifest")},
+        outputs={key: snakemake.output[key] for key in ("train", "valid", "gold", "events", "feature_map", "manifest")},
         dataset_name=snakemake.wildcards.dataset,
         dataset=dataset,
         progress=True,

@@ -1,16 +1,53 @@
-"""Batched tensors: processed parquet rows as column tensors, and the batches models consume."""
+"""Batched tensors: processed parquet rows as column tensors, and the batches models consume.
+
+Histories stored by reference (``SequenceGroup.storage == "events"``) are gathered here, per batch:
+the most recent ``max_len`` events before each row's ``end`` (and not before its ``start``) from the
+dataset's ``EventTable``, with one ``[B, max_len]`` index gather per feature.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import functools
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from ctrbench.data.schema import FeatureMap
+from ctrbench.data.schema import EVENTS_FILE, MISSING_ID, FeatureMap
+
+
+class EventTable:
+    """The event columns of a dataset's by-reference histories, as int32 tensors (one row per event)."""
+
+    def __init__(self, columns: dict[str, torch.Tensor]):
+        self.columns = columns
+
+    def gather(self, name: str, start: torch.Tensor, end: torch.Tensor, max_len: int) -> torch.Tensor:
+        """``[B, max_len]`` int64: the events ``end - max_len .. end - 1`` of column ``name``, oldest first,
+        ``MISSING_ID`` where that lies before ``start`` (a shorter history: left padding)."""
+        positions = end.unsqueeze(1) + torch.arange(-max_len, 0, dtype=end.dtype)  # [B, L]
+        known = positions >= start.unsqueeze(1)
+        values = self.columns[name][positions.clamp(min=0)]
+        return torch.where(known, values, MISSING_ID).long()
+
+    @classmethod
+    def beside(cls, split_path: str | Path, feature_map: FeatureMap) -> EventTable | None:
+        """The event table in the split's folder (None when no group is stored by reference), read once per process."""
+        columns = tuple(feature_map.event_columns())
+        if not columns:
+            return None
+        path = Path(split_path).resolve().parent / EVENTS_FILE
+        return _load_events(str(path), columns, path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_events(path: str, columns: tuple[str, ...], mtime_ns: int) -> EventTable:
+    table = pq.read_table(path, columns=list(columns))
+    return EventTable({name: torch.from_numpy(table.column(name).to_numpy().astype(np.int32)) for name in columns})
 
 
 @dataclass
@@ -28,7 +65,7 @@ class Batch:
         return self.labels.shape[0]
 
     def to(self, device: torch.device | str) -> Batch:
-        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)
         return Batch(
             labels=move(self.labels),
             label_mask=move(self.label_mask),
@@ -43,6 +80,8 @@ def table_columns(table: pa.Table, feature_map: FeatureMap) -> dict[str, np.ndar
     """The columns of ``feature_map.columns()`` as numpy arrays; sequences as ``[N, max_len]`` (no Python lists)."""
     columns = {}
     for f in feature_map.sequences:
+        if feature_map.sequence_group(f.group).by_reference:
+            continue  # its start and end columns are read below; the events come from the EventTable
         col = table.column(f.name).combine_chunks()
         # fixed_size_list<int32>[L] -> [N, L]; writable (one copy): torch.from_numpy warns on arrow's read-only buffers
         values = col.values if col.offset == 0 else col.flatten()
@@ -61,8 +100,9 @@ class TensorDataset:
     no per-row Python.
     """
 
-    def __init__(self, feature_map: FeatureMap, columns: dict[str, np.ndarray]):
+    def __init__(self, feature_map: FeatureMap, columns: dict[str, np.ndarray], events: EventTable | None = None):
         self.feature_map = fm = feature_map
+        self.events = events
 
         def stack(names: list[str], dtype) -> torch.Tensor | None:
             if not names:
@@ -77,7 +117,16 @@ class TensorDataset:
             self.label_mask = torch.from_numpy(np.stack(known, axis=1))
         self.categorical = stack([f.name for f in fm.categorical], np.int32)
         self.dense = stack([f.name for f in fm.dense], np.float32)
-        self.sequences = {f.name: torch.from_numpy(np.asarray(columns[f.name], dtype=np.int32)) for f in fm.sequences}
+        fixed = [f for f in fm.sequences if not fm.sequence_group(f.group).by_reference]
+        self.sequences = {f.name: torch.from_numpy(np.asarray(columns[f.name], dtype=np.int32)) for f in fixed}
+        # by-reference groups: each row's [start, end) in the event table, gathered per batch
+        self.bounds = {
+            g.name: (torch.from_numpy(np.array(columns[g.start], dtype=np.int64)), torch.from_numpy(np.array(columns[g.end], dtype=np.int64)))
+            for g in fm.sequence_groups
+            if g.by_reference
+        }
+        if self.bounds and events is None:
+            raise ValueError(f"dataset {fm.dataset!r} stores histories by reference: its EventTable is needed")
         # np.array copies: arrow's buffers are read-only, which torch.from_numpy warns about
         self.group = torch.from_numpy(np.array(columns[fm.group_by], dtype=np.int64)) if fm.group_by else None
 
@@ -85,14 +134,20 @@ class TensorDataset:
         return self.labels.shape[0]
 
     def batch(self, index: torch.Tensor | slice) -> Batch:
-        take = lambda t: None if t is None else t[index]  # noqa: E731
+        take = lambda t: None if t is None else t[index]
         cat = take(self.categorical)
+        sequences = {k: v[index].long() for k, v in self.sequences.items()}
+        fm = self.feature_map
+        for group, (start, end) in self.bounds.items():
+            max_len = fm.sequence_group(group).max_len
+            for f in fm.sequences_of(group):
+                sequences[f.name] = self.events.gather(f.name, start[index], end[index], max_len)
         return Batch(
             labels=self.labels[index],
             label_mask=take(self.label_mask),
             categorical=None if cat is None else cat.long(),
             dense=take(self.dense),
-            sequences={k: v[index].long() for k, v in self.sequences.items()},
+            sequences=sequences,
             group=take(self.group),
         )
 
@@ -102,9 +157,10 @@ class TensorDataset:
             yield self.batch(slice(start, start + batch_size))
 
     @classmethod
-    def from_table(cls, table: pa.Table, feature_map: FeatureMap) -> TensorDataset:
-        return cls(feature_map, table_columns(table, feature_map))
+    def from_table(cls, table: pa.Table, feature_map: FeatureMap, events: EventTable | None = None) -> TensorDataset:
+        return cls(feature_map, table_columns(table, feature_map), events)
 
     @classmethod
     def from_parquet(cls, path: str | Path, feature_map: FeatureMap) -> TensorDataset:
-        return cls.from_table(pq.read_table(path, columns=feature_map.columns()), feature_map)
+        table = pq.read_table(path, columns=feature_map.columns())
+        return cls.from_table(table, feature_map, EventTable.beside(path, feature_map))

@@ -18,12 +18,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ctrbench.atomic import partial_path
+from ctrbench.data.schema import EVENTS_FILE
 from ctrbench.provenance import sha256_file
 
 OUTPUT_FILES = {
     "train": "train.parquet",
     "valid": "valid.parquet",
     "gold": "gold.parquet",
+    "events": EVENTS_FILE,  # histories stored by reference; empty for formats without them
     "feature_map": "feature_map.json",
     "manifest": "manifest.json",
 }
@@ -36,6 +38,8 @@ def output_paths(out_dir: str | Path | None, outputs: Mapping[str, str | Path] |
         if key not in OUTPUT_FILES:
             raise ValueError(f"unknown output {key!r}; expected some of {list(OUTPUT_FILES)}")
         paths[key] = Path(value)
+    if "events" not in paths and "train" in paths:  # the loader finds the event table beside the splits
+        paths["events"] = paths["train"].parent / EVENTS_FILE
     missing = [k for k in OUTPUT_FILES if k not in paths]
     if missing:
         raise ValueError(f"no path for outputs {missing}: give out_dir or outputs with every key")
@@ -118,11 +122,18 @@ class StagedOutputs:
         }
 
     def publish(self, manifest: dict, keys: Iterable[str]) -> None:
-        """Write ``manifest``, then rename the outputs ``keys`` in order and the manifest last."""
+        """Write ``manifest``, then rename the outputs ``keys`` and the event table in order, the manifest last.
+
+        A reader that keeps no histories by reference writes no event table: an empty one is published, so
+        every processed dataset has the same files. The manifest describes the event table either way.
+        """
+        if not self.temps["events"].exists():
+            pq.write_table(pa.table({}), self.temps["events"])
+        manifest.setdefault("outputs", {}).setdefault("events", self.describe("events"))
         self.temps["manifest"].write_text(json.dumps(manifest, indent=2) + "\n")
         # a stale manifest must not describe the new files while they are being renamed
         self.paths["manifest"].unlink(missing_ok=True)
-        for key in (*keys, "manifest"):
+        for key in (*dict.fromkeys([*keys, "events"]), "manifest"):
             os.replace(self.temps[key], self.paths[key])
 
     def discard(self, writers: Iterable = ()) -> None:

@@ -12,7 +12,16 @@ Every feature is of one kind, so flat, sequence and multi-task datasets fit one 
 A **sequence group** is a set of aligned sequence features (item, category, behaviour, time of the
 same events) with its own ``max_len``; a row may have several groups of different lengths (one per
 behaviour type). A group may name a ``timestamp`` feature holding each event's time, so models can
-compute time gaps to the target.
+compute time gaps to the target. A group's histories are stored in one of two ways (``storage``):
+
+- ``fixed``: each row holds its last ``max_len`` events as fixed-size list columns named after the
+  group's features (readers whose raw data gives every row its own history, e.g. TaobaoAd);
+- ``events``: **by reference**. The dataset keeps every user's events once, in ``EVENTS_FILE`` beside
+  the splits (one row per event, users contiguous, each user's events in time order, a column per
+  feature of the group), and each row holds the ``start`` (the user's first event) and ``end`` (one
+  past the last event of its history) of its history there. The loader gathers the most recent
+  ``max_len`` events at batch time, so disk and memory grow with the events, not with rows x
+  ``max_len``, and one processed dataset serves models of any history length (``with_max_lens``).
 
 A **task** is one label column (float32, 0/1) with a weight in the loss (default 1) and an
 optional ``mask`` column (1 where the label is known, 0 where it is not: such rows count neither in
@@ -30,7 +39,7 @@ without an old reader misreading them.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -38,6 +47,8 @@ FORMAT_VERSION = 2
 MISSING_ID = 0  # reserved categorical id for a missing value, and the sequence padding id
 ROW_ID = "row_id"
 DEFAULT_SEQUENCE_GROUP = "history"
+EVENTS_FILE = "events.parquet"  # a dataset's event table, beside its splits (empty without histories by reference)
+STORAGES = ("fixed", "events")
 
 FeatureType = Literal["dense", "categorical", "sequence"]
 FEATURE_KINDS: tuple[str, ...] = get_args(FeatureType)
@@ -64,6 +75,13 @@ class SequenceGroup:
     name: str
     max_len: int  # events per row, most recent kept
     timestamp: str | None = None  # a sequence feature of the group holding each event's time
+    storage: str = "fixed"  # "fixed": list columns in the splits; "events": by reference into EVENTS_FILE
+    start: str | None = None  # "events": the split column holding the row's first history event (event table row)
+    end: str | None = None  # "events": the split column holding one past its last history event
+
+    @property
+    def by_reference(self) -> bool:
+        return self.storage == "events"
 
 
 @dataclass(frozen=True)
@@ -107,6 +125,8 @@ class FeatureMap:
         for g in self.sequence_groups:
             if g.max_len < 1:
                 raise FeatureMapError(f"{where}: sequence group {g.name!r} needs a positive max_len")
+            if g.storage not in STORAGES or (g.by_reference != bool(g.start and g.end)):
+                raise FeatureMapError(f"{where}: sequence group {g.name!r}: storage {g.storage!r} needs start and end columns exactly when it is 'events'")
             if g.timestamp is not None and g.timestamp not in [f.name for f in self.sequences_of(g.name)]:
                 raise FeatureMapError(f"{where}: timestamp {g.timestamp!r} of group {g.name!r} is not one of its sequences")
         if not self.tasks:
@@ -156,9 +176,31 @@ class FeatureMap:
         return len(self.tasks)
 
     def columns(self) -> list[str]:
-        """Every column a model's batches read: labels, masks, features, the gAUC group."""
-        wanted = self.labels + [m for m in self.masks if m] + [f.name for f in self.features]
+        """Every split column a model's batches read: labels, masks, features (a by-reference group's start
+        and end in place of its features), the gAUC group."""
+        wanted = self.labels + [m for m in self.masks if m]
+        for f in self.features:
+            group = self.sequence_group(f.group) if f.type == "sequence" else None
+            wanted += [group.start, group.end] if group is not None and group.by_reference else [f.name]
         return list(dict.fromkeys(wanted + ([self.group_by] if self.group_by else [])))
+
+    def event_columns(self) -> list[str]:
+        """The event table columns of the by-reference groups."""
+        return [f.name for f in self.sequences if self.sequence_group(f.group).by_reference]
+
+    def with_max_lens(self, max_lens: dict | None) -> FeatureMap:
+        """The feature map with other history lengths (``{group: max_len}``) for groups stored by reference."""
+        if not max_lens:
+            return self
+        groups = {g.name: g for g in self.sequence_groups}
+        for name, max_len in max_lens.items():
+            if name not in groups or not groups[name].by_reference:
+                raise FeatureMapError(
+                    f"training.history_max_len names {name!r}: dataset {self.dataset!r} has no sequence group of that name "
+                    f"stored by reference (its groups: {', '.join(f'{g.name} ({g.storage})' for g in self.sequence_groups) or 'none'})"
+                )
+            groups[name] = replace(groups[name], max_len=int(max_len))
+        return replace(self, sequence_groups=list(groups.values()))
 
     def to_json(self) -> dict:
         return asdict(self)

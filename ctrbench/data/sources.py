@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from ctrbench.data.batch import Batch, TensorDataset, table_columns
+from ctrbench.data.batch import Batch, EventTable, TensorDataset, table_columns
 from ctrbench.data.schema import FeatureMap
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ class StreamingSource:
         self.group_rows = [self.file.metadata.row_group(i).num_rows for i in range(self.file.num_row_groups)]
         self.shuffle_buffer_rows = int(shuffle_buffer_rows)
         self.columns = feature_map.columns()
+        self.events = EventTable.beside(path, feature_map)
 
     @property
     def rows(self) -> int:
@@ -99,7 +100,7 @@ class StreamingSource:
 
     def _read(self, groups: list[int]) -> TensorDataset:
         table = self.file.read_row_groups(groups, columns=self.columns)
-        return TensorDataset(self.feature_map, table_columns(table, self.feature_map))
+        return TensorDataset(self.feature_map, table_columns(table, self.feature_map), self.events)
 
     def pass_rows(
         self, seed: int, pass_index: int, *, rank: int = 0, world_size: int = 1
@@ -155,7 +156,7 @@ class StreamingSource:
 
 
 def _concat(batches: list[Batch]) -> Batch:
-    cat = lambda ts: None if ts[0] is None else torch.cat(ts)  # noqa: E731
+    cat = lambda ts: None if ts[0] is None else torch.cat(ts)
     first = batches[0]
     return Batch(
         labels=torch.cat([b.labels for b in batches]),
@@ -169,9 +170,12 @@ def _concat(batches: list[Batch]) -> Batch:
 
 def in_memory_bytes(path: str | Path, feature_map: FeatureMap) -> int:
     """What ``InMemorySource`` holds for the split: rows x the bytes of a row's tensors (float32 labels and
-    dense values, int32 ids and histories, a bool per masked task, int64 group)."""
+    dense values, int32 ids and fixed-size histories, a bool per masked task, int64 group, int64 bounds of
+    by-reference histories); the event table is held once for every split and is not counted here."""
     fm = feature_map
-    per_row = 4 * (fm.num_tasks + len(fm.categorical) + len(fm.dense) + sum(fm.max_len(f) for f in fm.sequences))
+    fixed = [f for f in fm.sequences if not fm.sequence_group(f.group).by_reference]
+    per_row = 4 * (fm.num_tasks + len(fm.categorical) + len(fm.dense) + sum(fm.max_len(f) for f in fixed))
+    per_row += 16 * sum(g.by_reference for g in fm.sequence_groups)  # int64 start and end (the events are shared)
     per_row += fm.num_tasks * any(fm.masks) + 8 * bool(fm.group_by)
     return pq.ParquetFile(path).metadata.num_rows * per_row
 

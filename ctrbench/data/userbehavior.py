@@ -87,7 +87,8 @@ MANIFEST_KIND = "ctrbench.preprocess.userbehavior/1"
 SAMPLINGS = ("popularity", "uniform")
 ROW_GROUP_ROWS = 1 << 16  # rows are ~440 bytes wide (two 50-id histories): ~28 MB per row group
 COMPRESSION = "zstd"
-TARGET_CHUNK = 1 << 15  # targets per history gather: [chunk, max_len] index matrix
+TARGET_CHUNK = 1 << 15  # targets per chunk of output rows
+EVENT_ROW_GROUP_ROWS = 1 << 20  # the event table: two int32 ids per event (8 MB per row group)
 BUCKET_COMPRESSION = "lz4"
 ROW_ID_FORMULA = "source_line * (1 + negatives) + k; k = 0 for the positive, 1..negatives for its sampled negatives"
 
@@ -525,8 +526,8 @@ class _TableWriter:
         self.writer.close()
 
 
-def output_schema(max_len: int) -> pa.Schema:
-    seq = pa.list_(pa.int32(), max_len)
+def output_schema() -> pa.Schema:
+    """A split's rows: each history by reference, ``[history_start, history_end)`` rows of the event table."""
     return pa.schema(
         [
             (ROW_ID, pa.int64()),
@@ -536,11 +537,15 @@ def output_schema(max_len: int) -> pa.Schema:
             ("category_id", pa.int32()),
             ("hour", pa.int32()),
             ("dayofweek", pa.int32()),
-            ("item_history", seq),
-            ("category_history", seq),
+            ("history_start", pa.int64()),
+            ("history_end", pa.int64()),
             ("timestamp", pa.int64()),
         ]
     )
+
+
+# the event table (EVENTS_FILE): the history events of every kept user, users contiguous, each in time order
+EVENTS_SCHEMA = pa.schema([("item_history", pa.int32()), ("category_history", pa.int32())])
 
 
 def _behavior_codes(names: Sequence[str], what: str, allow_empty: bool) -> np.ndarray:
@@ -564,11 +569,6 @@ def _iso(ts: int, offset_s: int) -> str:
         return dt.datetime.fromtimestamp(ts, dt.timezone(dt.timedelta(seconds=offset_s))).isoformat()
     except (OverflowError, ValueError, OSError):  # a stray timestamp past year 9999 (no time_range given)
         return f"unix {ts}"
-
-
-def _fixed_list(values: np.ndarray) -> pa.Array:
-    width = values.shape[1]
-    return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1), pa.int32()), width)
 
 
 def _targets(sorted_block: UserBehaviorBlock, is_hist: np.ndarray, target_mask: np.ndarray, chunk: int):
@@ -597,16 +597,6 @@ def _targets(sorted_block: UserBehaviorBlock, is_hist: np.ndarray, target_mask: 
     for start in range(0, len(targets), chunk):
         t = targets[start : start + chunk]
         yield t, cum_hist[user_start[t]], cum_hist[run_start[t]]
-
-
-def _history_index(lo: np.ndarray, hi: np.ndarray, max_len: int) -> np.ndarray:
-    """[c, max_len] index into ``[0, *history values]``: the last ``max_len`` events before ``hi``,
-    oldest first, 0 (the padding value) where the history is shorter."""
-    j = hi[:, None] + np.arange(-max_len, 0)
-    valid = j >= lo[:, None]
-    j += 1
-    j[~valid] = 0
-    return j
 
 
 def preprocess_userbehavior(
@@ -709,6 +699,7 @@ def preprocess_userbehavior(
     temps = staged.temps
     writers: dict[str, _TableWriter] = {}
     bucket_writers: list[pq.ParquetWriter] = []
+    event_writer: pq.ParquetWriter | None = None
     work = Path(tempfile.mkdtemp(prefix=f".{paths['train'].name}.buckets.", dir=paths["train"].parent))
     hasher = hashlib.sha256() if hash_input else None
     reader = UserBehaviorReader(raw_path, max_bad_rows=max_bad_rows, block_bytes=block_bytes, hasher=hasher)
@@ -785,7 +776,9 @@ def preprocess_userbehavior(
         valid_start = gold_start - valid_days * 86400
 
         # ---- pass 2: one bucket at a time
-        schema = output_schema(max_len)
+        schema = output_schema()
+        event_writer = pq.ParquetWriter(temps["events"], EVENTS_SCHEMA, compression=compression)
+        events_written = 0  # event table rows before the current bucket's
         for name in SPLITS:
             writers[name] = _TableWriter(temps[name], schema, row_group_rows, compression)
         sampler = _NegativeSampler(vocab, negatives, sampling, seed)
@@ -802,8 +795,11 @@ def preprocess_userbehavior(
             item = _Vocab.local(vocab.items, events.item)
             category = _Vocab.local(vocab.categories, events.category)
             is_hist = np.isin(events.behavior, hist_codes)
-            hist_item = np.concatenate([[MISSING_ID], item[is_hist]]).astype(np.int32)
-            hist_cat = np.concatenate([[MISSING_ID], category[is_hist]]).astype(np.int32)
+            # this bucket's history events, once each; a sample keeps where its history starts and ends there
+            event_writer.write_table(
+                pa.table({"item_history": item[is_hist], "category_history": category[is_hist]}, schema=EVENTS_SCHEMA),
+                row_group_size=EVENT_ROW_GROUP_ROWS,
+            )
             target_mask = np.isin(events.behavior, target_codes)
             for t, lo, hi in _targets(events, is_hist, target_mask, TARGET_CHUNK):
                 targets_total += len(t)
@@ -813,7 +809,6 @@ def preprocess_userbehavior(
                     if not len(sel):
                         continue
                     tt = t[sel]
-                    index = _history_index(lo[sel], hi[sel], max_len)
                     line, ts = events.line[tt], events.timestamp[tt]
                     pos_item, pos_cat = item[tt], category[tt]
                     neg_item, neg_cat = sampler.sample(line, pos_item)
@@ -829,26 +824,27 @@ def preprocess_userbehavior(
                         "category_id": np.column_stack([pos_cat, neg_cat]).reshape(-1),
                         "hour": np.repeat(hour, per_row),
                         "dayofweek": np.repeat(dow, per_row),
-                        "item_history": np.repeat(hist_item[index], per_row, axis=0),
-                        "category_history": np.repeat(hist_cat[index], per_row, axis=0),
+                        "history_start": np.repeat(events_written + lo[sel], per_row),
+                        "history_end": np.repeat(events_written + hi[sel], per_row),
                         "timestamp": np.repeat(ts, per_row),
                     }
-                    del index
                     table = pa.table(
                         {
-                            k: _fixed_list(v) if v.ndim == 2 else pa.array(v, schema.field(k).type)
+                            k: pa.array(v, schema.field(k).type)
                             for k, v in columns.items()
                         },
                         schema=schema,
                     )
                     del columns
                     writers[name].add(table, positives=len(tt))
-            del events, item, category, hist_item, hist_cat, is_hist, target_mask
+            events_written += int(is_hist.sum())
+            del events, item, category, is_hist, target_mask
             pa.default_memory_pool().release_unused()
         if targets_total == 0:
             raise ValueError(f"{raw_path}: no target events (behaviours {options['target_behaviors']}) in range")
         for writer in writers.values():
             writer.close()
+        event_writer.close()
         written = {name: w.rows for name, w in writers.items()}
         # small batches: row ids increase within a bucket, so only the batches that straddle a bucket
         # boundary need the (slow) uniqueness fallback
@@ -903,7 +899,11 @@ def preprocess_userbehavior(
                     group=DEFAULT_SEQUENCE_GROUP,
                 ),
             ],
-            sequence_groups=[SequenceGroup(DEFAULT_SEQUENCE_GROUP, max_len)],
+            # by reference: the rows [history_start, history_end) of the event table; max_len is the default
+            # length models gather (training.history_max_len asks for another without reprocessing)
+            sequence_groups=[
+                SequenceGroup(DEFAULT_SEQUENCE_GROUP, max_len, storage="events", start="history_start", end="history_end")
+            ],
             group_by="user_id",
             extra={
                 "source": "taobao_userbehavior",
@@ -922,8 +922,9 @@ def preprocess_userbehavior(
                 "negative_category": "the item's most frequent category (ties -> smallest raw id)",
                 "hour": "local hour + 1 (1..24)",
                 "dayofweek": "local weekday, 1 = Monday .. 7 = Sunday",
-                "history": "events of the user strictly before the target's timestamp, most recent max_len, "
-                "most recent last, left-padded with 0",
+                "history": "events of the user strictly before the target's timestamp, by reference: rows "
+                "[history_start, history_end) of events.parquet; models read the most recent max_len, most recent "
+                "last, left-padded with 0",
                 "distinct": distinct,
                 "items_with_several_categories": vocab.items_with_several_categories,
                 "columns_not_features": [ROW_ID, "timestamp"],
@@ -978,7 +979,7 @@ def preprocess_userbehavior(
         staged.publish(manifest, (*SPLITS, "feature_map"))
         return manifest
     except BaseException:
-        staged.discard([*(w.writer for w in writers.values()), *bucket_writers])
+        staged.discard([*(w.writer for w in writers.values()), *bucket_writers, *([event_writer] if event_writer else [])])
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)

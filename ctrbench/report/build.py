@@ -31,8 +31,17 @@ TEMPLATE_NAME = "report.html.j2"
 STYLESHEET_NAME = "style.css"
 
 __all__ = [
-    "GoldHashMismatch", "ResultEntry", "build_report", "check_gold_hashes", "load_entries", "render_html",
-    "render_report", "format_bytes", "format_count", "format_duration", "format_rate",
+    "GoldHashMismatch",
+    "ResultEntry",
+    "build_report",
+    "check_gold_hashes",
+    "format_bytes",
+    "format_count",
+    "format_duration",
+    "format_rate",
+    "load_entries",
+    "render_html",
+    "render_report",
 ]  # fmt: skip
 
 

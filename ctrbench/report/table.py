@@ -229,8 +229,10 @@ def reference_column(reference: dict, compared: Column) -> Column:
 def reference_notes(reference: dict, compared_label: str, result_models: Sequence[str]) -> list[str]:
     source = reference["source"] or "source not given"
     notes = [
-        f"Reference ({compared_label}): {source}. Not a result of this run, so never marked best; "
-        f"under each reference value: our {compared_label} minus the reference."
+        (
+            f"Reference ({compared_label}): {source}. Not a result of this run, so never marked best; "
+            f"under each reference value: our {compared_label} minus the reference."
+        )
     ]
     unmatched = [model for model in reference["values"] if model not in result_models]
     if unmatched:

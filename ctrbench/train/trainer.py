@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -110,6 +109,7 @@ def train(
     dist = Distributed.from_env(resolve_device(training["device"]).type, distributed.get("backend", "auto"))
     device = resolve_device(training["device"], dist.local_rank)
     feature_map = with_task_weights(FeatureMap.load(feature_map_path), training.get("task_weights"))
+    feature_map = feature_map.with_max_lens(training.get("history_max_len"))
     monitor = f"auc:{training['monitor_task']}" if training.get("monitor_task") else MEAN_AUC
     if monitor != MEAN_AUC and monitor[4:] not in feature_map.labels:
         raise ValueError(f"training.monitor_task {monitor[4:]!r} is not a task of {feature_map.dataset!r}: {feature_map.labels}")

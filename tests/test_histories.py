@@ -1,0 +1,75 @@
+"""Histories stored by reference: the loader's gather equals a plain-Python rebuild, at any max_len."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ctrbench.data.schema import EVENTS_FILE, Feature, FeatureMap, FeatureMapError, SequenceGroup, tasks_of
+from ctrbench.data.sources import InMemorySource, StreamingSource
+
+GROUP = SequenceGroup("history", max_len=5, storage="events", start="history_start", end="history_end")
+FM = FeatureMap(
+    dataset="ref", tasks=tasks_of(["label"]), sequence_groups=[GROUP],
+    features=[Feature("item_id", "categorical", vocab_size=1000),
+              Feature("item_history", "sequence", vocab_size=1000, shares_vocab_with="item_id", group="history"),
+              Feature("category_history", "sequence", vocab_size=50, group="history")],
+)  # fmt: skip
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """30 users with 0..40 events each; every sample points at a prefix of its user's events."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(0, 41, 30)
+    items = rng.integers(1, 1000, lengths.sum()).astype(np.int32)
+    categories = rng.integers(1, 50, lengths.sum()).astype(np.int32)
+    pq.write_table(pa.table({"item_history": items, "category_history": categories}), tmp_path / EVENTS_FILE)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    user = rng.integers(0, 30, 400)
+    ends = starts[user] + (rng.random(400) * (lengths[user] + 1)).astype(np.int64)
+    pq.write_table(pa.table({
+        "row_id": np.arange(400, dtype=np.int64), "label": rng.integers(0, 2, 400).astype(np.float32),
+        "item_id": np.arange(1, 401, dtype=np.int32),  # unique: it names the row in the batches
+        "history_start": starts[user].astype(np.int64), "history_end": ends,
+    }), tmp_path / "train.parquet", row_group_size=64)  # fmt: skip
+    return {"items": items, "categories": categories, "start": starts[user], "end": ends, "path": tmp_path / "train.parquet"}
+
+
+def rebuilt(events: np.ndarray, start: int, end: int, max_len: int) -> list[int]:
+    history = [int(e) for e in events[start:end]][-max_len:]
+    return [0] * (max_len - len(history)) + history
+
+
+@pytest.mark.parametrize("max_len", [1, 5, 64])
+def test_gathered_histories_equal_a_plain_rebuild(dataset, max_len):
+    fm = FM.with_max_lens({"history": max_len})
+    batch = InMemorySource(dataset["path"], fm).data.batch(slice(None))
+    for name, events in (("item_history", dataset["items"]), ("category_history", dataset["categories"])):
+        assert batch.sequences[name].shape == (400, max_len)
+        expected = [rebuilt(events, s, e, max_len) for s, e in zip(dataset["start"], dataset["end"])]
+        assert batch.sequences[name].tolist() == expected
+    assert (batch.sequences["item_history"][dataset["end"] == dataset["start"]] == 0).all()  # empty histories
+
+
+def test_streaming_gathers_the_same_histories(dataset):
+    memory = InMemorySource(dataset["path"], FM)
+    streaming = StreamingSource(dataset["path"], FM, shuffle_buffer_rows=100)
+    # row (its unique item id) -> its history
+    a = {int(r): s.tolist() for b in memory.eval_batches(64) for r, s in zip(b.categorical[:, 0], b.sequences["item_history"])}
+    b = {int(r): s.tolist() for b in streaming.eval_batches(64) for r, s in zip(b.categorical[:, 0], b.sequences["item_history"])}
+    assert len(a) == 400 and a == b
+
+
+def test_only_groups_stored_by_reference_take_another_max_len():
+    with pytest.raises(FeatureMapError, match="no sequence group of that name stored by reference"):
+        FM.with_max_lens({"clicks": 10})
+    fixed = FeatureMap(
+        dataset="fixed", tasks=tasks_of(["label"]), sequence_groups=[SequenceGroup("history", 5)],
+        features=[Feature("item_id", "categorical", vocab_size=9), Feature("item_history", "sequence", vocab_size=9, group="history")],
+    )  # fmt: skip
+    with pytest.raises(FeatureMapError, match=r"history \(fixed\)"):
+        fixed.with_max_lens({"history": 10})
+    with pytest.raises(FeatureMapError, match="needs start and end columns exactly when it is 'events'"):
+        FeatureMap(dataset="x", tasks=tasks_of(["label"]), features=[Feature("c", "categorical", vocab_size=2)],
+                   sequence_groups=[SequenceGroup("h", 5, storage="events")])  # fmt: skip
