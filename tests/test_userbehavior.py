@@ -224,9 +224,15 @@ def test_reader_block_size_and_crlf_do_not_matter(tmp_path, block_bytes):
 
 
 BAD_CASES = [
-    ("field_count", "1,2268318,2520377,pv\n", "expected 5 fields, found 4"),
-    ("field_count", "\n", "expected 5 fields, found 1"),
-    ("field_count", "1,2268318,2520377,pv,1511544070,7\n", "expected 5 fields, found 6"),
+    ("field_count", "1,2268318,2520377,pv\n", "expected 5 comma-separated fields, found 4"),
+    ("field_count", "\n", "empty line"),
+    ("field_count", "\r\n", "empty line"),
+    (
+        "field_count",
+        "1\t2268318\t2520377\tpv\t1511544070\n",
+        "expected 5 comma-separated fields, found 1 (the line has 4 '\\t': a tab-separated file?)",
+    ),
+    ("field_count", "1,2268318,2520377,pv,1511544070,7\n", "expected 5 comma-separated fields, found 6"),
     ("bad_id", "-1,2268318,2520377,pv,1511544070\n", "column user_id: '-1'"),
     ("bad_id", "1,x2268318,2520377,pv,1511544070\n", "column item_id: 'x2268318'"),
     ("bad_id", "1,,2520377,pv,1511544070\n", "column item_id: ''"),
@@ -269,7 +275,9 @@ def test_edge_values_accepted(tmp_path):
 
 def test_truncated_last_line_empty_file_and_cr_inside_a_line(tmp_path):
     path = with_lines(tmp_path, "cut.csv", {}, tail="1,2268318,2520377,p")
-    with pytest.raises(UserBehaviorFormatError, match=r"cut\.csv:1001: expected 5 fields, found 4 .*truncated"):
+    with pytest.raises(
+        UserBehaviorFormatError, match=r"cut\.csv:1001: expected 5 comma-separated fields, found 4 .*truncated"
+    ):
         read_userbehavior(path)
     assert len(read_userbehavior(path, max_bad_rows=1)) == 1000
     empty = tmp_path / "empty.csv"
@@ -300,7 +308,7 @@ def test_max_bad_rows_skips_and_counts_then_fails_leaving_nothing(tmp_path):
     with pytest.raises(UserBehaviorFormatError, match=r"four_bad\.csv:1001: .*more than max_bad_rows=3"):
         run(path, out, max_bad_rows=3)
     assert list(out.iterdir()) == []  # no partial outputs, no bucket folder
-    with pytest.raises(UserBehaviorFormatError, match=r"four_bad\.csv:3: expected 5 fields"):
+    with pytest.raises(UserBehaviorFormatError, match=r"four_bad\.csv:3: empty line$"):
         run(path, out)
     assert list(out.iterdir()) == []
 

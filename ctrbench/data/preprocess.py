@@ -28,6 +28,7 @@ from ctrbench.data.criteo import (
     CATEGORICAL_TRANSFORM,
     DEFAULT_BLOCK_BYTES,
     DEFAULT_HASH_BINS,
+    DEFAULT_WORKERS,
     DENSE,
     DENSE_TRANSFORM,
     LABEL,
@@ -72,6 +73,7 @@ def preprocess_criteo(
     hash_input: bool = False,
     row_group_rows: int = ROW_GROUP_ROWS,
     compression: str = COMPRESSION,
+    workers: int = DEFAULT_WORKERS,
     progress: bool = True,
 ) -> dict:
     """Preprocess one raw Criteo file; returns the manifest (also written to ``manifest.json``).
@@ -82,7 +84,8 @@ def preprocess_criteo(
     ``"rest"`` (see ``resolve_split_counts``); default 80/10/10. ``hash_input`` adds the input's
     sha256 to the manifest (computed during the line-count pass, but still a hash over every
     byte: tens of seconds of CPU on the 11 GB original, hence off by default).
-    Reader options as ``CriteoReader``.
+    Reader options as ``CriteoReader``; ``workers`` (threads) is a speed knob that does not change
+    any output byte, so the manifest does not record it.
     """
     raw_path = Path(raw_path)
     paths = output_paths(out_dir, outputs)
@@ -99,6 +102,7 @@ def preprocess_criteo(
         dense_values=dense_values,
         max_bad_rows=max_bad_rows,
         block_bytes=block_bytes,
+        workers=workers,
     )
 
     hasher = hashlib.sha256() if hash_input else None

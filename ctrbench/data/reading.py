@@ -69,16 +69,42 @@ class BadRows:
             self.examples.append(message(i))
 
 
+DELIMITER_NAMES = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe", " ": "space"}
+
+
+def _separated(delimiter: str) -> str:
+    return f"{DELIMITER_NAMES.get(delimiter, repr(delimiter))}-separated"
+
+
+def field_count_problem(text: bytes, n_fields: int, delimiter: str, delimiter_option: str | None) -> str:
+    """What is wrong with a line (without its line end) that does not have ``n_fields`` fields.
+
+    When another common delimiter splits it into exactly ``n_fields`` fields, the file is most
+    likely in another layout, and the message says so (and names ``delimiter_option``, the
+    setting that changes the delimiter, if the reader has one).
+    """
+    if not text:
+        return "empty line"
+    problem = f"expected {n_fields} {_separated(delimiter)} fields, found {text.count(delimiter.encode()) + 1}"
+    for other in DELIMITER_NAMES:
+        if other != delimiter and text.count(other.encode()) == n_fields - 1:
+            fix = f" set {delimiter_option}" if delimiter_option else ""
+            return f"{problem} (the line has {n_fields - 1} {other!r}: a {_separated(other)} file?{fix})"
+    return problem
+
+
 def record_bad_rows(
     bad: BadRows,
     path: Path,
     *,
     first_line: int,
     line_bad: np.ndarray,
-    n_delims: np.ndarray,
+    line_text: Callable[[int], bytes],
     stray_cr: np.ndarray | None,
     terminated: bool,
     n_fields: int,
+    delimiter: str,
+    delimiter_option: str | None = None,
     value_lines: np.ndarray,
     value_kinds: np.ndarray,
     value_problem: Callable[[int], str],
@@ -88,9 +114,10 @@ def record_bad_rows(
     """Record one block's bad rows in line order (``BadRows.record``).
 
     Malformed lines (``line_bad``, per line of the block from ``first_line``: wrong field count,
-    empty, or a stray CR) are of kind 0 (``field_count``); ``n_delims`` gives their field counts.
-    The rows whose values failed are at physical lines ``value_lines``, of kinds ``value_kinds``,
-    and ``value_problem(j)`` describes the j-th (``column X: 'value' is not ...``).
+    empty, or a stray CR) are of kind 0 (``field_count``); ``line_text(k)`` is the k-th line's
+    bytes, line end excluded (only called for the lines a message is written for). The rows whose
+    values failed are at physical lines ``value_lines``, of kinds ``value_kinds``, and
+    ``value_problem(j)`` describes the j-th (``column X: 'value' is not ...``).
     """
     bad_lines = np.flatnonzero(line_bad)
     lines = np.concatenate([first_line + bad_lines, value_lines])
@@ -108,7 +135,9 @@ def record_bad_rows(
             return f"{path}:{line}: carriage return inside the line"
         last = k == len(line_bad) - 1 and not terminated
         hint = " (last line has no newline: truncated file?)" if last else ""
-        return f"{path}:{line}: expected {n_fields} fields, found {int(n_delims[k]) + 1}{hint}"
+        text = line_text(k)
+        text = text[:-1] if text.endswith(b"\r") else text  # CRLF line end
+        return f"{path}:{line}: {field_count_problem(text, n_fields, delimiter, delimiter_option)}{hint}"
 
     bad.record(kinds, message, max_bad_rows, error)
 
@@ -183,6 +212,10 @@ class LineScan:
     good_lines: np.ndarray
     delimiter: int
     n_delims: np.ndarray | None = None
+
+    def line_text(self, k: int) -> bytes:
+        """The k-th line's bytes without its newline (a stray CR shows as the byte that replaced it)."""
+        return self.raw[int(self.ends[k - 1]) + 1 if k else 0 : int(self.ends[k])].tobytes()
 
     def delimiters(self) -> np.ndarray:
         """Delimiters per line (counted on first use: ~2x the block in temporaries)."""

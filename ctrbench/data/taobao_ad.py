@@ -78,14 +78,11 @@ import pyarrow.csv as pa_csv
 from tqdm import tqdm
 
 from ctrbench.atomic import atomic_path
-from ctrbench.data.criteo import (
-    MAX_LINE_BYTES,
-    _binary_views,
-    _parse_float,
-    _parse_label,
-    _per_chunk,
-    count_lines,
-)
+from ctrbench.data.criteo import MAX_LINE_BYTES, count_lines
+from ctrbench.data.fields import binary_views as _binary_views
+from ctrbench.data.fields import parse_float as _parse_float
+from ctrbench.data.fields import parse_label as _parse_label
+from ctrbench.data.fields import per_chunk as _per_chunk
 from ctrbench.data.outputs import SplitWriter, StagedOutputs, output_paths
 from ctrbench.data.preprocess import COMPRESSION, MAX_DISTINCT_BINS, ROW_GROUP_ROWS
 from ctrbench.data.reading import BadRows, CountsBytes, describe_value, line_blocks, read_csv_lines, record_bad_rows
@@ -472,8 +469,8 @@ class TaobaoAdReader(CountsBytes):
                 return f"column {name}: {describe_value(value)} {problem}"
 
             record_bad_rows(
-                self.bad, self.path, first_line=first_line, line_bad=line_bad, n_delims=scan.delimiters(),
-                stray_cr=scan.stray_cr, terminated=terminated, n_fields=N_FIELDS,
+                self.bad, self.path, first_line=first_line, line_bad=line_bad, line_text=scan.line_text,
+                stray_cr=scan.stray_cr, terminated=terminated, n_fields=N_FIELDS, delimiter=",",
                 value_lines=block.row_id[value_rows] - self.row_id_offset,
                 value_kinds=_KIND_OF_COLUMN[first_bad_col[value_rows]],
                 value_problem=value_problem, max_bad_rows=self.max_bad_rows, error=TaobaoAdFormatError,

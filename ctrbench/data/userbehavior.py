@@ -312,8 +312,9 @@ class UserBehaviorReader(CountsBytes):
                 return f"column {COLUMNS[col]}: {describe_value(value)} {problem}"
 
             record_bad_rows(
-                self.bad, self.path, first_line=first_line, line_bad=~count_ok, n_delims=n_commas, stray_cr=None,
-                terminated=terminated, n_fields=N_FIELDS, value_lines=block.line[value_rows],
+                self.bad, self.path, first_line=first_line, line_bad=~count_ok, stray_cr=None,
+                line_text=lambda k: data[int(ends[k - 1]) + 1 if k else 0 : int(ends[k])],
+                terminated=terminated, n_fields=N_FIELDS, delimiter=",", value_lines=block.line[value_rows],
                 value_kinds=_KIND_OF_COLUMN[first_bad_col[value_rows]], value_problem=value_problem,
                 max_bad_rows=self.max_bad_rows, error=UserBehaviorFormatError,
             )  # fmt: skip
