@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -295,12 +296,12 @@ def test_preprocess_writes_splits_feature_map_and_manifest(tmp_path):
     raw = tmp_path / "raw.tsv"
     write_synthetic_criteo(raw, 3000, seed=2)
     out = tmp_path / "out"
-    manifest = preprocess_criteo(raw, out, hash_bins=BINS, split_seed=3, progress=False, hash_input=True)
+    manifest = preprocess_criteo(raw, out, hash_bins=BINS, split_seed=3, progress=False)
     assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES.values())  # no leftovers
     assert json.loads((out / "manifest.json").read_text()) == manifest
     assert manifest["rows"] == {"read": 3000, "written": 3000, "bad": 0}
     assert {k: v["rows"] for k, v in manifest["splits"].items()} == {"train": 2400, "valid": 300, "gold": 300}
-    assert manifest["input"]["sha256"] == sha256_file(raw)
+    assert manifest["input"]["hash"] == "sha256" and manifest["input"]["sha256"] == sha256_file(raw)  # the default
     for key in ("train", "valid", "gold", "feature_map"):
         assert manifest["outputs"][key]["sha256"] == sha256_file(out / OUTPUT_FILES[key])
 
@@ -461,3 +462,39 @@ def test_preprocess_output_does_not_depend_on_threads(tmp_path):
     assert serial == parallel  # and the same manifest
     for name in OUTPUT_FILES.values():
         assert (tmp_path / "serial" / name).read_bytes() == (tmp_path / "parallel" / name).read_bytes(), name
+
+
+def test_input_identified_by_size_and_mtime_when_asked(tmp_path):
+    raw = tmp_path / "raw.tsv"
+    write_synthetic_criteo(raw, 500, seed=2)
+    hashed = preprocess_criteo(raw, tmp_path / "a", hash_bins=BINS, progress=False)
+    cheap = preprocess_criteo(raw, tmp_path / "b", hash_bins=BINS, progress=False, input_hash="size+mtime")
+    assert cheap["input"]["hash"] == "size+mtime" and cheap["input"]["sha256"] is None
+    assert cheap["input"]["bytes"] == raw.stat().st_size
+    assert datetime.fromisoformat(cheap["input"]["mtime"]).timestamp() == pytest.approx(raw.stat().st_mtime)
+    assert "mtime" not in hashed["input"]  # a hashed input's manifest does not change with a copy's mtime
+    assert cheap["outputs"] == hashed["outputs"]
+    with pytest.raises(ValueError, match="input_hash must be one of"):
+        preprocess_criteo(raw, tmp_path / "c", progress=False, input_hash="md5")
+
+
+def test_empty_split_is_an_error_at_preprocessing(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(
+        ValueError,
+        match=r"train_head50\.txt: valid split is empty: splits=\{.*\} give it 0 of the 50 data lines; change splits",
+    ):
+        preprocess_criteo(HEAD50, out, splits={"train": "rest", "valid": 0, "gold": 5}, progress=False)
+    assert not out.exists()  # found from the planned sizes, before anything was written
+
+
+def test_single_class_split_is_an_error_at_preprocessing(tmp_path):
+    path = write(tmp_path / "negatives.txt", [replace_field(line, "label", "0") for line in lines_of(HEAD50)])
+    out = tmp_path / "out"
+    with pytest.raises(
+        ValueError,
+        match=r"negatives\.txt: train split has a single class: all its 40 rows have label 0 \(AUC needs both\); "
+        r"the data has 0 positives in 50 rows$",
+    ):
+        preprocess_criteo(path, out, splits={"train": "rest", "valid": 5, "gold": 5}, progress=False)
+    assert list(out.iterdir()) == []

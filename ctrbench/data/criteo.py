@@ -316,18 +316,3 @@ class CriteoReader(CountsBytes):
 def read_criteo(path: str | Path, **options) -> CriteoBlock:
     """Read a whole (small) Criteo file into one ``CriteoBlock``; options as ``CriteoReader``."""
     return CriteoBlock.concat(list(CriteoReader(path, **options)))
-
-
-def count_lines(path: str | Path, block_bytes: int = 64 << 20, hasher=None) -> int:
-    """Physical lines of a file: newlines, plus one for a last line without its newline.
-
-    Optionally feeds every byte to ``hasher`` (a hashlib object) in the same pass.
-    """
-    lines, last = 0, b"\n"
-    with open(path, "rb") as handle:
-        while chunk := handle.read(block_bytes):
-            lines += chunk.count(b"\n")  # memchr-speed; faster than numpy's compare + count
-            last = chunk[-1:]
-            if hasher is not None:
-                hasher.update(chunk)
-    return lines + (last != b"\n")
