@@ -405,11 +405,14 @@ def test_word_parsers_match_a_per_value_reference(seed):
     np.testing.assert_array_equal(missing, [v == b"" for v in values])
     np.testing.assert_array_equal(bad, [w is None and v != b"" for v, w in zip(values, want)])
     np.testing.assert_array_equal(got, [float(w) if w is not None else 0.0 for w in want])
-    for bins in (BINS, 2**31 - 1):
-        ids, bad = parse_hex8(arr, bins)
-        want = [reference_hex(v, bins) for v in values]
-        np.testing.assert_array_equal(bad, [w is None and v != b"" for v, w in zip(values, want)])
-        np.testing.assert_array_equal(ids, [w if w is not None else 0 for w in want])
+    # mixed lengths, then only empty or 8-byte values (read straight from Arrow's buffer), then all empty
+    hex_only = [v for v in values if len(v) in (0, 8)]
+    for case in (values, hex_only, [b""] * 5):
+        for bins in (BINS, 2**31 - 1):
+            ids, bad = parse_hex8(pa.array([b"x", *case], pa.binary()).slice(1), bins)
+            want = [reference_hex(v, bins) for v in case]
+            np.testing.assert_array_equal(bad, [w is None and v != b"" for v, w in zip(case, want)])
+            np.testing.assert_array_equal(ids, [w if w is not None else 0 for w in want])
 
 
 def many_bad_blocks(tmp_path) -> Path:

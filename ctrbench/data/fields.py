@@ -22,8 +22,6 @@ _SWAR_DIGITS = 8  # integers up to this many digits take the one-word path
 _LANES = 0x0101010101010101  # a byte value times this = that byte in every lane
 _HIGH = np.uint64(0x80 * _LANES)
 _U64 = np.uint64
-# KEEP[k]: the top k byte lanes of a little-endian word (the last k characters it holds)
-_KEEP = np.array([0] + [((1 << 64) - 1) ^ ((1 << (8 * (8 - k))) - 1) for k in range(1, 9)], dtype=np.uint64)
 
 
 def binary_views(arr: pa.Array, front: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -47,7 +45,7 @@ def windows(padded: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
 
 def _words(padded: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """The unaligned little-endian uint64 at each offset: one gather through a 1-byte-stride view."""
-    return np.ndarray((len(padded) - 7,), dtype=np.uint64, buffer=padded, strides=(1,))[starts]
+    return np.take(np.ndarray((len(padded) - 7,), dtype=np.uint64, buffer=padded, strides=(1,)), starts)
 
 
 def _lanes_in(x: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -87,25 +85,29 @@ def _parse_int_long(padded: np.ndarray, starts: np.ndarray, lens: np.ndarray, ne
 def parse_int(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Optional-minus decimal integers of at most 18 digits -> (float64 values, missing, bad)."""
     offsets, padded = binary_views(arr, front=8)
-    starts, ends = offsets[:-1] + 8, offsets[1:] + 8
-    lens = ends - starts
+    lens = np.diff(offsets)
     missing = lens == 0
-    neg = (padded[starts] == ord("-")) & ~missing
+    # the 8 bytes that end with the value: a value of up to 8 bytes fills its top ``lens`` lanes
+    w = _words(padded, offsets[1:])  # (offsets shifted by the 8 front bytes: word ends at the value's end)
+    short = np.minimum(lens, 8).astype(np.uint64)
+    neg = (((w >> ((_U64(8) - short) * _U64(8))) & _U64(0xFF)) == ord("-")) & ~missing  # first byte
     n_digits = lens - neg
-    # the 8 bytes that end with the value: its digits are the top n_digits lanes, the rest is masked
-    d = (_words(padded, ends - 8) ^ _U64(0x30 * _LANES)) & _KEEP[np.clip(n_digits, 0, _SWAR_DIGITS)]
+    keep = _U64(2**64 - 1) << ((_U64(8) - np.clip(n_digits, 0, _SWAR_DIGITS).astype(np.uint64)) * _U64(8))
+    d = (w ^ _U64(0x30 * _LANES)) & keep
     # a lane is a digit iff it is now 0..9: no high nibble, and adding 6 does not carry into one
-    digits_ok = ((d | (d + _U64(0x06 * _LANES))) & _U64(0xF0 * _LANES)) == 0
-    ok = digits_ok & (n_digits >= 1) & (n_digits <= _SWAR_DIGITS)
+    ok = ((d | (d + _U64(0x06 * _LANES))) & _U64(0xF0 * _LANES)) == 0
+    ok &= (n_digits >= 1) & (n_digits <= _SWAR_DIGITS)
     # 8 digit lanes (most significant first) -> one integer in three multiply-shift steps
     d = ((d * _U64(10 * 256 + 1)) >> _U64(8)) & _U64(0x00FF00FF00FF00FF)
     d = ((d * _U64(100 * 65536 + 1)) >> _U64(16)) & _U64(0x0000FFFF0000FFFF)
-    d = (d * _U64(10000 * 2**32 + 1)) >> _U64(32)
-    values = np.where(ok, d.astype(np.int64), 0)
-    long = np.flatnonzero(n_digits > _SWAR_DIGITS)
+    values = ((d * _U64(10000 * 2**32 + 1)) >> _U64(32)).view(np.int64)
+    values[~ok] = 0
+    long = np.flatnonzero(lens > _SWAR_DIGITS)  # also 8 digits after a sign: the first byte is outside the word
     if len(long):
-        values[long], ok[long] = _parse_int_long(padded, starts[long], lens[long], neg[long])
-    values = np.where(neg, -values, values)
+        starts = offsets[long] + 8
+        neg[long] = padded[starts] == ord("-")
+        values[long], ok[long] = _parse_int_long(padded, starts, lens[long], neg[long])
+    np.negative(values, out=values, where=neg)
     return values.astype(np.float64), missing, ~missing & ~ok
 
 
@@ -120,23 +122,42 @@ def parse_float(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.where(ok, values, 0.0), missing, ~missing & ~ok
 
 
+def _hex_words(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(uint32 values, ok) of uint64 words holding 8 ASCII hex digits, the first most significant."""
+    is_hex = _lanes_in(x, ord("0"), ord("9")) | _lanes_in(x | _U64(0x20 * _LANES), ord("a"), ord("f"))
+    ok = ((x & _HIGH) == 0) & (is_hex == _HIGH)  # (x | 0x20 folds only A-F onto a-f)
+    # nibble: low 4 bits, + 9 for letters (bit 6 set)
+    x = (x & _U64(0x0F * _LANES)) + ((x >> _U64(6)) & _U64(_LANES)) * _U64(9)
+    # pack neighbouring lanes, first one high: nibbles -> bytes -> 16-bit -> 32-bit, one multiply each
+    x = ((x * _U64(16 * 256 + 1)) >> _U64(8)) & _U64(0x00FF00FF00FF00FF)
+    x = ((x * _U64(256 * 65536 + 1)) >> _U64(16)) & _U64(0x0000FFFF0000FFFF)
+    x = (x * _U64(65536 * 2**32 + 1)) >> _U64(32)
+    return x.astype(np.uint32), ok
+
+
 def parse_hex8(arr: pa.Array, hash_bins: int) -> tuple[np.ndarray, np.ndarray]:
     """8 hex digits (either case) -> (int32 ``1 + value % (hash_bins - 1)``, bad); empty -> MISSING_ID."""
-    offsets, padded = binary_views(arr)
+    if len(arr) == 0:
+        return np.zeros(0, np.int32), np.zeros(0, bool)
+    _, offsets_buf, data_buf = arr.buffers()
+    offsets = np.frombuffer(offsets_buf, np.int32, count=len(arr) + 1, offset=arr.offset * 4)
     lens = np.diff(offsets)
-    x = _words(padded, offsets[:-1])
-    is_hex = _lanes_in(x, ord("0"), ord("9")) | _lanes_in(x | _U64(0x20 * _LANES), ord("a"), ord("f"))
-    ok = (lens == 8) & ((x & _HIGH) == 0) & (is_hex == _HIGH)  # (x | 0x20 folds only A-F onto a-f)
-    # nibble: low 4 bits, + 9 for letters (bit 6 set); then pack the 8 nibbles, first most significant
-    x = (x & _U64(0x0F * _LANES)) + ((x >> _U64(6)) & _U64(_LANES)) * _U64(9)
-    m = _U64(0x000F000F000F000F)
-    x = ((x & m) << _U64(4)) | ((x >> _U64(8)) & m)
-    m = _U64(0x000000FF000000FF)
-    x = ((x & m) << _U64(8)) | ((x >> _U64(16)) & m)
-    x = ((x & _U64(0xFFFF)) << _U64(16)) | ((x >> _U64(32)) & _U64(0xFFFF))
-    ids = (_U64(1) + x % _U64(hash_bins - 1)).astype(np.int32)
-    ids[~ok] = MISSING_ID
-    return ids, (lens != 0) & ~ok
+    present = lens == 8
+    n_present = int(np.count_nonzero(present))
+    if n_present == 0:
+        x = np.empty(0, np.uint64)
+    elif n_present * 8 == offsets[-1] - offsets[0]:
+        # every value is empty or 8 bytes (the usual case): the data buffer is the words, back to back
+        x = np.frombuffer(data_buf, np.uint64, count=n_present, offset=int(offsets[0]))
+    else:
+        offsets, padded = binary_views(arr)
+        x = _words(padded, offsets[:-1][present])
+    value, ok = _hex_words(x)
+    ids = np.full(len(arr), MISSING_ID, np.int32)
+    ids[present] = np.where(ok, (np.uint32(1) + value % np.uint32(hash_bins - 1)).astype(np.int32), MISSING_ID)
+    bad = (lens != 0) & ~present
+    bad[present] |= ~ok
+    return ids, bad
 
 
 def per_chunk(column: pa.ChunkedArray, parse) -> list[np.ndarray]:

