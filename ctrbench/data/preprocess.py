@@ -137,12 +137,12 @@ def preprocess_criteo(
             reader.on_bytes = bar.update
             for block in reader:
                 labels = assigner.labels_for(block.row_id - first_data_line)
-                # one stable gather puts each split's rows together, in line order (3x cheaper than a mask each)
+                # each split's rows by one gather over its line-ordered indices: 3x cheaper than a mask
+                # each, and each split's arrays are its own (a slice would keep the whole block alive)
                 order = np.argsort(labels, kind="stable")
                 bounds = np.searchsorted(labels[order], np.arange(len(planned) + 1))
-                grouped = block.take(order)
                 for i, name in enumerate(planned):
-                    writers[name].add(grouped.take(slice(bounds[i], bounds[i + 1])))
+                    writers[name].add(block.take(order[bounds[i] : bounds[i + 1]]))
                 for c, flags in seen.items():
                     flags[block.columns[c]] = True
         assigner.finish()
