@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,9 @@ class SplitWriter:
     """Streams one split to parquet in row groups of exactly ``row_group_rows`` rows.
 
     Takes blocks (``len``, ``take``, ``to_arrow`` and a ``columns[label]`` array), joined by
-    ``concat`` (a list of blocks -> one block) before each row group is cut.
+    ``concat`` (a list of blocks -> one block) before each row group is cut. With ``background``
+    the parquet encoding runs on a thread of its own (pyarrow releases the GIL), one table at a
+    time and in order, so the bytes are the same; call ``settle`` before discarding after a failure.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class SplitWriter:
         *,
         concat: Callable[[list], object],
         label: str,
+        background: bool = False,
     ):
         self.path = path
         self.row_group_rows = row_group_rows
@@ -70,6 +74,8 @@ class SplitWriter:
         self.pending_rows = 0
         self.rows = 0
         self.positives = 0.0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet") if background else None
+        self._writing: Future | None = None
 
     def add(self, block) -> None:
         if not len(block):
@@ -85,14 +91,36 @@ class SplitWriter:
         merged = self.concat(self.pending)
         full = len(merged) if final else len(merged) // self.row_group_rows * self.row_group_rows
         if full:
-            self.writer.write_table(merged.take(slice(0, full)).to_arrow(), row_group_size=self.row_group_rows)
+            self._write(merged.take(slice(0, full)).to_arrow())
         rest = merged.take(slice(full, None))
         self.pending, self.pending_rows = ([rest] if len(rest) else []), len(rest)
+
+    def _write(self, table: pa.Table) -> None:
+        if self._pool is None:
+            self.writer.write_table(table, row_group_size=self.row_group_rows)
+            return
+        self._wait()  # one table in flight: bounded memory, writes in order
+        self._writing = self._pool.submit(self.writer.write_table, table, row_group_size=self.row_group_rows)
+
+    def _wait(self) -> None:
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            writing.result()
 
     def close(self) -> None:
         if self.pending_rows:
             self._flush(final=True)
+        self._wait()
         self.writer.close()
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def settle(self) -> None:
+        """After a failure: let a background write end (its error is not raised) and stop the thread."""
+        with contextlib.suppress(Exception):
+            self._wait()
+        if self._pool is not None:
+            self._pool.shutdown()
 
 
 class StagedOutputs:

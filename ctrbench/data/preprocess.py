@@ -129,7 +129,13 @@ def preprocess_criteo(
     try:
         for name in planned:
             writers[name] = SplitWriter(
-                temps[name], OUTPUT_SCHEMA, row_group_rows, compression, concat=CriteoBlock.concat, label=LABEL
+                temps[name],
+                OUTPUT_SCHEMA,
+                row_group_rows,
+                compression,
+                concat=CriteoBlock.concat,
+                label=LABEL,
+                background=workers > 0,  # the parquet encoding overlaps the parse, off the main thread
             )
         with tqdm(
             total=raw_path.stat().st_size, unit="B", unit_scale=True, desc=raw_path.name, disable=not progress
@@ -219,6 +225,8 @@ def preprocess_criteo(
         staged.publish(manifest, (*planned, "feature_map"))
         return manifest
     except BaseException:
+        for w in writers.values():
+            w.settle()
         staged.discard(w.writer for w in writers.values())
         raise
 
