@@ -32,8 +32,10 @@ def binary_views(arr: pa.Array, front: int = 0) -> tuple[np.ndarray, np.ndarray]
     _, offsets_buf, data_buf = arr.buffers()
     offsets = np.frombuffer(offsets_buf, np.int32, count=len(arr) + 1, offset=arr.offset * 4)
     data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.empty(0, np.uint8)
-    padded = np.zeros(front + len(data) + 24, np.uint8)
+    padded = np.empty(front + len(data) + 24, np.uint8)  # (np.zeros would clear it all first)
+    padded[:front] = 0
     padded[front : front + len(data)] = data
+    padded[front + len(data) :] = 0
     return offsets, padded
 
 

@@ -67,7 +67,8 @@ class BackgroundHasher:
     """A hashlib object whose ``update`` runs on a thread, overlapping the caller's own work.
 
     Chunks are hashed in order; ``update`` waits only for the chunk before, so at most two are
-    held. ``hexdigest`` waits for the last one.
+    held, and a caller may refill a buffer once the update after it was made. ``hexdigest``
+    waits for the last one.
     """
 
     def __init__(self, hasher):
@@ -76,16 +77,17 @@ class BackgroundHasher:
         self._last: Future | None = None
 
     def update(self, chunk: bytes) -> None:
-        self._wait()
+        self.wait()
         self._last = self._pool.submit(self._hasher.update, chunk)
 
-    def _wait(self) -> None:
+    def wait(self) -> None:
+        """Wait until every chunk given so far is hashed (the caller may then reuse their memory)."""
         if self._last is not None:
             self._last.result()
             self._last = None
 
     def hexdigest(self) -> str:
-        self._wait()
+        self.wait()
         self._pool.shutdown(wait=True)
         return self._hasher.hexdigest()
 
