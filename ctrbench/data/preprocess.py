@@ -1,7 +1,8 @@
 """Raw Criteo DAC file -> train / valid / gold parquet + feature_map.json + manifest.json, streaming.
 
-Two passes over the input: a newline count (the split draws need the number of data lines up
-front; it also hashes the input, on another thread), then the streaming read (``CriteoReader``), where
+Two passes over the input: a newline count (the split draws need the number of data lines
+before the first block is assigned; it also hashes the input; both on threads beside the first
+blocks' parse), then the streaming read (``CriteoReader``), where
 every block is split by ``SplitAssigner`` and appended to one ``ParquetWriter`` per split. Peak
 memory is a few times ``block_bytes`` plus three row groups, independent of the file size.
 
@@ -15,7 +16,9 @@ that fails leaves nothing that looks complete.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -106,28 +109,35 @@ def preprocess_criteo(
         workers=workers,
     )
 
+    # The split draws need the number of data lines, but only once the first block is assigned: the
+    # line count (and the hash) runs on a thread beside the first blocks' parse.
     hasher = input_hasher(input_hash)
-    total_lines = count_lines(raw_path, hasher=hasher)
-    sha256 = hasher.hexdigest() if hasher is not None else None
-    data_lines = total_lines - (1 if header and total_lines else 0)
-    planned = resolve_split_counts(data_lines, spec)
-
-    def empty_hint(name: str) -> str:
-        dropped = f", and all {planned[name]} were bad rows" if planned[name] else ""
-        return f"splits={spec} give it {planned[name]} of the {data_lines} data lines{dropped}; change splits"
-
-    # a split planned empty fails now, before the long pass
-    check_split_labels({k: (n, None) for k, n in planned.items()}, source=raw_path, empty_hint=empty_hint)
-    assigner = SplitAssigner(planned, split_seed)
+    stop_counting = threading.Event()
+    counter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="count")
+    counting = counter.submit(count_lines, raw_path, hasher=hasher, stop=stop_counting)
+    counter.shutdown(wait=False)
     first_data_line = 2 if header else 1
+
+    def plan_splits() -> tuple[int, int, dict[str, int], SplitAssigner]:
+        total = counting.result()
+        lines = total - (1 if header and total else 0)
+        counts = resolve_split_counts(lines, spec)
+        # a split planned empty fails here, before the long pass
+        check_split_labels(
+            {k: (n, None) for k, n in counts.items()},
+            source=raw_path,
+            empty_hint=lambda name: _empty_split_hint(spec, counts, lines, name),
+        )
+        return total, lines, counts, SplitAssigner(counts, split_seed)
 
     staged = StagedOutputs(paths)
     temps = staged.temps
     writers: dict[str, SplitWriter] = {}
     count_distinct = hash_bins <= MAX_DISTINCT_BINS
     seen = {c: np.zeros(hash_bins, bool) for c in CATEGORICAL} if count_distinct else {}
+    assigner = None
     try:
-        for name in planned:
+        for name in SPLITS:  # the order resolve_split_counts gives
             writers[name] = SplitWriter(
                 temps[name],
                 OUTPUT_SCHEMA,
@@ -142,6 +152,8 @@ def preprocess_criteo(
         ) as bar:
             reader.on_bytes = bar.update
             for block in reader:
+                if assigner is None:
+                    total_lines, data_lines, planned, assigner = plan_splits()
                 labels = assigner.labels_for(block.row_id - first_data_line)
                 # each split's rows by one gather over its line-ordered indices: 3x cheaper than a mask
                 # each, and each split's arrays are its own (a slice would keep the whole block alive)
@@ -151,7 +163,10 @@ def preprocess_criteo(
                     writers[name].add(block.take(order[bounds[i] : bounds[i + 1]]))
                 for c, flags in seen.items():
                     flags[block.columns[c]] = True
+        if assigner is None:  # (the reader raises first: a file without data rows is an error)
+            total_lines, data_lines, planned, assigner = plan_splits()
         assigner.finish()
+        sha256 = hasher.hexdigest() if hasher is not None else None
         if reader.data_lines != data_lines:
             raise RuntimeError(
                 f"{raw_path}: counted {data_lines} data lines, then read {reader.data_lines}: file changed?"
@@ -163,7 +178,7 @@ def preprocess_criteo(
         check_split_labels(
             {name: (w.rows, w.positives) for name, w in writers.items()},
             source=raw_path,
-            empty_hint=empty_hint,
+            empty_hint=lambda name: _empty_split_hint(spec, planned, data_lines, name),
             single_class_hint=lambda name: f"the data has {positives_total} positives in {reader.rows} rows",
         )
         check_split_files({k: temps[k] for k in planned}, expected_total=reader.rows, expected_counts=written)
@@ -225,10 +240,18 @@ def preprocess_criteo(
         staged.publish(manifest, (*planned, "feature_map"))
         return manifest
     except BaseException:
+        stop_counting.set()
+        if hasher is not None:
+            hasher.close()
         for w in writers.values():
             w.settle()
         staged.discard(w.writer for w in writers.values())
         raise
+
+
+def _empty_split_hint(spec: Mapping, planned: Mapping[str, int], data_lines: int, name: str) -> str:
+    dropped = f", and all {planned[name]} were bad rows" if planned[name] else ""
+    return f"splits={spec} give it {planned[name]} of the {data_lines} data lines{dropped}; change splits"
 
 
 __all__ = ["MANIFEST_KIND", "OUTPUT_FILES", "ROW_GROUP_ROWS", "preprocess_criteo"]

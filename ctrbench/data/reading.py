@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,7 +170,7 @@ def line_blocks(
     too_long: Callable[[], Exception],
     consumed: Callable[[int], None],
     hasher=None,
-) -> Iterator[tuple[bytes, int]]:
+) -> Iterator[tuple[bytearray, int]]:
     """Yield ``(data, end)`` per block of the file: ``data[:end]`` holds complete lines.
 
     The last line of ``data[:end]`` lacks its newline only at the end of the file; the bytes after
@@ -181,12 +182,16 @@ def line_blocks(
     pending = b""
     with open(path, "rb") as handle:
         while True:
-            chunk = handle.read(block_bytes)
-            eof = not chunk
-            if hasher is not None and chunk:
-                hasher.update(chunk)
-            data = pending + chunk if pending else chunk
-            del chunk  # keep one copy of the block alive, not two
+            # read in behind the carried-over bytes: no second block-sized copy (and its fresh pages)
+            data = bytearray(len(pending) + block_bytes)
+            data[: len(pending)] = pending
+            with memoryview(data) as view, view[len(pending) :] as free:
+                n = handle.readinto(free)
+            eof = not n
+            if len(pending) + n < len(data):
+                del data[len(pending) + n :]
+            if hasher is not None and n:
+                hasher.update(memoryview(data)[len(pending) :])
             if eof:
                 end, pending = len(data), b""
             else:
@@ -359,19 +364,21 @@ def input_record(path: Path, input_hash: str, sha256: str | None) -> dict:
     return record
 
 
-def count_lines(path: str | Path, block_bytes: int = 16 << 20, hasher=None) -> int:
+def count_lines(path: str | Path, block_bytes: int = 16 << 20, hasher=None, stop: threading.Event | None = None) -> int:
     """Physical lines of a file: newlines, plus one for a last line without its newline.
 
     Optionally feeds every byte to ``hasher`` (a hashlib object, or a ``BackgroundHasher`` to
     hash on another thread while this one counts) in the same pass. The file is read into two
     buffers in turn, not into a fresh bytes object per read: fresh memory is paid for in page
-    faults, and the hasher may still be reading the other buffer.
+    faults, and the hasher may still be reading the other buffer. ``stop`` set: give up (returns -1).
     """
     lines, last = 0, 10
     buffers = [bytearray(block_bytes), bytearray(block_bytes)]
     with open(path, "rb") as handle:
         for i in itertools.count():
             buf = buffers[i % 2]
+            if stop is not None and stop.is_set():
+                return -1
             n = handle.readinto(buf)
             if not n:
                 break
