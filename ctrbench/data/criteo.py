@@ -46,7 +46,15 @@ import pyarrow as pa
 
 from ctrbench.data.fields import FLOAT_PATTERN, parse_float, parse_hex8, parse_int, parse_label, per_chunk
 from ctrbench.data.parallel_blocks import ordered_map
-from ctrbench.data.reading import BadRows, CountsBytes, describe_value, line_blocks, read_csv_lines, record_bad_rows
+from ctrbench.data.raw_input import count_newlines
+from ctrbench.data.reading import (
+    BadRows,
+    CountsBytes,
+    describe_value,
+    line_blocks,
+    read_csv_lines,
+    record_bad_rows,
+)
 from ctrbench.data.schema import ROW_ID
 
 LABEL = "label"
@@ -222,7 +230,7 @@ class CriteoReader(CountsBytes):
             if header_pending and end:
                 start, header = self._check_header(data, end), 1
                 header_pending = False
-            n_lines = data.count(b"\n", start, end) + (end > start and data[end - 1] != 10)
+            n_lines = count_newlines(data, start, end) + (end > start and data[end - 1] != 10)
             yield _Lines(data, start, end, self._scanned + header + 1, n_lines, header)
             self._scanned += header + n_lines
 

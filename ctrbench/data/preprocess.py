@@ -39,7 +39,7 @@ from ctrbench.data.criteo import (
     CriteoReader,
 )
 from ctrbench.data.outputs import OUTPUT_FILES, SplitWriter, StagedOutputs, output_paths
-from ctrbench.data.reading import count_lines, input_hasher, input_record
+from ctrbench.data.raw_input import count_lines, input_hasher, input_record
 from ctrbench.data.schema import Feature, FeatureMap
 from ctrbench.data.splits import (
     DEFAULT_SPLITS,

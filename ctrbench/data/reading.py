@@ -5,17 +5,11 @@
 - ``line_blocks``: a file read in byte blocks cut at the last newline (bounded memory), and
   ``CountsBytes``, the byte accounting a reader does around it;
 - ``read_csv_lines``: one block's lines scanned in numpy and read by ``pyarrow.csv`` as raw bytes;
-- ``describe_value``: a raw field value as it is quoted in error messages;
-- ``count_lines`` and ``input_record``: the line count and identity (sha256, or size and mtime)
-  of a raw input, as the manifests record it.
+- ``describe_value``: a raw field value as it is quoted in error messages.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import itertools
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +17,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-
-from ctrbench.data.parallel_blocks import BackgroundHasher
 
 MAX_EXAMPLES = 10  # bad-row messages kept for the manifest
 
@@ -335,57 +327,3 @@ def describe_value(value: bytes) -> str:
     """A raw field value for an error message: quoted, cut at 40 characters."""
     text = value.decode("utf-8", errors="replace")
     return repr(text if len(text) <= 40 else text[:40] + "...")
-
-
-# How a raw input is identified in the manifest: its sha256 (a pass of hashlib over every byte,
-# ~1-2 GB/s on its own thread, overlapping the reading), or only its size and modification time
-# (free, for inputs of tens of GB where even that pass is too long)
-INPUT_HASHES = ("sha256", "size+mtime")
-
-
-def check_input_hash(input_hash: str) -> None:
-    if input_hash not in INPUT_HASHES:
-        raise ValueError(f"input_hash must be one of {INPUT_HASHES}, got {input_hash!r}")
-
-
-def input_hasher(input_hash: str) -> BackgroundHasher | None:
-    """The hasher to feed the input's bytes to (None when the input is identified by size and mtime)."""
-    check_input_hash(input_hash)
-    return BackgroundHasher(hashlib.sha256()) if input_hash == "sha256" else None
-
-
-def input_record(path: Path, input_hash: str, sha256: str | None) -> dict:
-    """Manifest fields that identify a raw input: ``hash`` (which of ``INPUT_HASHES`` was done),
-    ``sha256`` (None unless hashed) and, for ``size+mtime``, ``mtime`` (UTC, ISO 8601)."""
-    record = {"hash": input_hash, "sha256": sha256}
-    if input_hash == "size+mtime":
-        mtime = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
-        record["mtime"] = mtime.isoformat()
-    return record
-
-
-def count_lines(path: str | Path, block_bytes: int = 16 << 20, hasher=None, stop: threading.Event | None = None) -> int:
-    """Physical lines of a file: newlines, plus one for a last line without its newline.
-
-    Optionally feeds every byte to ``hasher`` (a hashlib object, or a ``BackgroundHasher`` to
-    hash on another thread while this one counts) in the same pass. The file is read into two
-    buffers in turn, not into a fresh bytes object per read: fresh memory is paid for in page
-    faults, and the hasher may still be reading the other buffer. ``stop`` set: give up (returns -1).
-    """
-    lines, last = 0, 10
-    buffers = [bytearray(block_bytes), bytearray(block_bytes)]
-    with open(path, "rb") as handle:
-        for i in itertools.count():
-            buf = buffers[i % 2]
-            if stop is not None and stop.is_set():
-                return -1
-            n = handle.readinto(buf)
-            if not n:
-                break
-            if hasher is not None:
-                hasher.update(memoryview(buf)[:n])  # a BackgroundHasher is done with the other buffer now
-            lines += buf.count(b"\n", 0, n)  # memchr-speed; faster than numpy's compare + count
-            last = buf[n - 1]
-    if hasattr(hasher, "wait"):
-        hasher.wait()  # the buffers are reused or freed after this
-    return lines + (last != 10)

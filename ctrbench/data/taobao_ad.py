@@ -85,14 +85,11 @@ from ctrbench.data.fields import parse_label as _parse_label
 from ctrbench.data.fields import per_chunk as _per_chunk
 from ctrbench.data.outputs import SplitWriter, StagedOutputs, output_paths
 from ctrbench.data.preprocess import COMPRESSION, MAX_DISTINCT_BINS, ROW_GROUP_ROWS
+from ctrbench.data.raw_input import check_input_hash, count_lines, input_hasher, input_record
 from ctrbench.data.reading import (
     BadRows,
     CountsBytes,
-    check_input_hash,
-    count_lines,
     describe_value,
-    input_hasher,
-    input_record,
     line_blocks,
     read_csv_lines,
     record_bad_rows,

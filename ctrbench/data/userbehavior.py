@@ -65,13 +65,11 @@ from numpy.lib.stride_tricks import as_strided
 from tqdm import tqdm
 
 from ctrbench.data.outputs import OUTPUT_FILES, StagedOutputs, output_paths
+from ctrbench.data.raw_input import check_input_hash, input_hasher, input_record
 from ctrbench.data.reading import (
     BadRows,
     CountsBytes,
-    check_input_hash,
     describe_value,
-    input_hasher,
-    input_record,
     line_blocks,
     record_bad_rows,
 )
