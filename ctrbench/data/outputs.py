@@ -107,9 +107,13 @@ class SplitWriter:
             writing, self._writing = self._writing, None
             writing.result()
 
-    def close(self) -> None:
+    def finish(self) -> None:
+        """Write the last, partial row group (in the background: close several writers' at once)."""
         if self.pending_rows:
             self._flush(final=True)
+
+    def close(self) -> None:
+        self.finish()
         self._wait()
         self.writer.close()
         if self._pool is not None:

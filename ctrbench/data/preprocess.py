@@ -172,6 +172,8 @@ def preprocess_criteo(
                 f"{raw_path}: counted {data_lines} data lines, then read {reader.data_lines}: file changed?"
             )
         for writer in writers.values():
+            writer.finish()  # the three last row groups are encoded side by side
+        for writer in writers.values():
             writer.close()
         written = {name: w.rows for name, w in writers.items()}
         positives_total = int(sum(w.positives for w in writers.values()))
