@@ -115,7 +115,11 @@ def main() -> None:
         f"all runs {', '.join(f'{s:.2f}' for s in arrow_runs)} s"
     )
     ratio = seconds / arrow_seconds
-    print(f"ratio preprocess / read_csv: {ratio:.2f}x")
+    pairs = sorted(r[0] / a for r, a in zip(runs, arrow_runs))
+    print(
+        f"ratio preprocess / read_csv: {ratio:.2f}x (best / best); "
+        f"run by run {', '.join(f'{x:.2f}' for x in pairs)}, median {pairs[len(pairs) // 2]:.2f}x"
+    )
     rusage = f"{after / 2**20:.0f} MiB" if after > before else "n/a (not above an earlier child's)"
     print(f"peak RSS of the child: {rss / 2**20:.0f} MiB (VmHWM); RUSAGE_CHILDREN max {rusage}")
     scale = rows / 1_000_000
