@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -54,6 +55,8 @@ class SplitWriter:
     time and in order, so the bytes are the same; call ``settle`` before discarding after a failure.
     """
 
+    WRITES_QUEUED = 2
+
     def __init__(
         self,
         path: Path,
@@ -75,7 +78,7 @@ class SplitWriter:
         self.rows = 0
         self.positives = 0.0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet") if background else None
-        self._writing: Future | None = None
+        self._writing: deque[Future] = deque()
 
     def add(self, block) -> None:
         if not len(block):
@@ -99,13 +102,14 @@ class SplitWriter:
         if self._pool is None:
             self.writer.write_table(table, row_group_size=self.row_group_rows)
             return
-        self._wait()  # one table in flight: bounded memory, writes in order
-        self._writing = self._pool.submit(self.writer.write_table, table, row_group_size=self.row_group_rows)
+        # up to WRITES_QUEUED tables wait for the one thread (in order): a slow row group does not
+        # stall the caller at once, and memory stays bounded
+        self._wait(keep=self.WRITES_QUEUED - 1)
+        self._writing.append(self._pool.submit(self.writer.write_table, table, row_group_size=self.row_group_rows))
 
-    def _wait(self) -> None:
-        if self._writing is not None:
-            writing, self._writing = self._writing, None
-            writing.result()
+    def _wait(self, keep: int = 0) -> None:
+        while len(self._writing) > keep:
+            self._writing.popleft().result()
 
     def finish(self) -> None:
         """Write the last, partial row group (in the background: close several writers' at once)."""
@@ -120,11 +124,10 @@ class SplitWriter:
             self._pool.shutdown()
 
     def settle(self) -> None:
-        """After a failure: let a background write end (its error is not raised) and stop the thread."""
-        with contextlib.suppress(Exception):
-            self._wait()
+        """After a failure: drop queued writes, let the running one end (its error is not raised), stop the thread."""
         if self._pool is not None:
-            self._pool.shutdown()
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._writing.clear()
 
 
 class StagedOutputs:
