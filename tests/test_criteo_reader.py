@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -92,8 +93,21 @@ def test_deepctr_csv_sample_reads_end_to_end():
 
 
 def test_float_dense_needs_float_mode():
-    with pytest.raises(CriteoFormatError, match=r"criteo_sample\.txt:2: column I3: '260\.0' is not an integer"):
+    with pytest.raises(
+        CriteoFormatError,
+        match=r"criteo_sample\.txt:2: column I3: '260\.0' is not an integer; .*set reader\.dense_values: float",
+    ):
         read_criteo(DEEPCTR, delimiter=",", header=True)
+
+
+def test_csv_given_to_the_tab_reader_names_the_delimiter():
+    # the DeepCTR sample without its options: the header line already has 40 comma-separated fields
+    with pytest.raises(
+        CriteoFormatError,
+        match=r"criteo_sample\.txt:1: expected 40 tab-separated fields, found 1 \(the line has 39 ',': "
+        r"a comma-separated file\? set reader\.delimiter\)$",
+    ):
+        read_criteo(DEEPCTR)
 
 
 def test_wrong_header_is_rejected(tmp_path):
@@ -119,24 +133,44 @@ def replace_field(line: str, column: str, value: str) -> str:
 BASE = lines_of(HEAD50)[:10]
 BAD_CASES = {
     # name: (lines, 1-based bad line, message pattern)
-    "field_count": (BASE[:2] + [BASE[2].rsplit("\t", 1)[0] + "\n"] + BASE[3:], 3, r"expected 40 fields, found 39"),
-    "extra_field": (BASE[:4] + [BASE[4].rstrip("\n") + "\tx\n"] + BASE[5:], 5, r"expected 40 fields, found 41"),
-    "empty_line": (BASE[:6] + ["\n"] + BASE[6:], 7, r"expected 40 fields, found 1"),
-    "dense": (BASE[:1] + [replace_field(BASE[1], "I5", "abc")] + BASE[2:], 2, r"column I5: 'abc' is not an integer"),
+    "field_count": (
+        BASE[:2] + [BASE[2].rsplit("\t", 1)[0] + "\n"] + BASE[3:],
+        3,
+        r"expected 40 tab-separated fields, found 39$",
+    ),
+    "extra_field": (
+        BASE[:4] + [BASE[4].rstrip("\n") + "\tx\n"] + BASE[5:],
+        5,
+        r"expected 40 tab-separated fields, found 41$",
+    ),
+    "empty_line": (BASE[:6] + ["\n"] + BASE[6:], 7, r": empty line$"),
+    "empty_crlf_line": (BASE[:6] + ["\r\n"] + BASE[6:], 7, r": empty line$"),
+    "comma_separated_line": (
+        BASE[:3] + [BASE[3].replace("\t", ",")] + BASE[4:],
+        4,
+        (
+            r"expected 40 tab-separated fields, found 1 \(the line has 39 ',': a comma-separated file\? "
+            r"set reader\.delimiter\)$"
+        ),
+    ),
+    "dense": (BASE[:1] + [replace_field(BASE[1], "I5", "abc")] + BASE[2:], 2, r"column I5: 'abc' is not an integer$"),
     "dense_sign_only": (
         BASE[:3] + [replace_field(BASE[3], "I4", "-")] + BASE[4:],
         4,
-        r"column I4: '-' is not an integer",
+        r"column I4: '-' is not an integer$",
     ),
     "dense_plus": (
         BASE[:3] + [replace_field(BASE[3], "I13", "+5")] + BASE[4:],
         4,
-        r"column I13: '\+5' is not an integer",
+        r"column I13: '\+5' is not an integer$",
     ),
     "dense_float": (
         BASE[:5] + [replace_field(BASE[5], "I1", "1.5")] + BASE[6:],
         6,
-        r"column I1: '1.5' is not an integer",
+        (
+            r"column I1: '1\.5' is not an integer; for decimal dense values set reader\.dense_values: float "
+            r"\(config: reader: \{dense_values: float\}\)$"
+        ),
     ),
     "label": (BASE[:3] + [replace_field(BASE[3], "label", "2")] + BASE[4:], 4, r"column label: '2' is not 0 or 1"),
     "label_empty": (BASE[:8] + [replace_field(BASE[8], "label", "")] + BASE[9:], 9, r"column label: '' is not 0 or 1"),
@@ -150,7 +184,7 @@ BAD_CASES = {
     "truncated_last_line": (
         BASE[:-1] + [BASE[-1][:100]],
         10,
-        r"expected 40 fields, found \d+ \(last line has no newline",
+        r"expected 40 tab-separated fields, found \d+ \(last line has no newline",
     ),
 }
 
@@ -262,12 +296,12 @@ def test_preprocess_writes_splits_feature_map_and_manifest(tmp_path):
     raw = tmp_path / "raw.tsv"
     write_synthetic_criteo(raw, 3000, seed=2)
     out = tmp_path / "out"
-    manifest = preprocess_criteo(raw, out, hash_bins=BINS, split_seed=3, progress=False, hash_input=True)
+    manifest = preprocess_criteo(raw, out, hash_bins=BINS, split_seed=3, progress=False)
     assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES.values())  # no leftovers
     assert json.loads((out / "manifest.json").read_text()) == manifest
     assert manifest["rows"] == {"read": 3000, "written": 3000, "bad": 0}
     assert {k: v["rows"] for k, v in manifest["splits"].items()} == {"train": 2400, "valid": 300, "gold": 300}
-    assert manifest["input"]["sha256"] == sha256_file(raw)
+    assert manifest["input"]["hash"] == "sha256" and manifest["input"]["sha256"] == sha256_file(raw)  # the default
     for key in ("train", "valid", "gold", "feature_map"):
         assert manifest["outputs"][key]["sha256"] == sha256_file(out / OUTPUT_FILES[key])
 
@@ -328,3 +362,142 @@ def test_explicit_output_paths(tmp_path):
     assert all(p.exists() for p in outputs.values())
     assert {k: v["rows"] for k, v in manifest["splits"].items()} == {"train": 40, "valid": 5, "gold": 5}
     assert manifest["outputs"]["train"]["path"] == "../train/x_train.parquet"
+
+
+def reference_int(text: bytes) -> int | None:
+    """The integer rule one value at a time: optional '-', 1..18 ASCII digits."""
+    digits = text[1:] if text.startswith(b"-") else text
+    if not 1 <= len(digits) <= 18 or not all(48 <= c <= 57 for c in digits):
+        return None
+    return int(text)
+
+
+def reference_hex(text: bytes, bins: int) -> int | None:
+    if len(text) != 8 or not all(c in b"0123456789abcdefABCDEF" for c in text):
+        return None
+    return 1 + int(text, 16) % (bins - 1)
+
+
+def fuzz_values(seed: int, n: int = 20_000) -> list[bytes]:
+    """Values near both parsers' edges: lengths 0..22, digits, hex of both cases, signs, odd bytes."""
+    rng = np.random.default_rng(seed)
+    pools = [b"0123456789", b"0123456789abcdefABCDEF", b"09afAFgG/:@`-+ .\x00\x10\x7f\x80\xff"]
+    values = []
+    for _ in range(n):
+        pool = pools[rng.choice(3, p=[0.5, 0.35, 0.15])]
+        length = int(rng.choice([rng.integers(0, 23), 8]))
+        value = bytes(rng.choice(np.frombuffer(pool, np.uint8), length))
+        values.append(b"-" + value if rng.random() < 0.1 else value)
+    return values + [b"", b"-", b"-0", b"99999999", b"-99999999", b"123456789", b"9" * 18, b"-" + b"9" * 18, b"1" * 19]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_word_parsers_match_a_per_value_reference(seed):
+    import pyarrow as pa
+
+    from ctrbench.data.fields import parse_hex8, parse_int
+
+    values = fuzz_values(seed)
+    arr = pa.array(values, pa.binary()).slice(1)  # a sliced array: offsets start past 0
+    values = values[1:]
+    got, missing, bad = parse_int(arr)
+    want = [reference_int(v) for v in values]
+    np.testing.assert_array_equal(missing, [v == b"" for v in values])
+    np.testing.assert_array_equal(bad, [w is None and v != b"" for v, w in zip(values, want)])
+    np.testing.assert_array_equal(got, [float(w) if w is not None else 0.0 for w in want])
+    # mixed lengths, then only empty or 8-byte values (read straight from Arrow's buffer), then all empty
+    hex_only = [v for v in values if len(v) in (0, 8)]
+    for case in (values, hex_only, [b""] * 5):
+        for bins in (BINS, 2**31 - 1):
+            ids, bad = parse_hex8(pa.array([b"x", *case], pa.binary()).slice(1), bins)
+            want = [reference_hex(v, bins) for v in case]
+            np.testing.assert_array_equal(bad, [w is None and v != b"" for v, w in zip(case, want)])
+            np.testing.assert_array_equal(ids, [w if w is not None else 0 for w in want])
+
+
+def many_bad_blocks(tmp_path) -> Path:
+    """A synthetic file whose bad lines fall into several small blocks."""
+    raw = tmp_path / "syn.tsv"
+    write_synthetic_criteo(raw, 3000, seed=7)
+    lines = lines_of(raw)
+    lines[400] = replace_field(lines[400], "I3", "2.5")
+    lines[1500] = "\n"
+    lines[2900] = lines[2900].replace("\t", ",")
+    lines[2950] = replace_field(lines[2950], "C9", "xyz")
+    return write(tmp_path / "bad_blocks.tsv", lines)
+
+
+def test_parallel_read_is_the_serial_read(tmp_path):
+    path = many_bad_blocks(tmp_path)
+    readers = {w: CriteoReader(path, hash_bins=BINS, max_bad_rows=4, block_bytes=20_000, workers=w) for w in (0, 1, 3)}
+    blocks = {w: CriteoBlock.concat(list(r)) for w, r in readers.items()}
+    for w in (1, 3):
+        assert_same(blocks[0], blocks[w])
+        assert readers[w].bad == readers[0].bad and readers[w].lines == readers[0].lines == 3000
+        assert readers[w].bytes_read == readers[0].bytes_read == path.stat().st_size
+    assert [e.split(":")[1] for e in readers[3].bad.examples] == ["401", "1501", "2901", "2951"]
+    # the first error raised is the first bad line, though later blocks are parsed at the same time
+    for w in (0, 3):
+        with pytest.raises(CriteoFormatError, match=r"bad_blocks\.tsv:401: column I3: '2\.5' is not an integer"):
+            read_criteo(path, block_bytes=20_000, workers=w)
+        with pytest.raises(CriteoFormatError, match=r"bad_blocks\.tsv:2901: .*more than max_bad_rows=2"):
+            read_criteo(path, block_bytes=20_000, max_bad_rows=2, workers=w)
+
+
+def test_line_too_long_comes_after_an_earlier_bad_line(tmp_path):
+    raw = tmp_path / "syn.tsv"
+    write_synthetic_criteo(raw, 2000, seed=8)
+    lines = lines_of(raw)
+    lines[10] = replace_field(lines[10], "label", "x")
+    path = write(tmp_path / "long.tsv", lines[:1500] + ["1" * (2 << 20)])
+    with pytest.raises(CriteoFormatError, match=r"long\.tsv:11: column label"):
+        read_criteo(path, block_bytes=50_000)
+    with pytest.raises(CriteoFormatError, match=r"long\.tsv:1501: line longer than"):
+        read_criteo(path, block_bytes=50_000, max_bad_rows=1)
+
+
+def test_preprocess_output_does_not_depend_on_threads(tmp_path):
+    path = many_bad_blocks(tmp_path)
+    options = {"hash_bins": BINS, "max_bad_rows": 4, "block_bytes": 20_000, "row_group_rows": 700, "progress": False}
+    serial = preprocess_criteo(path, tmp_path / "serial", workers=0, **options)
+    parallel = preprocess_criteo(path, tmp_path / "parallel", **options)
+    assert serial["outputs"] == parallel["outputs"]  # the same bytes: sha256 of splits and feature map
+    assert serial == parallel  # and the same manifest
+    for name in OUTPUT_FILES.values():
+        assert (tmp_path / "serial" / name).read_bytes() == (tmp_path / "parallel" / name).read_bytes(), name
+
+
+def test_input_identified_by_size_and_mtime_when_asked(tmp_path):
+    raw = tmp_path / "raw.tsv"
+    write_synthetic_criteo(raw, 500, seed=2)
+    hashed = preprocess_criteo(raw, tmp_path / "a", hash_bins=BINS, progress=False)
+    cheap = preprocess_criteo(raw, tmp_path / "b", hash_bins=BINS, progress=False, input_hash="size+mtime")
+    assert cheap["input"]["hash"] == "size+mtime" and cheap["input"]["sha256"] is None
+    assert cheap["input"]["bytes"] == raw.stat().st_size
+    assert datetime.fromisoformat(cheap["input"]["mtime"]).timestamp() == pytest.approx(raw.stat().st_mtime)
+    assert "mtime" not in hashed["input"]  # a hashed input's manifest does not change with a copy's mtime
+    assert cheap["outputs"] == hashed["outputs"]
+    with pytest.raises(ValueError, match="input_hash must be one of"):
+        preprocess_criteo(raw, tmp_path / "c", progress=False, input_hash="md5")
+
+
+def test_empty_split_is_an_error_at_preprocessing(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(
+        ValueError,
+        match=r"train_head50\.txt: valid split is empty: splits=\{.*\} give it 0 of the 50 data lines; change splits",
+    ):
+        preprocess_criteo(HEAD50, out, splits={"train": "rest", "valid": 0, "gold": 5}, progress=False)
+    assert list(out.iterdir()) == []  # found from the planned sizes, before the long pass
+
+
+def test_single_class_split_is_an_error_at_preprocessing(tmp_path):
+    path = write(tmp_path / "negatives.txt", [replace_field(line, "label", "0") for line in lines_of(HEAD50)])
+    out = tmp_path / "out"
+    with pytest.raises(
+        ValueError,
+        match=r"negatives\.txt: train split has a single class: all its 40 rows have label 0 \(AUC needs both\); "
+        r"the data has 0 positives in 50 rows$",
+    ):
+        preprocess_criteo(path, out, splits={"train": "rest", "valid": 5, "gold": 5}, progress=False)
+    assert list(out.iterdir()) == []

@@ -14,8 +14,10 @@ from ctrbench.data.splits import (
     DEFAULT_SPLITS,
     SplitAssigner,
     SplitCheckError,
+    UnusableSplitError,
     assign_splits,
     check_split_files,
+    check_split_labels,
     resolve_split_counts,
 )
 from ctrbench.data.synthetic import write_synthetic_criteo
@@ -171,3 +173,30 @@ def test_preprocess_with_row_counts(tmp_path):
     assert {k: v["rows"] for k, v in manifest["splits"].items()} == {"train": 40, "valid": 7, "gold": 3}
     with pytest.raises(ValueError, match="splits must name exactly"):
         preprocess_criteo(HEAD50, tmp_path / "x", splits={"train": 0.9, "test": 0.1}, progress=False)
+
+
+def test_check_split_labels_names_the_first_unusable_split():
+    def hint(name: str) -> str:
+        return f"why {name}"
+
+    ok = {"train": (10, 3.0), "valid": (5, 1.0), "gold": (5, 4.0)}
+    check_split_labels(ok, source="raw.txt", empty_hint=hint)  # both labels everywhere: no error
+    cases = [
+        ({**ok, "valid": (0, 0.0)}, "raw.txt: valid split is empty: why valid"),
+        (
+            {**ok, "gold": (5, 0.0)},
+            "raw.txt: gold split has a single class: all its 5 rows have label 0 (AUC needs both); more gold",
+        ),
+        (
+            {**ok, "train": (10, 10.0), "valid": (0, 0.0)},  # in counts order: train first
+            "raw.txt: train split has a single class: all its 10 rows have label 1 (AUC needs both); more train",
+        ),
+    ]
+    for counts, message in cases:
+        with pytest.raises(UnusableSplitError) as error:
+            check_split_labels(counts, source="raw.txt", empty_hint=hint, single_class_hint=lambda n: f"more {n}")
+        assert str(error.value) == message
+    # positives unknown (sizes planned before reading): only emptiness is checked
+    check_split_labels({"train": (10, None)}, source="raw.txt", empty_hint=hint)
+    with pytest.raises(UnusableSplitError, match="train split is empty"):
+        check_split_labels({"train": (0, None)}, source="raw.txt", empty_hint=hint)

@@ -18,6 +18,7 @@ from ctrbench.data.batch import TensorDataset
 from ctrbench.data.formats import FORMATS
 from ctrbench.data.preprocess import OUTPUT_FILES
 from ctrbench.data.schema import FeatureMap
+from ctrbench.data.splits import UnusableSplitError
 from ctrbench.data.taobao_ad import (
     BAD_ROW_KINDS,
     CATEGORICAL,
@@ -201,7 +202,7 @@ def row_ids(path: Path) -> list[int]:
 
 
 def test_preprocess_real_samples_splits_feature_map_and_manifest(tmp_path):
-    manifest = run(tmp_path, valid_fraction=0.1, split_seed=3)
+    manifest = run(tmp_path, valid_fraction=0.1, split_seed=2)  # a seed whose valid rows hold a positive
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES.values())  # no leftovers
     assert json.loads((out / "manifest.json").read_text()) == manifest
@@ -215,8 +216,10 @@ def test_preprocess_real_samples_splits_feature_map_and_manifest(tmp_path):
     assert {k: v["rows"] for k, v in manifest["splits"].items()} == {"train": 90, "valid": 10, "gold": 100}
     assert manifest["splits"]["gold"]["positives"] == 4 and manifest["splits"]["gold"]["label_rate"] == 0.04
     assert manifest["input"]["train"] == {
-        "path": str(TRAIN), "bytes": TRAIN.stat().st_size, "lines": 101, "data_lines": 100, "row_id_offset": 0,
+        "path": str(TRAIN), "bytes": TRAIN.stat().st_size, "hash": "sha256", "sha256": sha256_file(TRAIN),
+        "lines": 101, "data_lines": 100, "row_id_offset": 0,
     }  # fmt: skip
+    assert manifest["input"]["gold"]["sha256"] == sha256_file(TEST)
     assert manifest["input"]["valid"] is None and manifest["input"]["gold"]["row_id_offset"] == 101
     for key in ("train", "valid", "gold", "feature_map"):
         assert manifest["outputs"][key]["sha256"] == sha256_file(out / OUTPUT_FILES[key])
@@ -298,10 +301,21 @@ BAD_CASES = {
         with_line(3, BASE[2].rsplit(",", 1)[0] + "\n"),
         3,
         "field_count",
-        r"expected 19 fields, found 18",
+        r"expected 19 comma-separated fields, found 18$",
     ),
-    "extra_field": (with_line(5, BASE[4].rstrip("\n") + ",x\n"), 5, "field_count", r"expected 19 fields, found 20"),
-    "empty_line": (BASE[:6] + ["\n"] + BASE[6:], 7, "field_count", r"expected 19 fields, found 1$"),
+    "extra_field": (
+        with_line(5, BASE[4].rstrip("\n") + ",x\n"),
+        5,
+        "field_count",
+        r"comma-separated fields, found 20$",
+    ),
+    "empty_line": (BASE[:6] + ["\n"] + BASE[6:], 7, "field_count", r": empty line$"),
+    "tab_separated": (
+        with_line(4, BASE[3].replace(",", "\t")),
+        4,
+        "field_count",
+        r"expected 19 comma-separated fields, found 1 \(the line has 18 '\\t': a tab-separated file\?\)$",
+    ),
     "carriage_return": (with_line(5, BASE[4].replace(",", "\r", 1)), 5, "field_count", r"carriage return"),
     "truncated": (BASE[:-1] + [BASE[-1][:40]], 11, "field_count", r"found \d+ \(last line has no newline"),
     "label": (with_line(4, replace_field(BASE[3], "clk", "2")), 4, "bad_label", r"column clk: '2' is not 0 or 1"),
@@ -417,14 +431,14 @@ def test_max_bad_rows_counts_over_all_files_and_failure_leaves_nothing(tmp_path)
     files = {"train": train, "valid": None, "gold": test}
     out = tmp_path / "out"
     with pytest.raises(TaobaoAdFormatError, match=re.escape(f"{train}:5: column price: 'x' is not a number")):
-        run(tmp_path, files=files)
+        run(tmp_path, files=files, split_seed=2)  # a seed whose valid rows hold a positive
     assert list(out.iterdir()) == []
     with pytest.raises(TaobaoAdFormatError, match=re.escape(f"{test}:51: column click_sequence: '7^x'")) as err:
-        run(tmp_path, files=files, max_bad_rows=3)  # the fourth bad row is in the test file
+        run(tmp_path, files=files, max_bad_rows=3, split_seed=2)  # the fourth bad row is in the test file
     assert "more than max_bad_rows=3" in str(err.value)
     assert list(out.iterdir()) == []
 
-    m = run(tmp_path, files=files, max_bad_rows=4)
+    m = run(tmp_path, files=files, max_bad_rows=4, split_seed=2)
     assert m["bad_rows"] == {"field_count": 1, "bad_label": 1, "bad_price": 1, "bad_sequence": 1}
     assert m["rows"] == {"read": 200, "written": 196, "bad": 4}
     assert [e.split(":")[1] for e in m["bad_row_examples"]] == ["5", "20", "30", "51"]
@@ -515,3 +529,32 @@ def test_format_registry_entry(tmp_path):
     (raw / "test.csv").unlink()
     with pytest.raises(FileNotFoundError, match="test.csv"):
         fmt.preprocess(raw, outputs_in(tmp_path / "o3"), "syn", {}, False)
+
+
+def test_empty_split_is_an_error_at_preprocessing(tmp_path):
+    with pytest.raises(UnusableSplitError) as error:
+        run(tmp_path, valid_fraction=0.001)
+    assert str(error.value) == (
+        f"{TRAIN.parent}: valid split is empty: valid_fraction=0.001 of the train file's 100 data lines leaves it no "
+        "rows; change valid_fraction or add a valid.csv"
+    )
+    assert not (tmp_path / "out").exists()  # found from the planned sizes, before anything was written
+
+
+def test_single_class_split_is_an_error_at_preprocessing(tmp_path):
+    # the sample's 10 valid rows for split_seed 0 hold none of its 4 clicks; a test file without clicks
+    test = tmp_path / "test.csv"
+    lines = TEST.read_text().splitlines(keepends=True)
+    test.write_text("".join([lines[0]] + [replace_field(line, "clk", "0") for line in lines[1:]]))
+    for files, split_seed, split, source in [
+        ({"train": TRAIN, "valid": None, "gold": TEST}, 0, "valid", TRAIN),
+        ({"train": TRAIN, "valid": None, "gold": test}, 2, "gold", test),
+    ]:
+        with pytest.raises(UnusableSplitError) as error:
+            run(tmp_path, files=files, split_seed=split_seed)
+        rows = 10 if split == "valid" else 100
+        assert str(error.value).endswith(
+            f"{split} split has a single class: all its {rows} rows have label 0 (AUC needs both); "
+            f"its rows come from {source}"
+        ), str(error.value)
+        assert list((tmp_path / "out").iterdir()) == []

@@ -23,6 +23,7 @@ from ctrbench.data.batch import TensorDataset
 from ctrbench.data.formats import FORMATS
 from ctrbench.data.preprocess import OUTPUT_FILES
 from ctrbench.data.schema import FeatureMap
+from ctrbench.data.splits import UnusableSplitError
 from ctrbench.data.synthetic_userbehavior import DAYS, START, synthetic_sizes, write_synthetic_userbehavior
 from ctrbench.data.userbehavior import (
     BAD_ROW_KINDS,
@@ -35,6 +36,7 @@ from ctrbench.data.userbehavior import (
     preprocess_userbehavior,
     read_userbehavior,
 )
+from ctrbench.provenance import sha256_file
 
 SAMPLE = Path(__file__).parent / "data" / "taobao_userbehavior" / "UserBehavior_head1000.csv"
 SPLIT_NAMES = ("train", "valid", "gold")
@@ -240,9 +242,15 @@ def test_reader_block_size_and_crlf_do_not_matter(tmp_path, block_bytes):
 
 
 BAD_CASES = [
-    ("field_count", "1,2268318,2520377,pv\n", "expected 5 fields, found 4"),
-    ("field_count", "\n", "expected 5 fields, found 1"),
-    ("field_count", "1,2268318,2520377,pv,1511544070,7\n", "expected 5 fields, found 6"),
+    ("field_count", "1,2268318,2520377,pv\n", "expected 5 comma-separated fields, found 4"),
+    ("field_count", "\n", "empty line"),
+    ("field_count", "\r\n", "empty line"),
+    (
+        "field_count",
+        "1\t2268318\t2520377\tpv\t1511544070\n",
+        "expected 5 comma-separated fields, found 1 (the line has 4 '\\t': a tab-separated file?)",
+    ),
+    ("field_count", "1,2268318,2520377,pv,1511544070,7\n", "expected 5 comma-separated fields, found 6"),
     ("bad_id", "-1,2268318,2520377,pv,1511544070\n", "column user_id: '-1'"),
     ("bad_id", "1,x2268318,2520377,pv,1511544070\n", "column item_id: 'x2268318'"),
     ("bad_id", "1,,2520377,pv,1511544070\n", "column item_id: ''"),
@@ -285,7 +293,9 @@ def test_edge_values_accepted(tmp_path):
 
 def test_truncated_last_line_empty_file_and_cr_inside_a_line(tmp_path):
     path = with_lines(tmp_path, "cut.csv", {}, tail="1,2268318,2520377,p")
-    with pytest.raises(UserBehaviorFormatError, match=r"cut\.csv:1001: expected 5 fields, found 4 .*truncated"):
+    with pytest.raises(
+        UserBehaviorFormatError, match=r"cut\.csv:1001: expected 5 comma-separated fields, found 4 .*truncated"
+    ):
         read_userbehavior(path)
     assert len(read_userbehavior(path, max_bad_rows=1)) == 1000
     empty = tmp_path / "empty.csv"
@@ -316,7 +326,7 @@ def test_max_bad_rows_skips_and_counts_then_fails_leaving_nothing(tmp_path):
     with pytest.raises(UserBehaviorFormatError, match=r"four_bad\.csv:1001: .*more than max_bad_rows=3"):
         run(path, out, max_bad_rows=3)
     assert list(out.iterdir()) == []  # no partial outputs, no bucket folder
-    with pytest.raises(UserBehaviorFormatError, match=r"four_bad\.csv:3: expected 5 fields"):
+    with pytest.raises(UserBehaviorFormatError, match=r"four_bad\.csv:3: empty line$"):
         run(path, out)
     assert list(out.iterdir()) == []
 
@@ -348,6 +358,7 @@ def test_sample_rows_match_an_independent_rebuild(sample_run):
     assert manifest["users"] == {"in_range": 11, "kept": 11, "sampled_out": 0}
     assert manifest["rows"] == {"read": 1000, "written": 2000, "bad": 0}
     assert manifest["input"]["lines"] == manifest["input"]["data_lines"] == 1000
+    assert manifest["input"]["hash"] == "sha256" and manifest["input"]["sha256"] == sha256_file(SAMPLE)
     for split in SPLIT_NAMES:
         facts = manifest["splits"][split]
         assert facts["rows"] == sum(r["split"] == split for r in rows.values())
@@ -443,9 +454,15 @@ def test_options_time_range_and_stray_timestamps(tmp_path):
     assert manifest["events"]["targets"] == len(ref["rows"]) == 43 + 28 + 23
     assert {r["split"] for r in rows.values()} == set(SPLIT_NAMES)
     assert manifest["split_times"]["valid_start"] == "2017-11-30T00:00:00+08:00"
-    # without a time range the strays stay and (here) move the gold period to 2038
-    wide = run(path, tmp_path / "wide", target_behaviors=("buy",))
-    assert wide["events"]["out_of_range"] == 0 and wide["split_times"]["gold_start"].startswith("2038-01-01")
+    # without a time range the strays stay and move the gold period to 2038: the valid day before holds no
+    # target, and the empty split is an error before anything is published
+    with pytest.raises(
+        UnusableSplitError,
+        match=r"strays\.csv: valid split is empty: no target events \(buy\) on 2037-12-31\.\.2037-12-31 "
+        r"\(1970-01-01\.\.2038-01-01\)$",
+    ):
+        run(path, tmp_path / "wide", target_behaviors=("buy",))
+    assert list((tmp_path / "wide").iterdir()) == []
 
 
 def test_same_second_events_are_not_history(tmp_path):
@@ -456,6 +473,8 @@ def test_same_second_events_are_not_history(tmp_path):
         "7,102,11,cart,1511600001\n"
         "7,103,12,pv,1511599999\n"  # earlier, though later in the file
         "8,100,10,pv,1511600000\n"
+        "9,100,10,pv,1511686400\n"  # the next two days: the valid and gold splits must not be empty
+        "9,101,10,pv,1511772800\n"
     )
     run(path, tmp_path / "out", max_len=3, negatives=1)
     rows = load_rows(tmp_path / "out")
@@ -467,6 +486,8 @@ def test_same_second_events_are_not_history(tmp_path):
         3: [item[103], item[100], item[101]],  # chronological, then file order within a second
         4: [0, 0, 0],
         5: [0, 0, 0],
+        6: [0, 0, 0],
+        7: [0, 0, item[100]],
     }
 
 
@@ -798,3 +819,47 @@ def test_user_fraction_keeping_nobody_fails_cleanly(tmp_path):
     with pytest.raises(ValueError, match=r"user_fraction=1e-12 .* keeps none of the 11 users"):
         run(SAMPLE, tmp_path / "x", user_fraction=1e-12)
     assert list((tmp_path / "x").iterdir()) == []
+
+
+def test_input_identified_by_size_and_mtime_when_asked(sample_run, tmp_path):
+    _, manifest = sample_run
+    cheap = run(SAMPLE, tmp_path / "cheap", input_hash="size+mtime")
+    assert cheap["input"]["hash"] == "size+mtime" and cheap["input"]["sha256"] is None and "mtime" in cheap["input"]
+    assert cheap["outputs"] == manifest["outputs"]
+
+
+@pytest.mark.parametrize(
+    "days,message",
+    [
+        (
+            {"valid_days": 2, "gold_days": 7},
+            (
+                "train split is empty: valid_days=2 + gold_days=7 cover every day of the data "
+                "(2017-11-25..2017-12-03); lower them"
+            ),
+        ),
+        ({"valid_days": 0, "gold_days": 1}, "valid split is empty: valid_days=0 gives it no day; set valid_days >= 1"),
+    ],
+)
+def test_empty_time_split_is_an_error_at_preprocessing(tmp_path, days, message):
+    # (a split with rows always holds both labels here: every target row comes with its negatives)
+    out = tmp_path / "out"
+    with pytest.raises(UnusableSplitError) as error:
+        run(SAMPLE, out, **days)
+    assert str(error.value) == f"{SAMPLE}: {message}"
+    assert list(out.iterdir()) == []  # nothing published, no bucket folder left
+
+
+def test_split_without_targets_is_an_error_at_preprocessing(tmp_path):
+    # the last day has events, but none of the target behaviour
+    lines = SAMPLE.read_text().splitlines(keepends=True)
+    path = tmp_path / "no_buy_last_day.csv"
+    path.write_text(
+        "".join(line.replace(",buy,", ",pv,") if int(line.split(",")[4]) >= 1512230400 else line for line in lines)
+    )
+    with pytest.raises(
+        UnusableSplitError,
+        match=r"gold split is empty: no target events \(buy\) on 2017-12-03\.\.2017-12-03 \(2017-11-25\.\.2017-12-03\)$",
+    ):
+        run(path, tmp_path / "out", target_behaviors=("buy",))
+    assert list((tmp_path / "out").iterdir()) == []

@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +54,12 @@ class SplitWriter:
     """Streams one split to parquet in row groups of exactly ``row_group_rows`` rows.
 
     Takes blocks (``len``, ``take``, ``to_arrow`` and a ``columns[label]`` array), joined by
-    ``concat`` (a list of blocks -> one block) before each row group is cut.
+    ``concat`` (a list of blocks -> one block) before each row group is cut. With ``background``
+    the parquet encoding runs on a thread of its own (pyarrow releases the GIL), one table at a
+    time and in order, so the bytes are the same; call ``settle`` before discarding after a failure.
     """
+
+    WRITES_QUEUED = 2
 
     def __init__(
         self,
@@ -64,6 +70,7 @@ class SplitWriter:
         *,
         concat: Callable[[list], object],
         label: str,
+        background: bool = False,
     ):
         self.path = path
         self.row_group_rows = row_group_rows
@@ -74,6 +81,8 @@ class SplitWriter:
         self.pending_rows = 0
         self.rows = 0
         self.positives = 0.0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet") if background else None
+        self._writing: deque[Future] = deque()
 
     def add(self, block) -> None:
         if not len(block):
@@ -89,14 +98,40 @@ class SplitWriter:
         merged = self.concat(self.pending)
         full = len(merged) if final else len(merged) // self.row_group_rows * self.row_group_rows
         if full:
-            self.writer.write_table(merged.take(slice(0, full)).to_arrow(), row_group_size=self.row_group_rows)
+            self._write(merged.take(slice(0, full)).to_arrow())
         rest = merged.take(slice(full, None))
         self.pending, self.pending_rows = ([rest] if len(rest) else []), len(rest)
 
-    def close(self) -> None:
+    def _write(self, table: pa.Table) -> None:
+        if self._pool is None:
+            self.writer.write_table(table, row_group_size=self.row_group_rows)
+            return
+        # up to WRITES_QUEUED tables wait for the one thread (in order): a slow row group does not
+        # stall the caller at once, and memory stays bounded
+        self._wait(keep=self.WRITES_QUEUED - 1)
+        self._writing.append(self._pool.submit(self.writer.write_table, table, row_group_size=self.row_group_rows))
+
+    def _wait(self, keep: int = 0) -> None:
+        while len(self._writing) > keep:
+            self._writing.popleft().result()
+
+    def finish(self) -> None:
+        """Write the last, partial row group (in the background: close several writers' at once)."""
         if self.pending_rows:
             self._flush(final=True)
+
+    def close(self) -> None:
+        self.finish()
+        self._wait()
         self.writer.close()
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def settle(self) -> None:
+        """After a failure: drop queued writes, let the running one end (its error is not raised), stop the thread."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._writing.clear()
 
 
 class StagedOutputs:

@@ -69,16 +69,42 @@ class BadRows:
             self.examples.append(message(i))
 
 
+DELIMITER_NAMES = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe", " ": "space"}
+
+
+def _separated(delimiter: str) -> str:
+    return f"{DELIMITER_NAMES.get(delimiter, repr(delimiter))}-separated"
+
+
+def field_count_problem(text: bytes, n_fields: int, delimiter: str, delimiter_option: str | None) -> str:
+    """What is wrong with a line (without its line end) that does not have ``n_fields`` fields.
+
+    When another common delimiter splits it into exactly ``n_fields`` fields, the file is most
+    likely in another layout, and the message says so (and names ``delimiter_option``, the
+    setting that changes the delimiter, if the reader has one).
+    """
+    if not text:
+        return "empty line"
+    problem = f"expected {n_fields} {_separated(delimiter)} fields, found {text.count(delimiter.encode()) + 1}"
+    for other in DELIMITER_NAMES:
+        if other != delimiter and text.count(other.encode()) == n_fields - 1:
+            fix = f" set {delimiter_option}" if delimiter_option else ""
+            return f"{problem} (the line has {n_fields - 1} {other!r}: a {_separated(other)} file?{fix})"
+    return problem
+
+
 def record_bad_rows(
     bad: BadRows,
     path: Path,
     *,
     first_line: int,
     line_bad: np.ndarray,
-    n_delims: np.ndarray,
+    line_text: Callable[[int], bytes],
     stray_cr: np.ndarray | None,
     terminated: bool,
     n_fields: int,
+    delimiter: str,
+    delimiter_option: str | None = None,
     value_lines: np.ndarray,
     value_kinds: np.ndarray,
     value_problem: Callable[[int], str],
@@ -88,9 +114,10 @@ def record_bad_rows(
     """Record one block's bad rows in line order (``BadRows.record``).
 
     Malformed lines (``line_bad``, per line of the block from ``first_line``: wrong field count,
-    empty, or a stray CR) are of kind 0 (``field_count``); ``n_delims`` gives their field counts.
-    The rows whose values failed are at physical lines ``value_lines``, of kinds ``value_kinds``,
-    and ``value_problem(j)`` describes the j-th (``column X: 'value' is not ...``).
+    empty, or a stray CR) are of kind 0 (``field_count``); ``line_text(k)`` is the k-th line's
+    bytes, line end excluded (only called for the lines a message is written for). The rows whose
+    values failed are at physical lines ``value_lines``, of kinds ``value_kinds``, and
+    ``value_problem(j)`` describes the j-th (``column X: 'value' is not ...``).
     """
     bad_lines = np.flatnonzero(line_bad)
     lines = np.concatenate([first_line + bad_lines, value_lines])
@@ -108,7 +135,9 @@ def record_bad_rows(
             return f"{path}:{line}: carriage return inside the line"
         last = k == len(line_bad) - 1 and not terminated
         hint = " (last line has no newline: truncated file?)" if last else ""
-        return f"{path}:{line}: expected {n_fields} fields, found {int(n_delims[k]) + 1}{hint}"
+        text = line_text(k)
+        text = text[:-1] if text.endswith(b"\r") else text  # CRLF line end
+        return f"{path}:{line}: {field_count_problem(text, n_fields, delimiter, delimiter_option)}{hint}"
 
     bad.record(kinds, message, max_bad_rows, error)
 
@@ -133,7 +162,7 @@ def line_blocks(
     too_long: Callable[[], Exception],
     consumed: Callable[[int], None],
     hasher=None,
-) -> Iterator[tuple[bytes, int]]:
+) -> Iterator[tuple[bytearray, int]]:
     """Yield ``(data, end)`` per block of the file: ``data[:end]`` holds complete lines.
 
     The last line of ``data[:end]`` lacks its newline only at the end of the file; the bytes after
@@ -145,12 +174,16 @@ def line_blocks(
     pending = b""
     with open(path, "rb") as handle:
         while True:
-            chunk = handle.read(block_bytes)
-            eof = not chunk
-            if hasher is not None and chunk:
-                hasher.update(chunk)
-            data = pending + chunk if pending else chunk
-            del chunk  # keep one copy of the block alive, not two
+            # read in behind the carried-over bytes: no second block-sized copy (and its fresh pages)
+            data = bytearray(len(pending) + block_bytes)
+            data[: len(pending)] = pending
+            with memoryview(data) as view, view[len(pending) :] as free:
+                n = handle.readinto(free)
+            eof = not n
+            if len(pending) + n < len(data):
+                del data[len(pending) + n :]
+            if hasher is not None and n:
+                hasher.update(memoryview(data)[len(pending) :])
             if eof:
                 end, pending = len(data), b""
             else:
@@ -184,11 +217,23 @@ class LineScan:
     delimiter: int
     n_delims: np.ndarray | None = None
 
+    def line_text(self, k: int) -> bytes:
+        """The k-th line's bytes without its newline (a stray CR shows as the byte that replaced it)."""
+        return self.raw[int(self.ends[k - 1]) + 1 if k else 0 : int(self.ends[k])].tobytes()
+
     def delimiters(self) -> np.ndarray:
         """Delimiters per line (counted on first use: ~2x the block in temporaries)."""
         if self.n_delims is None:
             self.n_delims = np.diff(np.searchsorted(np.flatnonzero(self.raw == self.delimiter), self.ends), prepend=0)
         return self.n_delims
+
+
+def find_bytes(raw: np.ndarray, value: int, step: int = 1 << 20) -> np.ndarray:
+    """Offsets of ``value`` in ``raw``, a slice at a time: a block-sized bool temporary would be
+    fresh memory for every block, and the kernel's zeroing of its pages cost as much as the compare."""
+    if len(raw) <= step:
+        return np.flatnonzero(raw == value)
+    return np.concatenate([np.flatnonzero(raw[i : i + step] == value) + i for i in range(0, len(raw), step)])
 
 
 def read_csv_lines(
@@ -209,7 +254,7 @@ def read_csv_lines(
     """
     raw = np.frombuffer(data, np.uint8, count=end - start, offset=start)
     body = pa.py_buffer(data).slice(start, end - start)  # zero-copy view for Arrow
-    ends = np.flatnonzero(raw == 10)
+    ends = find_bytes(raw, 10)
     if not terminated:
         ends = np.append(ends, len(raw))
     n_lines = len(ends)

@@ -15,7 +15,7 @@ reader skips keep their slot, so skipping a row never moves another row between 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,37 @@ REST = "rest"
 
 class SplitCheckError(ValueError):
     """The written splits overlap or do not add up."""
+
+
+class UnusableSplitError(ValueError):
+    """A split that training or evaluation cannot use: empty, or all of one label."""
+
+
+def check_split_labels(
+    counts: Mapping[str, tuple[int, float | None]],
+    *,
+    source: str | Path,
+    empty_hint: Callable[[str], str],
+    single_class_hint: Callable[[str], str] | None = None,
+) -> None:
+    """Raise ``UnusableSplitError`` for the first split (in ``counts`` order) that is empty or single-class.
+
+    ``counts`` maps each split to (rows, positives); positives None skips the label check (a
+    split planned before reading). Training divides by a split's size and AUC
+    needs both labels, so such a split would fail only later, in training; every reader calls
+    this before publishing. ``empty_hint(name)`` says why that reader's split came out empty and
+    what to change; ``single_class_hint(name)``, if given, adds to the single-class message.
+    """
+    for name, (rows, positives) in counts.items():
+        if rows == 0:
+            raise UnusableSplitError(f"{source}: {name} split is empty: {empty_hint(name)}")
+        if positives is not None and positives in (0, rows):
+            label = 0 if positives == 0 else 1
+            hint = f"; {single_class_hint(name)}" if single_class_hint is not None else ""
+            raise UnusableSplitError(
+                f"{source}: {name} split has a single class: all its {rows} rows have label {label} "
+                f"(AUC needs both){hint}"
+            )
 
 
 def resolve_split_counts(total: int, spec: Mapping[str, float | int | str]) -> dict[str, int]:

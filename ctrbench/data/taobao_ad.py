@@ -78,19 +78,30 @@ import pyarrow.csv as pa_csv
 from tqdm import tqdm
 
 from ctrbench.atomic import atomic_path
-from ctrbench.data.criteo import (
-    MAX_LINE_BYTES,
-    _binary_views,
-    _parse_float,
-    _parse_label,
-    _per_chunk,
-    count_lines,
-)
+from ctrbench.data.criteo import MAX_LINE_BYTES
+from ctrbench.data.fields import binary_views as _binary_views
+from ctrbench.data.fields import parse_float as _parse_float
+from ctrbench.data.fields import parse_label as _parse_label
+from ctrbench.data.fields import per_chunk as _per_chunk
 from ctrbench.data.outputs import SplitWriter, StagedOutputs, output_paths
 from ctrbench.data.preprocess import COMPRESSION, MAX_DISTINCT_BINS, ROW_GROUP_ROWS
-from ctrbench.data.reading import BadRows, CountsBytes, describe_value, line_blocks, read_csv_lines, record_bad_rows
+from ctrbench.data.raw_input import check_input_hash, count_lines, input_hasher, input_record
+from ctrbench.data.reading import (
+    BadRows,
+    CountsBytes,
+    describe_value,
+    line_blocks,
+    read_csv_lines,
+    record_bad_rows,
+)
 from ctrbench.data.schema import DEFAULT_SEQUENCE_GROUP, MISSING_ID, ROW_ID, Feature, FeatureMap, SequenceGroup, Task
-from ctrbench.data.splits import SPLIT_BLOCK_LINES, SplitAssigner, check_split_files, resolve_split_counts
+from ctrbench.data.splits import (
+    SPLIT_BLOCK_LINES,
+    SplitAssigner,
+    check_split_files,
+    check_split_labels,
+    resolve_split_counts,
+)
 from ctrbench.provenance import package_versions
 
 HEADER = (
@@ -472,8 +483,8 @@ class TaobaoAdReader(CountsBytes):
                 return f"column {name}: {describe_value(value)} {problem}"
 
             record_bad_rows(
-                self.bad, self.path, first_line=first_line, line_bad=line_bad, n_delims=scan.delimiters(),
-                stray_cr=scan.stray_cr, terminated=terminated, n_fields=N_FIELDS,
+                self.bad, self.path, first_line=first_line, line_bad=line_bad, line_text=scan.line_text,
+                stray_cr=scan.stray_cr, terminated=terminated, n_fields=N_FIELDS, delimiter=",",
                 value_lines=block.row_id[value_rows] - self.row_id_offset,
                 value_kinds=_KIND_OF_COLUMN[first_bad_col[value_rows]],
                 value_problem=value_problem, max_bad_rows=self.max_bad_rows, error=TaobaoAdFormatError,
@@ -506,6 +517,7 @@ def preprocess_taobao_ad(
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     row_group_rows: int = ROW_GROUP_ROWS,
     compression: str = COMPRESSION,
+    input_hash: str = "sha256",
     progress: bool = True,
 ) -> dict:
     """Preprocess TaobaoAd_x1 CSVs; returns the manifest (also written to ``outputs["manifest"]``).
@@ -514,7 +526,9 @@ def preprocess_taobao_ad(
     ``gold`` (test) file; the valid split is the ``valid`` file when given, otherwise a seeded,
     exact ``valid_fraction`` of the train file's data lines (``SplitAssigner``; bad lines keep
     their slot). ``outputs`` maps ``train``, ``valid``, ``gold``, ``feature_map`` and ``manifest``
-    to paths. Everything is written under partial names and renamed only at the end.
+    to paths. Everything is written under partial names and renamed only at the end, after the
+    splits were checked (none empty or single-class). ``input_hash`` as ``preprocess_criteo``,
+    per input file (hashed during the line-count pass).
     """
     unknown = set(files) - {"train", "valid", "gold"}
     if unknown or not files.get("train") or not files.get("gold"):
@@ -525,11 +539,16 @@ def preprocess_taobao_ad(
         raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
     if row_group_rows < 1:
         raise ValueError(f"row_group_rows must be >= 1, got {row_group_rows}")
+    check_input_hash(input_hash)
     paths = output_paths(None, outputs)
     for path in inputs.values():
         check_header(path)  # every file, before any long pass
 
-    lines = {k: count_lines(p) for k, p in inputs.items()}
+    lines, sha256 = {}, {}
+    for key, path in inputs.items():
+        hasher = input_hasher(input_hash)
+        lines[key] = count_lines(path, hasher=hasher)
+        sha256[key] = hasher.hexdigest() if hasher is not None else None
     offsets, offset = {}, 0
     for key in inputs:  # train, valid, gold order
         offsets[key] = offset
@@ -557,6 +576,12 @@ def preprocess_taobao_ad(
     else:
         assigner = None
         planned = {k: data_lines[k] for k in ("train", "valid", "gold")}
+
+    def empty_hint(name: str) -> str:
+        return _empty_split_hint(name, inputs, planned, valid_fraction, valid_from_train)
+
+    # a split planned empty fails now, before the long pass
+    check_split_labels({k: (n, None) for k, n in planned.items()}, source=inputs["train"].parent, empty_hint=empty_hint)
 
     staged = StagedOutputs(paths)
     temps = staged.temps
@@ -597,6 +622,14 @@ def preprocess_taobao_ad(
             writer.close()
         written = {name: w.rows for name, w in writers.items()}
         rows_written = sum(r.rows for r in readers.values())
+        check_split_labels(
+            {name: (w.rows, w.positives) for name, w in writers.items()},
+            source=inputs["train"].parent,
+            empty_hint=empty_hint,
+            single_class_hint=lambda name: (
+                f"its rows come from {inputs['train' if name == 'valid' and valid_from_train else name]}"
+            ),
+        )
         check_split_files({k: temps[k] for k in writers}, expected_total=rows_written, expected_counts=written)
 
         transforms = {
@@ -634,6 +667,7 @@ def preprocess_taobao_ad(
             return {
                 "path": str(inputs[key]),
                 "bytes": inputs[key].stat().st_size,
+                **input_record(inputs[key], input_hash, sha256[key]),
                 "lines": lines[key],
                 "data_lines": data_lines[key],
                 "row_id_offset": offsets[key],
@@ -680,6 +714,20 @@ def preprocess_taobao_ad(
     except BaseException:
         staged.discard(w.writer for w in writers.values())
         raise
+
+
+def _empty_split_hint(
+    name: str, inputs: Mapping[str, Path], planned: Mapping[str, int], valid_fraction: float, valid_from_train: bool
+) -> str:
+    """Why a split came out empty: too small a share of the train file, or only bad rows."""
+    if name != "gold" and valid_from_train:
+        source = f"valid_fraction={valid_fraction} of the train file's {planned['train'] + planned['valid']} data lines"
+        if planned[name] == 0:
+            return f"{source} leaves it no rows; change valid_fraction or add a valid.csv"
+        return f"{source} gives it {planned[name]} rows, all of them bad rows"
+    if planned[name] == 0:
+        return f"{inputs[name]} has no data lines"
+    return f"all {planned[name]} data lines of {inputs[name]} were bad rows"
 
 
 def split_files(directory: str | Path) -> dict[str, Path | None]:

@@ -51,7 +51,6 @@ into encoding the two 50-id histories of every output row into parquet.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import math
 import shutil
 import tempfile
@@ -66,9 +65,16 @@ from numpy.lib.stride_tricks import as_strided
 from tqdm import tqdm
 
 from ctrbench.data.outputs import OUTPUT_FILES, StagedOutputs, output_paths
-from ctrbench.data.reading import BadRows, CountsBytes, describe_value, line_blocks, record_bad_rows
+from ctrbench.data.raw_input import check_input_hash, input_hasher, input_record
+from ctrbench.data.reading import (
+    BadRows,
+    CountsBytes,
+    describe_value,
+    line_blocks,
+    record_bad_rows,
+)
 from ctrbench.data.schema import DEFAULT_SEQUENCE_GROUP, MISSING_ID, ROW_ID, Feature, FeatureMap, SequenceGroup, Task
-from ctrbench.data.splits import SPLITS, check_split_files
+from ctrbench.data.splits import SPLITS, check_split_files, check_split_labels
 from ctrbench.provenance import package_versions
 
 COLUMNS = ["user_id", "item_id", "category_id", "behavior_type", "timestamp"]
@@ -192,7 +198,7 @@ class UserBehaviorReader(CountsBytes):
 
     After iteration: ``lines`` (physical lines), ``rows`` (good events yielded), ``bad``
     (``BadRows``) and ``bytes_read``. Iterating again restarts from the beginning. ``hasher`` (a
-    hashlib object) is fed every byte read, ``on_bytes`` the byte count of every block.
+    hashlib object or ``BackgroundHasher``) is fed every byte read, ``on_bytes`` the byte count of every block.
     """
 
     def __init__(
@@ -313,8 +319,9 @@ class UserBehaviorReader(CountsBytes):
                 return f"column {COLUMNS[col]}: {describe_value(value)} {problem}"
 
             record_bad_rows(
-                self.bad, self.path, first_line=first_line, line_bad=~count_ok, n_delims=n_commas, stray_cr=None,
-                terminated=terminated, n_fields=N_FIELDS, value_lines=block.line[value_rows],
+                self.bad, self.path, first_line=first_line, line_bad=~count_ok, stray_cr=None,
+                line_text=lambda k: data[int(ends[k - 1]) + 1 if k else 0 : int(ends[k])],
+                terminated=terminated, n_fields=N_FIELDS, delimiter=",", value_lines=block.line[value_rows],
                 value_kinds=_KIND_OF_COLUMN[first_bad_col[value_rows]], value_problem=value_problem,
                 max_bad_rows=self.max_bad_rows, error=UserBehaviorFormatError,
             )  # fmt: skip
@@ -571,6 +578,28 @@ def _iso(ts: int, offset_s: int) -> str:
         return f"unix {ts}"
 
 
+def _empty_split_hint(
+    name: str, options: dict, t_min: int, valid_start: int, gold_start: int, t_max: int, offset_s: int
+) -> str:
+    """Why a time split holds no target: the days it was given, against the days of the data."""
+
+    def day(ts: int) -> str:
+        return _iso(ts, offset_s)[:10]
+
+    valid_days, gold_days = options["valid_days"], options["gold_days"]
+    data_days = f"({day(t_min)}..{day(t_max)})"
+    if name == "train" and t_min >= valid_start:
+        return f"valid_days={valid_days} + gold_days={gold_days} cover every day of the data {data_days}; lower them"
+    if name == "valid" and valid_days == 0:
+        return "valid_days=0 gives it no day; set valid_days >= 1"
+    days = {
+        "train": f"before {day(valid_start)}",
+        "valid": f"on {day(valid_start)}..{day(gold_start - 1)}",
+        "gold": f"on {day(gold_start)}..{day(t_max)}",
+    }[name]
+    return f"no target events ({', '.join(options['target_behaviors'])}) {days} {data_days}"
+
+
 def _targets(sorted_block: UserBehaviorBlock, is_hist: np.ndarray, target_mask: np.ndarray, chunk: int):
     """Yield (target positions, history start, history end) in chunks of ``chunk`` targets.
 
@@ -619,7 +648,7 @@ def preprocess_userbehavior(
     user_fraction: float = 1.0,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     bucket_bytes: int = DEFAULT_BUCKET_BYTES,
-    hash_input: bool = False,
+    input_hash: str = "sha256",
     row_group_rows: int = ROW_GROUP_ROWS,
     compression: str = COMPRESSION,
     progress: bool = True,
@@ -635,7 +664,9 @@ def preprocess_userbehavior(
     Splits by local time (``utc_offset_hours``): gold = targets in the last ``gold_days``
     calendar days of the data, valid = the ``valid_days`` before, train = the rest.
     ``time_range`` = (first, last) local dates, inclusive; events outside are dropped from
-    targets and histories and counted as ``out_of_range``. Outputs as ``preprocess_criteo``.
+    targets and histories and counted as ``out_of_range``. Outputs and ``input_hash`` (the sha256
+    is computed on a thread during the first pass) as ``preprocess_criteo``. A split left empty
+    (e.g. ``valid_days + gold_days`` covering every day) is an error here, not in training.
 
     ``user_fraction`` in (0, 1] keeps a deterministic subsample of the users (hash of the raw
     user id and ``seed``, see ``_user_sampled``) with all their events; the in-range events of
@@ -653,6 +684,7 @@ def preprocess_userbehavior(
         raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
     if valid_days < 0 or gold_days < 1:
         raise ValueError(f"valid_days must be >= 0 and gold_days >= 1, got {valid_days} and {gold_days}")
+    check_input_hash(input_hash)
     if not -14 <= utc_offset_hours <= 14:
         raise ValueError(f"utc_offset_hours must be in [-14, 14], got {utc_offset_hours}")
     if row_group_rows < 1 or bucket_bytes < 1:
@@ -701,7 +733,7 @@ def preprocess_userbehavior(
     bucket_writers: list[pq.ParquetWriter] = []
     event_writer: pq.ParquetWriter | None = None
     work = Path(tempfile.mkdtemp(prefix=f".{paths['train'].name}.buckets.", dir=paths["train"].parent))
-    hasher = hashlib.sha256() if hash_input else None
+    hasher = input_hasher(input_hash)
     reader = UserBehaviorReader(raw_path, max_bad_rows=max_bad_rows, block_bytes=block_bytes, hasher=hasher)
     try:
         # ---- pass 1: validate, filter by time, bucket by user, count
@@ -751,6 +783,7 @@ def preprocess_userbehavior(
                     bucket_writers[i].write_table(table.slice(bounds[i], bounds[i + 1] - bounds[i]))
         for w in bucket_writers:
             w.close()
+        sha256 = hasher.hexdigest() if hasher is not None else None
         if in_range == 0:
             raise UserBehaviorFormatError(
                 f"{raw_path}: no events inside time_range {time_range} ({out_of_range} outside)"
@@ -845,6 +878,12 @@ def preprocess_userbehavior(
         for writer in writers.values():
             writer.close()
         event_writer.close()
+        # every target row has its negatives, so a split with rows has both labels: only emptiness can fail
+        check_split_labels(
+            {name: (w.rows, w.positives) for name, w in writers.items()},
+            source=raw_path,
+            empty_hint=lambda name: _empty_split_hint(name, options, t_min, valid_start, gold_start, t_max, offset_s),
+        )
         written = {name: w.rows for name, w in writers.items()}
         # small batches: row ids increase within a bucket, so only the batches that straddle a bucket
         # boundary need the (slow) uniqueness fallback
@@ -939,7 +978,7 @@ def preprocess_userbehavior(
             "input": {
                 "path": str(raw_path),
                 "bytes": raw_path.stat().st_size,
-                "sha256": hasher.hexdigest() if hasher else None,
+                **input_record(raw_path, input_hash, sha256),
                 "lines": reader.lines,
                 "data_lines": reader.data_lines,
             },
@@ -980,6 +1019,8 @@ def preprocess_userbehavior(
         return manifest
     except BaseException:
         staged.discard([*(w.writer for w in writers.values()), *bucket_writers, *([event_writer] if event_writer else [])])
+        if hasher is not None:
+            hasher.close()
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
