@@ -93,7 +93,7 @@ def main() -> None:
                 for module in model.modules():
                     if isinstance(module, MambaMixer):
                         module.scan_method = scan
-            optimizer = GroupedOptimizer(model.parameter_groups(), optimizer_config)
+            optimizer = GroupedOptimizer(model.parameter_groups(), optimizer_config, model.no_weight_decay())
             label = name if scan is None else f"{name} ({scan} scan)"
             figures[label] = (
                 train_rate(model, optimizer, train_set, args.steps, args.batch_size, device),

@@ -101,6 +101,8 @@ def distributed_problems(training: dict, train_resources: dict) -> list[str]:
         problems.append(f"distributed.processes={processes} but resources.train.gpu={gpus}: one process per GPU")
     if training["device"] == "cpu" and backend == "nccl":
         problems.append("the nccl backend needs GPUs; use gloo (or auto) on CPU")
+    if training["device"].startswith("cuda:"):
+        problems.append(f"device {training['device']} names one GPU for {processes} processes: use device cuda (each process takes its own)")
     return problems
 
 

@@ -27,9 +27,11 @@ def predict(model: CTRModel, batches: Iterable[Batch], device: torch.device, pre
         for key, value in output.aux.items():
             aux.setdefault(key, []).append(value.cpu())
     model.train(was_training)
-    if not labels:  # a process whose share of a small split is empty
-        tasks = model.feature_map.num_tasks
-        labels, probs = [torch.zeros(0, tasks)], [torch.zeros(0, tasks)]
+    fm = model.feature_map
+    if not labels:  # a process whose share of a small split is empty: the same kinds of arrays, of 0 rows
+        labels, probs = [torch.zeros(0, fm.num_tasks)], [torch.zeros(0, fm.num_tasks)]
+        masks = [torch.zeros(0, fm.num_tasks, dtype=torch.bool)] if any(fm.masks) else [None]
+        groups = [torch.zeros(0, dtype=torch.int64)] if fm.group_by else [None]
     join = lambda parts: None if not parts or parts[0] is None else torch.cat(parts).numpy()
     return {
         "labels": join(labels),

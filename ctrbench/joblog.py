@@ -26,7 +26,10 @@ def job_logging(log_path: str | Path, level: int = logging.INFO):
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     stream = logging.StreamHandler(sys.stderr)
     stream.addFilter(_not_file_only)
-    handlers = [logging.FileHandler(log_path, mode="w"), stream]
+    # emptied once, then appended to (O_APPEND): the processes of a distributed training job write the same
+    # file, and a handler that kept its own offset would write over their lines
+    Path(log_path).write_text("")
+    handlers = [logging.FileHandler(log_path, mode="a"), stream]
     root = logging.getLogger()
     for handler in handlers:
         handler.setFormatter(fmt)

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from ctrbench.atomic import atomic_write_text
 
 RESULT_VERSION = 2
-PRECISIONS = ("fp32", "bf16")
+MEAN_AUC = "mean_auc"  # TrainRecord.monitor when early stopping compares the mean validation AUC over the tasks
+Precision = Literal["fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 class ResultError(ValueError):
@@ -32,7 +34,8 @@ class ResultError(ValueError):
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: no coercion ("3" is not an int, True not a float); no NaN or infinity: an undefined metric is None
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class TaskMetrics(_Record):
@@ -75,7 +78,7 @@ class Cost(_Record):
     device: str
     device_name: str
     processes: int
-    precision: Literal["fp32", "bf16"]
+    precision: Precision
     loader: Literal["memory", "streaming"]
 
     def params(self, trainable: bool | None = None) -> int:
@@ -100,7 +103,7 @@ class TrainRecord(_Record):
     seed: int
     model_info: dict
     tasks: list[str]
-    monitor: str  # "mean_auc" (mean validation AUC over the tasks) or "auc:<task>"
+    monitor: str  # MEAN_AUC, or "auc:<task>" (that task's validation AUC)
     best_epoch: int
     best_valid: dict[str, TaskMetrics]
     stopped_early: bool
@@ -110,19 +113,39 @@ class TrainRecord(_Record):
 
 
 class Histogram(_Record):
-    edges: list[float]
+    edges: list[float]  # increasing, one more than counts
     counts: list[int]
-    below: int
-    above: int
+    below: int  # values under the first edge
+    above: int  # values over the last edge
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Histogram:
+        if len(self.edges) != len(self.counts) + 1 or not self.counts:
+            raise ValueError(f"{len(self.edges)} edges for {len(self.counts)} counts")
+        if any(b <= a for a, b in zip(self.edges, self.edges[1:])):
+            raise ValueError("edges must increase")
+        if min(self.counts) < 0 or self.below < 0 or self.above < 0:
+            raise ValueError("counts must be >= 0")
+        return self
+
+
+class Quantiles(_Record):
+    p05: float
+    p25: float
+    p50: float
+    p75: float
+    p95: float
 
 
 class Distribution(_Record):
+    """``metrics.distribution_summary`` of a sample of values."""
+
     count: int
     mean: float
     std: float
     min: float
     max: float
-    quantiles: dict[str, float]
+    quantiles: Quantiles
     histogram: Histogram
 
 
@@ -146,7 +169,7 @@ class GoldRecord(_Record):
     config_sha256: str | None
     arch: str
     checkpoint_epoch: int
-    precision: Literal["fp32", "bf16"]
+    precision: Precision
     rows: int
     tasks: dict[str, TaskMetrics]
     gold_sha256: str

@@ -47,3 +47,33 @@ def test_two_gloo_processes_train_like_one_with_the_same_global_batch(tiny_proce
 def test_sparse_embeddings_under_nccl_are_refused_with_the_way_out():
     assert sparse_problem("gloo", True) is None and sparse_problem("nccl", False) is None
     assert "adam or adamw" in sparse_problem("nccl", True)
+
+
+@pytest.mark.slow
+def test_processes_with_an_empty_share_of_a_streamed_grouped_valid_split_stay_in_step(tiny_processed, tmp_path):
+    """The valid split in one row group, streamed: process 1 gets no validation rows, yet every process takes
+    part in every gather (gAUC's groups included) and the run ends with the metrics of the whole split."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ctrbench.data.schema import FeatureMap
+
+    fm = FeatureMap.load(tiny_processed["feature_map"])
+    grouped = FeatureMap(dataset=fm.dataset, tasks=fm.tasks, features=fm.features, group_by="user")
+    paths = dict(tiny_processed)
+    paths["feature_map"] = tmp_path / "feature_map.json"
+    grouped.save(paths["feature_map"])
+    for split in ("train", "valid"):
+        table = pq.read_table(tiny_processed[split])
+        table = table.append_column("user", pa.array(table.column("c0").to_numpy().astype("int64")))
+        paths[split] = tmp_path / f"{split}.parquet"
+        pq.write_table(table, paths[split], row_group_size=256 if split == "train" else 10_000)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    outputs = TrainOutputs(folder / "checkpoint.pt", folder / "train_metrics.json", folder / "train_log.jsonl")
+    training = {**TRAINING, "loader": {"kind": "streaming", "shuffle_buffer_rows": 512}, "distributed": {"processes": 2}}
+    train_job(threads=2, train_path=paths["train"], valid_path=paths["valid"], feature_map_path=paths["feature_map"],
+              arch="dcnv2", params=PARAMS, training=training, seed=7, outputs=outputs, progress=False)  # fmt: skip
+    record = read_record(outputs.metrics, TrainRecord)
+    assert record.cost.processes == 2 and record.cost.loader == "streaming"
+    assert record.best_valid["label"].rows == 512 and record.best_valid["label"].gauc is not None

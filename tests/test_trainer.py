@@ -15,7 +15,7 @@ from ctrbench.provenance import sha256_file
 from ctrbench.results import GoldRecord, TrainRecord, read_record
 from ctrbench.train.checkpoint import load_checkpoint
 from ctrbench.train.cost import parameter_cost
-from ctrbench.train.optim import GroupedOptimizer, embeddings_are_sparse
+from ctrbench.train.optim import GroupedOptimizer, check_groups, embeddings_are_sparse
 from ctrbench.train.step import train_step
 from ctrbench.train.trainer import TrainOutputs, train
 
@@ -35,7 +35,7 @@ def _train(paths, out_dir, arch="dcnv2", training=TRAINING, seed=1, params=None)
 def _one_step(model, optimizer_config):
     from ctrbench.data.batch import Batch
 
-    optimizer = GroupedOptimizer(model.parameter_groups(), optimizer_config)
+    optimizer = GroupedOptimizer(model.parameter_groups(), optimizer_config, model.no_weight_decay())
     batch = Batch(labels=torch.rand(8, 1).round(), categorical=torch.randint(0, 20, (8, 3)), dense=torch.randn(8, 2))
     train_step(model, model, optimizer, batch, torch.device("cpu"))
     return optimizer
@@ -92,9 +92,14 @@ def test_a_model_declares_its_own_groups_and_an_extra_group_trains_with_dense_se
     default = model.parameter_groups()
     head = list(model.head.parameters())
     groups = {"embedding": default["embedding"], "head": head, "dense": [p for p in default["dense"] if all(p is not h for h in head)], FROZEN: []}
-    optimizer = GroupedOptimizer(groups, {**OPTIMIZER, "head": {"name": "sgd", "lr": 0.5}})
+    check_groups(model, groups)
+    optimizer = GroupedOptimizer(groups, {**OPTIMIZER, "head": {"name": "sgd", "lr": 0.5}}, model.no_weight_decay())
     assert isinstance(optimizer.optimizers["head"], torch.optim.SGD)
-    assert GroupedOptimizer(groups, OPTIMIZER).names["head"] == "adamw"  # no settings of its own: dense's
+    assert GroupedOptimizer(groups, OPTIMIZER, set()).names["head"] == "adamw"  # no settings of its own: dense's
+    with pytest.raises(ValueError, match="leaves out"):
+        check_groups(model, {**groups, "head": []})
+    with pytest.raises(ValueError, match="in two groups"):
+        check_groups(model, {**groups, FROZEN: head})
 
 
 def test_training_learns_and_writes_outputs(tiny_processed, tmp_path):
@@ -265,13 +270,15 @@ def test_norms_and_biases_get_no_weight_decay(tiny_processed, arch, params):
              for p, _ in module.named_parameters(recurse=False)}  # fmt: skip
     expected = {name for name in named if name.endswith("bias")} | norms
     assert norms and {name for name, p in named.items() if id(p) in model.no_weight_decay()} == expected
-    settings = {"embedding": {"name": "adam", "lr": 0.1}, "dense": {"name": "adamw", "lr": 0.1, "weight_decay": 0.5}}
-    optimizer = GroupedOptimizer(model.parameter_groups(), settings, model.no_weight_decay())
-    before = {name: p.detach().clone() for name, p in named.items()}
-    for p in model.parameters():
-        p.grad = torch.zeros_like(p)
-    optimizer.step()
     embedding_ids = {id(p) for p in model.parameter_groups()["embedding"]}  # adam: no decay at all
-    for name, param in named.items():
-        if id(param) not in embedding_ids:
-            assert (not torch.equal(param, before[name])) == (name not in expected), name
+    # a given decay, and AdamW's own default (0.01) when the config names none
+    for dense in ({"name": "adamw", "lr": 0.1, "weight_decay": 0.5}, {"name": "adamw", "lr": 0.1}):
+        optimizer = GroupedOptimizer(model.parameter_groups(), {"embedding": {"name": "adam", "lr": 0.1}, "dense": dense},
+                                     model.no_weight_decay())  # fmt: skip
+        before = {name: p.detach().clone() for name, p in named.items()}
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        optimizer.step()
+        for name, param in named.items():
+            if id(param) not in embedding_ids:
+                assert (not torch.equal(param, before[name])) == (name not in expected), (dense, name)

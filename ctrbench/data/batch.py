@@ -84,9 +84,11 @@ def table_columns(table: pa.Table, feature_map: FeatureMap) -> dict[str, np.ndar
             continue  # its start and end columns are read below; the events come from the EventTable
         col = table.column(f.name).combine_chunks()
         # fixed_size_list<int32>[L] -> [N, L]; writable (one copy): torch.from_numpy warns on arrow's read-only buffers
-        values = col.values if col.offset == 0 else col.flatten()
         max_len = feature_map.max_len(f)
-        columns[f.name] = values.to_numpy(zero_copy_only=False, writable=True)[: len(col) * max_len].reshape(len(col), max_len)
+        values = col.flatten()  # the list values of these rows only (offsets applied)
+        if len(values) != len(col) * max_len:
+            raise ValueError(f"sequence {f.name!r}: {len(values)} ids for {len(col)} rows of max_len {max_len}")
+        columns[f.name] = values.to_numpy(zero_copy_only=False, writable=True).reshape(len(col), max_len)
     for name in feature_map.columns():
         if name not in columns:
             columns[name] = table.column(name).to_numpy()

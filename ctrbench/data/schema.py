@@ -222,10 +222,13 @@ class FeatureMap:
                     f"feature map of {data.get('dataset')!r}: feature {f.get('name')!r} has kind {f.get('type')!r}, "
                     f"which this ctrbench does not know (known: {', '.join(FEATURE_KINDS)})"
                 )
-        data["features"] = [Feature(**f) for f in data["features"]]
-        data["tasks"] = [Task(**t) for t in data["tasks"]]
-        data["sequence_groups"] = [SequenceGroup(**g) for g in data.get("sequence_groups", [])]
-        return cls(**data)
+        try:
+            data["features"] = [Feature(**f) for f in data["features"]]
+            data["tasks"] = [Task(**t) for t in data["tasks"]]
+            data["sequence_groups"] = [SequenceGroup(**g) for g in data.get("sequence_groups", [])]
+            return cls(**data)
+        except (TypeError, KeyError) as error:  # an unknown or missing key
+            raise FeatureMapError(f"feature map of {data.get('dataset')!r} is malformed: {error}") from None
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n")

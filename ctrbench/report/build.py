@@ -23,7 +23,7 @@ from ctrbench.report.entries import GoldHashMismatch, ResultEntry, check_compara
 from ctrbench.report.formatting import NOT_AVAILABLE, format_bytes, format_count, format_duration, format_rate
 from ctrbench.report.provenance_view import provenance_view
 from ctrbench.report.sections import data_summary, dataset_sections
-from ctrbench.report.table import check_references
+from ctrbench.report.table import COST_GROUP, check_references
 
 # The top-level report/ folder: templates/report.html.j2 and style.css (inlined into the page).
 DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "report"
@@ -107,6 +107,7 @@ def render_html(
         result_count=len(entries),
         missing_count=sum(len(s.missing) for s in sections),
         provenance=provenance_view(entries, sections),
+        cost_group=COST_GROUP,
     )
 
 

@@ -66,8 +66,9 @@ class ResultEntry:
 
     @property
     def model_info(self) -> dict:
-        """Facts about how the model ran (e.g. ``mamba_backend``): the training's, else the checkpoint's copy."""
-        return self.train.model_info or self.gold.model_info
+        """Facts about how the model ran (e.g. ``mamba_backend``), as training recorded them (the evaluation's
+        copy, taken from the checkpoint, is listed in the provenance where it differs)."""
+        return self.train.model_info
 
 
 def info_text(value) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,9 +21,9 @@ from ctrbench.report.table import (
     column_groups,
     rank_entries,
     reference_notes,
-    table_columns,
+    section_columns,
 )
-from ctrbench.results import ExtraOutput
+from ctrbench.results import MEAN_AUC, ExtraOutput
 
 
 @dataclass
@@ -56,14 +55,11 @@ class DatasetSection:
     extra_outputs: list[ExtraOutputView] = field(default_factory=list)
 
 
-def _extra_output_view(model: str, output: ExtraOutput, color: str) -> ExtraOutputView | str:
-    """The histogram of an extra output, or a note when its summary cannot be drawn."""
+def _extra_output_view(model: str, output: ExtraOutput, color: str) -> ExtraOutputView:
+    """The histogram of an extra output (its record checked the histogram's shape when it was read)."""
     summary, histogram = output.summary, output.summary.histogram
     edges, counts = histogram.edges, histogram.counts
-    if len(edges) != len(counts) + 1 or not counts or any(b <= a for a, b in itertools.pairwise(edges)) or min(counts) < 0:
-        return f"{model}: the {output.title} summary in its gold_eval.json is malformed; not drawn."
-    middle = f" (median {summary.quantiles['p50']:.2f})" if "p50" in summary.quantiles else ""
-    caption = f"mean {summary.mean:.2f}{middle}; {output.reading}"
+    caption = f"mean {summary.mean:.2f} (median {summary.quantiles.p50:.2f}); {output.reading}"
     label = f"{output.title} of {model} on the gold set: {summary.count} values in {len(counts)} bins, mean {summary.mean:.3f}"
     svg = charts.histogram_svg(
         edges, counts, title=f"{model}: {output.title}", label=label, color=color, x_label=output.axis_label,
@@ -113,7 +109,7 @@ def _curves(entries: Sequence[ResultEntry], colors: dict[str, str]) -> Markup:
         points = [(float(e.epoch), e.monitored) for e in entry.train.epochs if e.monitored is not None]
         series.append(charts.Series(entry.model, colors[entry.model], points, float(entry.train.best_epoch)))
     monitors = {entry.train.monitor for entry in entries}
-    what = "validation AUC (mean over tasks)" if monitors == {"mean_auc"} else "validation value early stopping compares"
+    what = "validation AUC (mean over tasks)" if monitors == {MEAN_AUC} else "validation value early stopping compares"
     svg = charts.line_chart_svg(
         series, title=f"{what[0].upper()}{what[1:]} per epoch", x_label="Epoch", y_label="Validation AUC",
         highlight_label="best epoch",
@@ -139,7 +135,7 @@ def dataset_sections(
         tasks = ranked[0].tasks if ranked else []
         missing_models = list(dict.fromkeys(m for d, m in missing if d == dataset))
         reference = (references or {}).get(dataset)
-        columns = table_columns(tasks, reference) if ranked else []
+        columns = section_columns(tasks, reference) if ranked else []
         notes = []
         best_by_column = {}
         for column in columns:
@@ -158,9 +154,7 @@ def dataset_sections(
                 best = entry.model in best_by_column[column.key]
                 cells.append(Cell(column.key, value, column.format(value), column.detail(entry), best))
             rows.append(TableRow(entry.model, entry.arch, colors[entry.model], rank, cells, model_info=model_info_text(entry.model_info)))
-            for output in entry.gold.extra_outputs:
-                view = _extra_output_view(entry.model, output, colors[entry.model])
-                (notes if isinstance(view, str) else extra).append(view)
+            extra += [_extra_output_view(entry.model, output, colors[entry.model]) for output in entry.gold.extra_outputs]
         rows += [TableRow(model, "", colors[model], missing=True) for model in missing_models]
         first = ranked[0] if ranked else None
         sections.append(

@@ -19,7 +19,7 @@ from ctrbench.report.formatting import (
 )
 
 MEMORY_KIND_LABELS = {"cpu_peak_rss": "CPU peak RSS", "cuda_max_allocated": "CUDA max allocated"}
-COST_GROUP = "cost"
+COST_GROUP = ""  # the cost columns' group: no task is named "" (a task group holds its task's name)
 # metrics a published reference may give: the difference is taken to that task's column
 REFERENCE_METRICS = ("gold_logloss", "gold_auc", "gold_gauc", "valid_auc")
 NO_REFERENCE = "—"
@@ -94,7 +94,7 @@ COST_COLUMNS: tuple[Column, ...] = (
 )  # fmt: skip
 
 
-def table_columns(tasks: Sequence[str], reference: dict | None = None) -> list[Column]:
+def section_columns(tasks: Sequence[str], reference: dict | None = None) -> list[Column]:
     """Every task's quality columns, in task order, then the cost columns; the reference column (if any)
     right after the column it is compared to."""
     columns = [column for task in tasks for column in task_columns(task)] + list(COST_COLUMNS)

@@ -23,8 +23,6 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-BACKENDS = ("auto", "gloo", "nccl")
-
 
 @dataclass
 class Distributed:
@@ -49,9 +47,15 @@ class Distributed:
             return cls()
         if backend == "auto":
             backend = "nccl" if device_type == "cuda" else "gloo"
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        device_id = None
+        if device_type == "cuda":
+            # NCCL collectives (and all_gather_object) run on the current device: one GPU per process
+            device_id = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device_id)
         if not dist.is_initialized():
-            dist.init_process_group(backend, timeout=dt.timedelta(minutes=30))
-        return cls(dist.get_rank(), world_size, int(os.environ.get("LOCAL_RANK", "0")), backend)
+            dist.init_process_group(backend, timeout=dt.timedelta(minutes=30), device_id=device_id)
+        return cls(dist.get_rank(), world_size, local_rank, backend)
 
     def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
         if not self.enabled:
@@ -62,11 +66,16 @@ class Distributed:
         return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     def gather(self, array: np.ndarray | None) -> np.ndarray | None:
-        """Every process's array, concatenated in rank order (each process gets the whole)."""
-        if not self.enabled or array is None:
+        """Every process's array, concatenated in rank order (each process gets the whole). Every process
+        must call it with an array, or every process with None (a collective is never skipped by one rank)."""
+        if not self.enabled:
             return array
         parts: list = [None] * self.world_size
         dist.all_gather_object(parts, array)
+        if any(part is None for part in parts):
+            if not all(part is None for part in parts):
+                raise RuntimeError("gather: some processes had an array and others None")
+            return None
         return np.concatenate(parts)
 
     def values(self, value):

@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 
 import ctrbench
-from ctrbench.atomic import partial_path
 from ctrbench.train.trainer import TrainOutputs, train
 
 log = logging.getLogger(__name__)
@@ -51,7 +50,9 @@ def train_job(*, threads: int, log_path: str | Path | None = None, **arguments) 
     checkout = str(Path(ctrbench.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [checkout, os.environ.get("PYTHONPATH")]))}
     env["OMP_NUM_THREADS"] = str(spec["threads"])
-    spec_path = partial_path(Path(outputs.metrics).with_name("distributed_spec.json"))
+    # named as a partial file of train_metrics.json, so that clear_stale_partials removes one a killed job left
+    metrics = Path(outputs.metrics)
+    spec_path = metrics.with_name(f".{metrics.name}.{os.getpid()}.spec.partial")
     try:
         spec_path.write_text(json.dumps(spec))
         command = [
@@ -81,6 +82,10 @@ def _worker(spec_path: str) -> None:
 
     try:
         train(**spec)
+    except Exception:
+        # the traceback into the job's log (rank 0's handler), then torchrun reports the failed rank
+        log.exception("training process %d failed", rank)
+        raise
     finally:
         Distributed(world_size=int(os.environ.get("WORLD_SIZE", "1"))).close()
 

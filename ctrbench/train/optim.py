@@ -9,6 +9,8 @@ decay never applies to norms and biases (``CTRModel.no_weight_decay``).
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
@@ -30,6 +32,17 @@ def embeddings_are_sparse(optimizer_config: dict) -> bool:
     return optimizer_config["embedding"]["name"] in SPARSE_CAPABLE
 
 
+def check_groups(model: nn.Module, groups: dict[str, list[nn.Parameter]]) -> None:
+    """A model's ``parameter_groups()`` must hold each of its parameters exactly once: a parameter left out
+    would silently not train, one listed twice would be stepped twice."""
+    listed = [id(p) for params in groups.values() for p in params]
+    if len(listed) != len(set(listed)):
+        raise ValueError(f"{type(model).__name__}.parameter_groups() lists a parameter in two groups")
+    missing = [name for name, p in model.named_parameters() if id(p) not in set(listed)]
+    if missing or len(listed) != len(list(model.parameters())):
+        raise ValueError(f"{type(model).__name__}.parameter_groups() leaves out {missing or 'parameters'}")
+
+
 def group_settings(optimizer_config: dict, group: str) -> dict:
     return optimizer_config.get(group) or optimizer_config["dense"]
 
@@ -41,17 +54,23 @@ def _make(spec: dict, params: list[nn.Parameter], no_decay: set[int]) -> torch.o
     if name not in _FACTORIES:
         raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(sorted(_FACTORIES))}")
     exempt = [p for p in params if id(p) in no_decay]
-    if not spec.get("weight_decay") or not exempt:
-        return _FACTORIES[name](params, **spec)
+    factory = _FACTORIES[name]
+    # the decay it applies: the configured one, else the optimizer's own default (AdamW's is 0.01)
+    default = inspect.signature(factory).parameters.get("weight_decay")
+    decay = spec.get("weight_decay", default.default if default is not None else 0)
+    if not decay or not exempt:
+        return factory(params, **spec)
     decayed = [p for p in params if id(p) not in no_decay]
     groups = ([{"params": decayed}] if decayed else []) + [{"params": exempt, "weight_decay": 0.0}]
-    return _FACTORIES[name](groups, **spec)
+    return factory(groups, **spec)
 
 
 class GroupedOptimizer:
     """Steps one optimizer per trained parameter group, so each keeps its own kind of state."""
 
-    def __init__(self, groups: dict[str, list[nn.Parameter]], optimizer_config: dict, no_decay: set[int] = frozenset()):
+    def __init__(self, groups: dict[str, list[nn.Parameter]], optimizer_config: dict, no_decay: set[int]):
+        """``groups``: ``CTRModel.parameter_groups()``, which must hold every parameter exactly once;
+        ``no_decay``: ``CTRModel.no_weight_decay()``."""
         trained = {group: params for group, params in groups.items() if group != FROZEN}
         self.names = {group: group_settings(optimizer_config, group)["name"] for group in trained}
         self.optimizers = {

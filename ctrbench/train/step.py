@@ -8,8 +8,8 @@ import torch
 
 from ctrbench.data.batch import Batch
 from ctrbench.models.base import CTRModel, ModelOutput
+from ctrbench.results import PRECISIONS
 
-PRECISIONS = ("fp32", "bf16")
 
 
 def autocast(device: torch.device, precision: str):

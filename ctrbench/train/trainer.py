@@ -31,16 +31,15 @@ from ctrbench.metrics import task_metrics
 from ctrbench.models.base import FROZEN
 from ctrbench.models.registry import build_model
 from ctrbench.provenance import provenance
-from ctrbench.results import Cost, EpochRecord, GroupCost, TaskMetrics, TrainRecord, write_record
+from ctrbench.results import MEAN_AUC, Cost, EpochRecord, GroupCost, TaskMetrics, TrainRecord, write_record
 from ctrbench.train.checkpoint import save_checkpoint
 from ctrbench.train.cost import PeakMemory, device_name, parameter_cost, resolve_device
 from ctrbench.train.distributed import Distributed
-from ctrbench.train.optim import GroupedOptimizer, embeddings_are_sparse
+from ctrbench.train.optim import GroupedOptimizer, check_groups, embeddings_are_sparse
 from ctrbench.train.step import train_step
 
 log = logging.getLogger(__name__)
 DEFAULT_EVAL_BATCH_SIZE = 8192
-MEAN_AUC = "mean_auc"
 
 
 @dataclass
@@ -81,10 +80,10 @@ def monitored_value(metrics: dict[str, dict], monitor: str) -> float:
     return float("nan") if auc is None else auc
 
 
-def validate(model, source, batch_size: int, device, precision: str, dist: Distributed) -> dict[str, dict]:
+def validate(model, source, batch_size: int, device, precision: str, world: Distributed) -> dict[str, dict]:
     """Per-task metrics on a split, every process's predictions gathered first."""
-    scored = predict(model, source.eval_batches(batch_size, rank=dist.rank, world_size=dist.world_size), device, precision)
-    gathered = {key: dist.gather(scored[key]) for key in ("labels", "probs", "mask", "groups")}
+    scored = predict(model, source.eval_batches(batch_size, rank=world.rank, world_size=world.world_size), device, precision)
+    gathered = {key: world.gather(scored[key]) for key in ("labels", "probs", "mask", "groups")}
     fm = model.feature_map
     return task_metrics(fm.labels, gathered["labels"], gathered["probs"], gathered["groups"], gathered["mask"])
 
@@ -106,8 +105,8 @@ def train(
     seed_everything(seed)
     precision = training.get("precision", "fp32")
     distributed = training.get("distributed") or {}
-    dist = Distributed.from_env(resolve_device(training["device"]).type, distributed.get("backend", "auto"))
-    device = resolve_device(training["device"], dist.local_rank)
+    world = Distributed.from_env(resolve_device(training["device"]).type, distributed.get("backend", "auto"))
+    device = resolve_device(training["device"], world.local_rank)
     feature_map = with_task_weights(FeatureMap.load(feature_map_path), training.get("task_weights"))
     feature_map = feature_map.with_max_lens(training.get("history_max_len"))
     monitor = f"auc:{training['monitor_task']}" if training.get("monitor_task") else MEAN_AUC
@@ -120,14 +119,18 @@ def train(
 
     optimizer_config = training["optimizer"]
     model = build_model(arch, feature_map, params, sparse_embeddings=embeddings_are_sparse(optimizer_config)).to(device)
-    wrapped = dist.wrap(model, device)
+    wrapped = world.wrap(model, device)
+    if world.enabled:
+        # every process built the same initial weights from `seed`; from here each draws its own dropout masks
+        torch.manual_seed(seed + world.rank)
     groups = model.parameter_groups()
+    check_groups(model, groups)
     optimizer = GroupedOptimizer(groups, optimizer_config, model.no_weight_decay())
     memory = PeakMemory(device)
 
     batch_size = min(int(training["batch_size"]), train_source.rows)
     steps = training.get("steps_per_epoch") or math.ceil(train_source.rows / batch_size)
-    batches = train_source.train_batches(batch_size, seed, rank=dist.rank, world_size=dist.world_size)
+    batches = train_source.train_batches(batch_size, seed, rank=world.rank, world_size=world.world_size)
     eval_batch = int(training.get("eval_batch_size") or DEFAULT_EVAL_BATCH_SIZE)
     patience, max_epochs = int(training["patience"]), int(training["max_epochs"])
 
@@ -137,32 +140,32 @@ def train(
     # the best checkpoint and the log are staged beside their outputs and renamed once training has
     # finished (rank 0 only), so an interrupted or failed run never leaves files that look complete
     with contextlib.ExitStack() as stack:
-        staged_checkpoint = stack.enter_context(atomic_path(outputs.checkpoint)) if dist.is_main else None
-        jsonl = stack.enter_context(open(stack.enter_context(atomic_path(outputs.log_jsonl)), "w")) if dist.is_main else None
+        staged_checkpoint = stack.enter_context(atomic_path(outputs.checkpoint)) if world.is_main else None
+        jsonl = stack.enter_context(open(stack.enter_context(atomic_path(outputs.log_jsonl)), "w")) if world.is_main else None
         for epoch in range(1, max_epochs + 1):
             wrapped.train()
             sync(device)
             epoch_start = time.perf_counter()
             loss_sum = torch.zeros((), device=device)
-            bar = tqdm(range(steps), desc=f"{arch} epoch {epoch}/{max_epochs}", disable=not (progress and dist.is_main), mininterval=2, leave=False)
+            bar = tqdm(range(steps), desc=f"{arch} epoch {epoch}/{max_epochs}", disable=not (progress and world.is_main), mininterval=2, leave=False)
             for _ in bar:
                 loss_sum += train_step(wrapped, model, optimizer, next(batches).to(device), device, precision)
             bar.close()
-            mean_loss = sum(dist.values(float(loss_sum.item()))) / (steps * dist.world_size)
+            mean_loss = sum(world.values(float(loss_sum.item()))) / (steps * world.world_size)
             if not math.isfinite(mean_loss):
                 raise FloatingPointError(f"{arch}: training diverged in epoch {epoch} (non-finite loss); lower the learning rates")
             sync(device)
-            epoch_train_seconds = max(dist.values(time.perf_counter() - epoch_start))
+            epoch_train_seconds = max(world.values(time.perf_counter() - epoch_start))
             epoch_samples = steps * batch_size
             train_seconds += epoch_train_seconds
             train_samples += epoch_samples
 
-            valid_metrics = validate(model, valid_source, eval_batch, device, precision, dist)
+            valid_metrics = validate(model, valid_source, eval_batch, device, precision, world)
             value = monitored_value(valid_metrics, monitor)
             improved = value > best_value
             if improved:
                 best_value, best_epoch, best_valid = value, epoch, valid_metrics
-                if dist.is_main:
+                if world.is_main:
                     save_checkpoint(staged_checkpoint, model, arch, params, epoch, precision)
             record = EpochRecord(
                 epoch=epoch,
@@ -187,7 +190,7 @@ def train(
                 break
         if best_valid is None:
             raise RuntimeError(f"{arch}: validation {monitor} was never defined (does the valid split hold both classes?)")
-        dist.barrier()  # every process is done before rank 0 publishes
+        world.barrier()  # every process is done before rank 0 publishes
 
     meta = meta or {}
     state_bytes = optimizer.state_bytes()
@@ -219,20 +222,21 @@ def train(
             },
             optimizer_state_bytes=sum(state_bytes.values()),
             sparse_embeddings=model.sparse_embeddings,
-            peak_memory_bytes=max(dist.values(memory.peak_bytes())),
+            # the job's bill: the processes' RSS together on a CPU (they share its memory), the largest GPU's on GPUs
+            peak_memory_bytes=(max if device.type == "cuda" else sum)(world.values(memory.peak_bytes())),
             peak_memory_kind=memory.kind,
             train_samples_per_s=train_samples / train_seconds,
             train_seconds=train_seconds,
             seconds_per_epoch=float(np.mean([e.epoch_seconds for e in epochs])),
             device=device.type,
             device_name=device_name(device),
-            processes=dist.world_size,
+            processes=world.world_size,
             precision=precision,
             loader=train_source.kind,
         ),
         provenance=meta.get("provenance") or provenance(),
     )
-    if dist.is_main:
+    if world.is_main:
         write_record(outputs.metrics, record)
     return record
 
