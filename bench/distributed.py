@@ -51,7 +51,7 @@ def main() -> None:
     one = figures[1]
     print(f"DCNv2, {args.rows:,} generated Criteo rows (90% train), batch 4096 (global), one epoch, {args.device}, "
           f"{args.threads} threads in all")
-    print(f"{'processes':>10}{'samples/s':>12}{'vs 1':>7}{'valid AUC':>11}{'peak MiB/process':>18}")
+    print(f"{'processes':>10}{'samples/s':>12}{'vs 1':>7}{'valid AUC':>11}{'peak MiB (job)':>18}")
     for n, f in figures.items():
         print(f"{n:>10}{f['samples_per_s']:>12,.0f}{f['samples_per_s'] / one['samples_per_s']:>7.2f}{f['auc']:>11.4f}"
               f"{f['peak_bytes'] / 2**20:>18.0f}")
