@@ -1,14 +1,32 @@
-"""Batched prediction over a split, shared by validation and gold evaluation."""
+"""Running a model: the forward pass in a precision (training and prediction share it) and batched prediction over
+a split (validation and gold evaluation)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 import torch
 
 from ctrbench.data.batch import Batch
-from ctrbench.models.base import CTRModel
-from ctrbench.train.step import forward
+from ctrbench.models.base import CTRModel, ModelOutput
+from ctrbench.results import PRECISIONS
+
+
+def autocast(device: torch.device, precision: str):
+    """Forward passes in ``precision``: bf16 autocast (CPU or CUDA), or nothing for fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def forward(model: torch.nn.Module, batch: Batch, device: torch.device, precision: str) -> ModelOutput:
+    """The model's output with float32 logits and aux (losses and metrics are computed in fp32)."""
+    with autocast(device, precision):
+        output = model(batch)
+    return ModelOutput(output.logits.float(), {k: v.float() for k, v in output.aux.items()})
 
 
 @torch.no_grad()

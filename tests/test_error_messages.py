@@ -87,8 +87,8 @@ def test_a_data_error_in_a_job_is_printed_once(tmp_path):
     run = snakemake(work, "results/tiny_criteo/data/manifest.json", config=with_changes(TINY_CONFIG, read_bad_file))
     output = run.stdout + run.stderr
     assert run.returncode != 0
-    message = f"CriteoFormatError: {raw}:8: expected 40 fields, found 37"
-    assert output.count("expected 40 fields, found 37") == 1 and message in output, output
+    message = f"CriteoFormatError: {raw}:8: expected 40 tab-separated fields, found 37"
+    assert output.count("expected 40 tab-separated fields, found 37") == 1 and message in output, output
     assert "Traceback" not in output, output
     logged = (work / "results/tiny_criteo/logs/preprocess.log").read_text()
     assert "Traceback" in logged and message in logged
