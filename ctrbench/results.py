@@ -91,13 +91,20 @@ class Provenance(_Record):
     host: str
 
 
-class TrainRecord(_Record):
-    kind: Literal["ctrbench.train"] = "ctrbench.train"
+class _Result(_Record):
+    """What identifies a result, in both records: its kind (each record's own), version, dataset, model (the
+    config's name), the hash of the settings it depends on, and the architecture."""
+
+    kind: str
     version: Literal[2] = RESULT_VERSION
     dataset: str
     model: str
     config_sha256: str | None
     arch: str
+
+
+class TrainRecord(_Result):
+    kind: Literal["ctrbench.train"] = "ctrbench.train"
     params: dict
     training: dict
     seed: int
@@ -161,13 +168,8 @@ class ExtraOutput(_Record):
     summary: Distribution
 
 
-class GoldRecord(_Record):
+class GoldRecord(_Result):
     kind: Literal["ctrbench.gold_eval"] = "ctrbench.gold_eval"
-    version: Literal[2] = RESULT_VERSION
-    dataset: str
-    model: str
-    config_sha256: str | None
-    arch: str
     checkpoint_epoch: int
     precision: Precision
     rows: int
