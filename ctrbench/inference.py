@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 
 from ctrbench.data.batch import Batch
@@ -29,32 +30,60 @@ def forward(model: torch.nn.Module, batch: Batch, device: torch.device, precisio
     return ModelOutput(output.logits.float(), {k: v.float() for k, v in output.aux.items()})
 
 
+class _Columns:
+    """Per-row outputs collected into a few growing numpy buffers (capacity doubled as needed). Keeping one small
+    tensor per batch instead leaves thousands of small objects between a model's large, short-lived activations,
+    and glibc's heap then cannot hand their pages back: measured, +181 MiB of peak RSS for validating BST at
+    1,000 events, where these buffers add nothing."""
+
+    def __init__(self):
+        self.buffers: dict[str, np.ndarray] = {}
+        self.rows = 0
+
+    def add(self, n: int, **columns: np.ndarray) -> None:
+        for name, values in columns.items():
+            buffer = self.buffers.get(name)
+            if buffer is None or len(buffer) < self.rows + n:
+                grown = np.empty((max(2 * self.rows, self.rows + n, 1024), *values.shape[1:]), values.dtype)
+                if buffer is not None:
+                    grown[: self.rows] = buffer[: self.rows]
+                self.buffers[name] = buffer = grown
+            buffer[self.rows : self.rows + n] = values
+        self.rows += n
+
+    def get(self, name: str) -> np.ndarray | None:
+        return self.buffers[name][: self.rows].copy() if name in self.buffers else None
+
+
 @torch.no_grad()
 def predict(model: CTRModel, batches: Iterable[Batch], device: torch.device, precision: str = "fp32") -> dict:
     """``{'labels': [N, T], 'probs': [N, T], 'mask': [N, T] bool or None, 'groups': [N] or None, 'aux': {key: [N, ...]}}``
-    over ``batches`` (concatenated in order); probabilities in float32 whatever the precision."""
+    over ``batches`` (concatenated in order); probabilities in float32 whatever the precision. A process whose
+    share of a split is empty gets arrays of 0 rows of the same kinds."""
+    fm = model.feature_map
     was_training = model.training
     model.eval()
-    labels, probs, masks, groups, aux = [], [], [], [], {}
+    columns = _Columns()
     for batch in batches:
         output = forward(model, batch.to(device), device, precision)
-        probs.append(torch.sigmoid(output.logits).cpu())
-        labels.append(batch.labels)
-        masks.append(batch.label_mask)
-        groups.append(batch.group)
-        for key, value in output.aux.items():
-            aux.setdefault(key, []).append(value.cpu())
+        found = {"labels": batch.labels.numpy(), "probs": torch.sigmoid(output.logits).cpu().numpy()}
+        if batch.label_mask is not None:
+            found["mask"] = batch.label_mask.numpy()
+        if batch.group is not None:
+            found["groups"] = batch.group.numpy()
+        found |= {f"aux:{key}": value.cpu().numpy() for key, value in output.aux.items()}
+        columns.add(len(batch), **found)
     model.train(was_training)
-    fm = model.feature_map
-    if not labels:  # a process whose share of a small split is empty: the same kinds of arrays, of 0 rows
-        labels, probs = [torch.zeros(0, fm.num_tasks)], [torch.zeros(0, fm.num_tasks)]
-        masks = [torch.zeros(0, fm.num_tasks, dtype=torch.bool)] if any(fm.masks) else [None]
-        groups = [torch.zeros(0, dtype=torch.int64)] if fm.group_by else [None]
-    join = lambda parts: None if not parts or parts[0] is None else torch.cat(parts).numpy()
+    if columns.rows == 0:
+        columns.add(0, labels=np.zeros((0, fm.num_tasks), np.float32), probs=np.zeros((0, fm.num_tasks), np.float32))
+        if any(fm.masks):
+            columns.add(0, mask=np.zeros((0, fm.num_tasks), bool))
+        if fm.group_by:
+            columns.add(0, groups=np.zeros(0, np.int64))
     return {
-        "labels": join(labels),
-        "probs": join(probs),
-        "mask": join(masks),
-        "groups": join(groups),
-        "aux": {key: torch.cat(values).numpy() for key, values in aux.items()},
+        "labels": columns.get("labels"),
+        "probs": columns.get("probs"),
+        "mask": columns.get("mask"),
+        "groups": columns.get("groups"),
+        "aux": {name.removeprefix("aux:"): columns.get(name) for name in columns.buffers if name.startswith("aux:")},
     }
