@@ -515,7 +515,7 @@ def test_format_registry_entry(tmp_path):
     facts = write_synthetic_taobao_ad(raw, 500, 3)  # (path, rows, seed), like every write_synthetic
     assert facts["rows"] == 500
     assert raw_files(raw) == [str(raw / "train.csv"), str(raw / "test.csv")]
-    dataset = {"hash_bins": 5000, "sequence_max_len": 20, "splits": {"valid": 0.2}, "split_seed": 1}
+    dataset = {"hash_bins": 5000, "history": {"max_len": 20}, "splits": {"valid": 0.2}, "split_seed": 1}
     m = fmt.preprocess(raw, outputs_in(tmp_path / "o1"), "syn", dataset, False)
     assert {k: v["rows"] for k, v in m["splits"].items()} == {"train": 320, "valid": 80, "gold": 100}
     fm = FeatureMap.load(tmp_path / "o1" / "feature_map.json")

@@ -147,12 +147,18 @@ def with_changes(config: dict, change) -> dict:
          "- models.autoint.training: Additional properties are not allowed ('max_epoch' was unexpected)"),
         (lambda c: c["training"]["optimizer"]["dense"].update(weight_decy=0.1),
          "- training.optimizer.dense: Additional properties are not allowed ('weight_decy' was unexpected)"),
+        # what data-parallel training cannot do is refused before any job
+        (lambda c: c["models"]["deepfm"]["training"].update(distributed={"processes": 3}),
+         "models.deepfm on dataset 'tiny_criteo': batch_size 256 does not split evenly over distributed.processes=3"),
+        (lambda c: c["models"]["dcnv2"].update(training={"device": "cuda", "distributed": {"processes": 2}}),
+         "sparse embedding gradients cannot be all-reduced by NCCL"),
+        (lambda c: c["training"].update(precision="fp16"), "'fp16' is not one of ['fp32', 'bf16']"),
     ],
     ids=["unknown-arch", "unknown-model", "unknown-dataset", "unknown-param", "wrong-type", "missing-path",
          "splits-over-one", "splits-mixed", "reserved-name", "sequence-model-on-flat-data", "time-split-with-fractions",
          "unknown-dataset-model", "empty-history", "taobao-ad-file-not-directory", "key-of-another-format",
          "dataset-training-override-checked", "training-typo", "dataset-training-typo", "model-training-typo",
-         "optimizer-typo"],
+         "optimizer-typo", "ddp-batch-not-divisible", "ddp-sparse-on-nccl", "unknown-precision"],
 )
 def test_config_errors_are_reported_before_any_job(tmp_path, change, message):
     work = workflow_copy(tmp_path)

@@ -108,6 +108,6 @@ FORMATS: dict[str, DatasetFormat] = {
         has_sequences=True,
         directory_files=("train.csv", "test.csv", "valid.csv"),
         split_keys=("valid",),
-        options=("hash_bins", "sequence_max_len", "splits"),
+        options=("hash_bins", "history", "splits"),
     ),
 }

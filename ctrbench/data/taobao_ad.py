@@ -750,7 +750,7 @@ def preprocess_taobao_ad_dir(
 ) -> dict:
     """The dataset-config entry point: ``directory`` holds train.csv, test.csv and maybe valid.csv.
 
-    Config keys (all optional): ``hash_bins``, ``sequence_max_len``, ``splits: {valid: fraction}``
+    Config keys (all optional): ``hash_bins``, ``history: {max_len}``, ``splits: {valid: fraction}``
     (used only without valid.csv), ``split_seed``, ``max_bad_rows``.
     """
     files = split_files(directory)
@@ -763,7 +763,7 @@ def preprocess_taobao_ad_dir(
         outputs=outputs,
         dataset_name=dataset_name,
         hash_bins=dataset.get("hash_bins", DEFAULT_HASH_BINS),
-        max_len=dataset.get("sequence_max_len", DEFAULT_MAX_LEN),
+        max_len=(dataset.get("history") or {}).get("max_len", DEFAULT_MAX_LEN),
         valid_fraction=splits.get("valid", DEFAULT_VALID_FRACTION),
         split_seed=dataset.get("split_seed", 0),
         max_bad_rows=dataset.get("max_bad_rows", 0),
