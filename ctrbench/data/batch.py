@@ -7,10 +7,9 @@ dataset's ``EventTable``, with one ``[B, max_len]`` index gather per feature.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import functools
 
 import numpy as np
 import pyarrow as pa

@@ -73,7 +73,7 @@ from ctrbench.data.reading import (
     line_blocks,
     record_bad_rows,
 )
-from ctrbench.data.schema import DEFAULT_SEQUENCE_GROUP, MISSING_ID, ROW_ID, Feature, FeatureMap, SequenceGroup, Task
+from ctrbench.data.schema import DEFAULT_SEQUENCE_GROUP, ROW_ID, Feature, FeatureMap, SequenceGroup, Task
 from ctrbench.data.splits import SPLITS, check_split_files, check_split_labels
 from ctrbench.provenance import package_versions
 
