@@ -170,5 +170,13 @@ def check_config(config: dict) -> None:
                     "weight_decay (it would touch every row each step); drop it or choose adam/adamw for embeddings"
                 )
             problems += [f"{where}: {problem}" for problem in distributed_problems(training, config.get("resources", {}).get("train", {}))]
+            if dataset_name is not None and (lengths := training.get("history_max_len")):
+                data_format = FORMATS.get(config["datasets"][dataset_name]["format"])
+                groups = data_format.history_groups if data_format else ()
+                if unknown := sorted(set(lengths) - set(groups)):
+                    problems.append(
+                        f"{where}: training.history_max_len names {unknown}, but this dataset's histories stored by "
+                        f"reference are {list(groups) or 'none'} (a history length can be chosen only for those)"
+                    )
     if problems:
         raise ConfigError("invalid ctrbench config:\n  - " + "\n  - ".join(problems))

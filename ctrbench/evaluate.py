@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ctrbench.data.schema import EVENTS_FILE
 from ctrbench.data.sources import open_source
 from ctrbench.inference import predict
 from ctrbench.metrics import distribution_summary, task_metrics
@@ -66,6 +67,7 @@ def evaluate_gold(
         rows=gold.rows,
         tasks={name: TaskMetrics(**m) for name, m in per_task.items()},
         gold_sha256=sha256_file(gold_path),
+        events_sha256=sha256_file(Path(gold_path).parent / EVENTS_FILE),
         checkpoint_sha256=sha256_file(checkpoint_path),
         eval_seconds=seconds,
         eval_samples_per_s=gold.rows / seconds if seconds > 0 else None,

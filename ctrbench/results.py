@@ -175,6 +175,7 @@ class GoldRecord(_Result):
     rows: int
     tasks: dict[str, TaskMetrics]
     gold_sha256: str
+    events_sha256: str  # the event table the gold rows' histories point into (an empty table without them)
     checkpoint_sha256: str
     eval_seconds: float
     eval_samples_per_s: float | None

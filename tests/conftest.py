@@ -38,4 +38,6 @@ def tiny_processed(tmp_path) -> dict:
     for i, (split, rows) in enumerate({"train": 2048, "valid": 512, "gold": 512}.items()):
         paths[split] = tmp_path / f"{split}.parquet"
         write_processed_split(paths[split], fm, rows, seed=i)
+    paths["events"] = tmp_path / "events.parquet"  # every processed dataset has one (empty: no history by reference)
+    pq.write_table(pa.table({}), paths["events"])
     return paths

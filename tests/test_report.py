@@ -61,6 +61,7 @@ COLUMN_FIELDS = {
 }
 
 GOLD_HASH = {"criteo_synthetic": "a" * 64, "taobao_synthetic": "b" * 64}
+EVENTS_HASH = "e" * 64
 
 
 def _provenance() -> dict:
@@ -102,7 +103,7 @@ def _gold_eval(dataset: str, model: str, r: dict) -> dict:
     return {
         "kind": "ctrbench.gold_eval", "version": 2, "dataset": dataset, "model": model, "config_sha256": "c0ffee" * 10,
         "arch": model, "checkpoint_epoch": 3, "precision": "fp32", "rows": 2000,
-        "tasks": {"label": _metrics(r["logloss"], r["auc"], r["gauc"])}, "gold_sha256": GOLD_HASH[dataset],
+        "tasks": {"label": _metrics(r["logloss"], r["auc"], r["gauc"])}, "gold_sha256": GOLD_HASH[dataset], "events_sha256": EVENTS_HASH,
         "checkpoint_sha256": "d" * 64, "eval_seconds": 1.2, "eval_samples_per_s": 2000 / 1.2, "device": "cpu",
         "device_name": "x86_64 CPU", "model_info": {}, "extra_outputs": [], "provenance": _provenance(),
     }  # fmt: skip
@@ -356,7 +357,8 @@ def test_dataset_section_summarises_its_manifest(tmp_path):
 
 def _manifest(gold_sha256: str, bad_rows: dict | None = None, **more) -> dict:
     splits = {name: {"rows": rows, "label_rate": 0.25} for name, rows in {"train": 800, "valid": 100, "gold": 100}.items()}
-    return {"splits": splits, "bad_rows": bad_rows or {}, "outputs": {"gold": {"sha256": gold_sha256}}, **more}
+    outputs = {"gold": {"sha256": gold_sha256}, "events": {"sha256": EVENTS_HASH}}
+    return {"splits": splits, "bad_rows": bad_rows or {}, "outputs": outputs, **more}
 
 
 def test_time_split_ranges_and_every_kind_of_dropped_row_are_shown(tmp_path):
@@ -739,3 +741,11 @@ def test_results_of_one_dataset_with_other_tasks_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"dataset 'criteo_synthetic': deepfm has tasks \['label', 'like'\] but dcnv2 has \['label'\]"):
         build_report(pairs, tmp_path / "report.html")
     assert not (tmp_path / "report.html").exists()
+
+
+def test_results_scored_with_another_event_table_are_refused(tmp_path):
+    """Gold rows point into the dataset's event table: results scored with another one are not comparable."""
+    pairs = _write_results(tmp_path / "results")
+    _edit_json(tmp_path / "results" / "taobao_synthetic" / "autoint" / "gold_eval.json", lambda d: d.update(events_sha256="f" * 64))
+    with pytest.raises(GoldHashMismatch, match=r"autoint: gold_sha256 b{64} \(events ffffffffffff\)"):
+        build_report(pairs, tmp_path / "report.html")

@@ -75,3 +75,17 @@ def test_a_version_1_feature_map_is_upgraded():
     fm = FeatureMap.from_json(v1)
     assert fm.labels == ["label"] and fm.tasks[0].weight == 1.0
     assert [g.name for g in fm.sequence_groups] == ["history"] and fm.max_len(fm.sequences[0]) == 20
+
+
+def test_the_facts_written_in_two_places_agree():
+    """The record's quantile fields are distribution_summary's; the config schema's precisions are the records'."""
+    from pathlib import Path
+
+    import yaml
+
+    from ctrbench.metrics import QUANTILES
+    from ctrbench.results import PRECISIONS, Quantiles
+
+    assert list(Quantiles.model_fields) == list(QUANTILES)
+    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "schema.yaml").read_text())
+    assert tuple(schema["definitions"]["training"]["properties"]["precision"]["enum"]) == PRECISIONS

@@ -146,7 +146,7 @@ def test_divergence_is_reported_not_scored(tiny_processed, tmp_path):
     with pytest.raises(FloatingPointError, match="diverged in epoch"):
         _train(tiny_processed, tmp_path, training=training)
     assert not (tmp_path / "train_metrics.json").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["feature_map.json", "gold.parquet", "train.parquet", "valid.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.parquet", "feature_map.json", "gold.parquet", "train.parquet", "valid.parquet"]
 
 
 def test_gold_eval_scores_the_best_checkpoint(tiny_processed, tmp_path):

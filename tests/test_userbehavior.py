@@ -494,7 +494,7 @@ def test_same_second_events_are_not_history(tmp_path):
 def test_block_size_and_bucket_count_do_not_change_the_result(sample_run, tmp_path):
     out, manifest = sample_run
     small = run(SAMPLE, tmp_path / "small", block_bytes=333)
-    for key in ("train", "valid", "gold", "feature_map"):
+    for key in ("train", "valid", "gold", "events", "feature_map"):
         assert small["outputs"][key]["sha256"] == manifest["outputs"][key]["sha256"], key
     # more buckets: the same rows (negatives are keyed by line, not by bucket), in another order
     many = run(SAMPLE, tmp_path / "many", bucket_bytes=5000)
@@ -505,7 +505,7 @@ def test_block_size_and_bucket_count_do_not_change_the_result(sample_run, tmp_pa
 def test_determinism_and_seed(sample_run, tmp_path):
     out, manifest = sample_run
     again = run(SAMPLE, tmp_path / "again")
-    assert all(again["outputs"][k]["sha256"] == manifest["outputs"][k]["sha256"] for k in SPLIT_NAMES)
+    assert all(again["outputs"][k]["sha256"] == manifest["outputs"][k]["sha256"] for k in (*SPLIT_NAMES, "events"))
     other = run(SAMPLE, tmp_path / "other", seed=1)
     assert other["outputs"]["train"]["sha256"] != manifest["outputs"]["train"]["sha256"]
     a, b = load_rows(out), load_rows(tmp_path / "other")
@@ -863,3 +863,41 @@ def test_split_without_targets_is_an_error_at_preprocessing(tmp_path):
     ):
         run(path, tmp_path / "out", target_behaviors=("buy",))
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_model_reads_another_history_length_from_the_same_processed_data(sample_run, tmp_path):
+    """training.history_max_len: trained, checkpointed and scored on gold at 7 events, from data processed at 50."""
+    import torch
+
+    from ctrbench.evaluate import evaluate_gold
+    from ctrbench.train.checkpoint import load_checkpoint
+    from ctrbench.train.trainer import TrainOutputs, train
+
+    out, _ = sample_run
+    training = {"device": "cpu", "batch_size": 64, "steps_per_epoch": 2, "max_epochs": 1, "patience": 1,
+                "eval_batch_size": 256, "history_max_len": {"history": 7},
+                "optimizer": {"embedding": {"name": "adam", "lr": 0.01}, "dense": {"name": "adamw", "lr": 0.01}}}  # fmt: skip
+    outputs = TrainOutputs(tmp_path / "c.pt", tmp_path / "m.json", tmp_path / "l.jsonl")
+    train(train_path=out / "train.parquet", valid_path=out / "valid.parquet", feature_map_path=out / "feature_map.json",
+          arch="bst", params={"embedding_dim": 4, "mlp_hidden": [8]}, training=training, seed=0, outputs=outputs,
+          progress=False)  # fmt: skip
+    model, _ = load_checkpoint(outputs.checkpoint, torch.device("cpu"))
+    assert model.feature_map.sequence_groups[0].max_len == 7 and model.encoder.position.shape[0] == 8
+    record = evaluate_gold(checkpoint_path=outputs.checkpoint, gold_path=out / "gold.parquet",
+                           output_path=tmp_path / "gold.json", device="cpu")  # fmt: skip
+    assert record.rows == len(split_rows(out, "gold")) and record.tasks["label"].auc is not None
+
+
+def test_no_history_event_at_all_gives_empty_histories(tmp_path):
+    """Targets of one behaviour, histories of another that never occurs: an empty event table, all-padding
+    histories, and a model still trains on them."""
+    from ctrbench.data.sources import InMemorySource
+
+    lines = [line for line in SAMPLE.read_text().splitlines() if ",fav," not in line]
+    raw = tmp_path / "no_fav.csv"
+    raw.write_text("\n".join(lines) + "\n")
+    run(raw, tmp_path / "out", history_behaviors=("fav",), target_behaviors=("pv",))
+    assert pq.read_table(tmp_path / "out" / "events.parquet").num_rows == 0
+    fm = FeatureMap.load(tmp_path / "out" / "feature_map.json")
+    batch = InMemorySource(tmp_path / "out" / "train.parquet", fm).data.batch(slice(0, 4))
+    assert batch.sequences["item_history"].shape == (4, 50) and not batch.sequences["item_history"].any()

@@ -153,12 +153,14 @@ def with_changes(config: dict, change) -> dict:
         (lambda c: c["models"]["dcnv2"].update(training={"device": "cuda", "distributed": {"processes": 2}}),
          "sparse embedding gradients cannot be all-reduced by NCCL"),
         (lambda c: c["training"].update(precision="fp16"), "'fp16' is not one of ['fp32', 'bf16']"),
+        (lambda c: c["models"]["dcnv2"].update(training={"history_max_len": {"history": 100}}),
+         "models.dcnv2 on dataset 'tiny_criteo': training.history_max_len names ['history'], but this dataset's histories"),
     ],
     ids=["unknown-arch", "unknown-model", "unknown-dataset", "unknown-param", "wrong-type", "missing-path",
          "splits-over-one", "splits-mixed", "reserved-name", "sequence-model-on-flat-data", "time-split-with-fractions",
          "unknown-dataset-model", "empty-history", "taobao-ad-file-not-directory", "key-of-another-format",
          "dataset-training-override-checked", "training-typo", "dataset-training-typo", "model-training-typo",
-         "optimizer-typo", "ddp-batch-not-divisible", "ddp-sparse-on-nccl", "unknown-precision"],
+         "optimizer-typo", "ddp-batch-not-divisible", "ddp-sparse-on-nccl", "unknown-precision", "history-length-on-flat-data"],
 )
 def test_config_errors_are_reported_before_any_job(tmp_path, change, message):
     work = workflow_copy(tmp_path)

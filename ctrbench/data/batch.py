@@ -28,9 +28,12 @@ class EventTable:
     def gather(self, name: str, start: torch.Tensor, end: torch.Tensor, max_len: int) -> torch.Tensor:
         """``[B, max_len]`` int64: the events ``end - max_len .. end - 1`` of column ``name``, oldest first,
         ``MISSING_ID`` where that lies before ``start`` (a shorter history: left padding)."""
+        column = self.columns[name]
+        if len(column) == 0:  # no user has a history event: every history is empty
+            return torch.full((len(end), max_len), MISSING_ID, dtype=torch.long)
         positions = end.unsqueeze(1) + torch.arange(-max_len, 0, dtype=end.dtype)  # [B, L]
         known = positions >= start.unsqueeze(1)
-        values = self.columns[name][positions.clamp(min=0)]
+        values = column[positions.clamp(min=0)]
         return torch.where(known, values, MISSING_ID).long()
 
     @classmethod
@@ -40,13 +43,14 @@ class EventTable:
         if not columns:
             return None
         path = Path(split_path).resolve().parent / EVENTS_FILE
-        return _load_events(str(path), columns, path.stat().st_mtime_ns)
+        stat = path.stat()  # a rewritten file is another entry, even where mtimes are coarse
+        return _load_events(str(path), columns, (stat.st_ino, stat.st_size, stat.st_mtime_ns))
 
 
-@functools.lru_cache(maxsize=4)
-def _load_events(path: str, columns: tuple[str, ...], mtime_ns: int) -> EventTable:
+@functools.lru_cache(maxsize=2)  # the train and valid sources of a job share one table
+def _load_events(path: str, columns: tuple[str, ...], identity: tuple[int, int, int]) -> EventTable:
     table = pq.read_table(path, columns=list(columns))
-    return EventTable({name: torch.from_numpy(table.column(name).to_numpy().astype(np.int32)) for name in columns})
+    return EventTable({name: torch.from_numpy(table.column(name).to_numpy().astype(np.int32, copy=False)) for name in columns})
 
 
 @dataclass

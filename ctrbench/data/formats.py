@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ctrbench.data.criteo import DEFAULT_HASH_BINS
 from ctrbench.data.preprocess import preprocess_criteo
+from ctrbench.data.schema import DEFAULT_SEQUENCE_GROUP
 from ctrbench.data.synthetic import write_synthetic_criteo
 from ctrbench.data.synthetic_userbehavior import write_synthetic_userbehavior
 from ctrbench.data.taobao_ad import preprocess_taobao_ad_dir
@@ -20,6 +21,7 @@ class DatasetFormat:
     preprocess: Callable[..., dict]  # (raw_path, outputs, dataset_name, options) -> manifest
     write_synthetic: Callable[..., dict] | None  # (path, rows, seed) -> facts about what was planted
     has_sequences: bool = False  # behaviour histories, which sequence models need
+    history_groups: tuple[str, ...] = ()  # sequence groups stored by reference (training.history_max_len may set their length)
     # the raw input: one file, or a directory holding these files (the first two at least)
     directory_files: tuple[str, ...] = ()
     split_keys: tuple[str, ...] = ("train", "valid", "gold")  # what the dataset's ``splits`` may set
@@ -99,6 +101,7 @@ FORMATS: dict[str, DatasetFormat] = {
         preprocess=_preprocess_userbehavior,
         write_synthetic=write_synthetic_userbehavior,
         has_sequences=True,
+        history_groups=(DEFAULT_SEQUENCE_GROUP,),
         split_keys=(),  # split by time (time_split), not by fractions
         options=("history", "targets", "time_split", "time_range", "utc_offset_hours", "user_fraction", "splits"),
     ),

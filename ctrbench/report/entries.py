@@ -54,6 +54,11 @@ class ResultEntry:
     def gold_sha256(self) -> str:
         return self.gold.gold_sha256
 
+    @property
+    def gold_identity(self) -> str:
+        """The gold rows and the event table their histories point into: what results must share to be compared."""
+        return f"{self.gold.gold_sha256} (events {self.gold.events_sha256[:12]})"
+
     def gold_metric(self, task: str, name: str) -> float | None:
         return finite(getattr(self.gold.tasks[task], name))
 
@@ -95,13 +100,15 @@ def load_entries(pairs: Iterable[tuple[str | Path, str | Path]]) -> list[ResultE
 
 
 def check_gold_hashes(entries: Iterable[ResultEntry], manifests: dict[str, dict] | None = None) -> None:
-    """Raise GoldHashMismatch when one dataset's results were scored on different gold files, or on
-    another gold file than the one its current preprocessing manifest names (shown as 'manifest')."""
+    """Raise GoldHashMismatch when one dataset's results were scored on different gold files (or event tables),
+    or on other ones than its current preprocessing manifest names (shown as 'manifest')."""
     by_dataset: dict[str, dict[str, list[str]]] = {}
     for dataset, manifest in (manifests or {}).items():
-        by_dataset.setdefault(dataset, {})[str(manifest["outputs"]["gold"]["sha256"])] = ["manifest"]
+        outputs = manifest["outputs"]
+        identity = f"{outputs['gold']['sha256']} (events {outputs['events']['sha256'][:12]})"
+        by_dataset.setdefault(dataset, {})[identity] = ["manifest"]
     for entry in entries:
-        by_dataset.setdefault(entry.dataset, {}).setdefault(entry.gold_sha256, []).append(entry.model)
+        by_dataset.setdefault(entry.dataset, {}).setdefault(entry.gold_identity, []).append(entry.model)
     for dataset, models_by_hash in by_dataset.items():
         if len(models_by_hash) > 1:
             raise GoldHashMismatch(dataset, models_by_hash)

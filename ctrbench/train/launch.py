@@ -73,8 +73,10 @@ def _worker(spec_path: str) -> None:
     rank = int(os.environ.get("RANK", "0"))
     log_path = spec.pop("log_path")
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if rank == 0 and log_path:
-        handlers.append(logging.FileHandler(log_path, mode="a"))
+    if log_path:  # appended to (O_APPEND): rank 0 logs the run, every other rank its errors
+        handler = logging.FileHandler(log_path, mode="a")
+        handler.setLevel(logging.INFO if rank == 0 else logging.ERROR)
+        handlers.append(handler)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s rank {rank} %(levelname)s %(name)s: %(message)s", handlers=handlers)
     torch.set_num_threads(spec.pop("threads"))
     spec["outputs"] = TrainOutputs(**{k: Path(v) for k, v in spec["outputs"].items()})

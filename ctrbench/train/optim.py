@@ -39,8 +39,10 @@ def check_groups(model: nn.Module, groups: dict[str, list[nn.Parameter]]) -> Non
     if len(listed) != len(set(listed)):
         raise ValueError(f"{type(model).__name__}.parameter_groups() lists a parameter in two groups")
     missing = [name for name, p in model.named_parameters() if id(p) not in set(listed)]
-    if missing or len(listed) != len(list(model.parameters())):
-        raise ValueError(f"{type(model).__name__}.parameter_groups() leaves out {missing or 'parameters'}")
+    if missing:
+        raise ValueError(f"{type(model).__name__}.parameter_groups() leaves out {missing}")
+    if len(listed) != len(list(model.parameters())):
+        raise ValueError(f"{type(model).__name__}.parameter_groups() lists parameters that are not the model's")
 
 
 def group_settings(optimizer_config: dict, group: str) -> dict:
