@@ -50,7 +50,8 @@ class EventTable:
 @functools.lru_cache(maxsize=2)  # the train and valid sources of a job share one table
 def _load_events(path: str, columns: tuple[str, ...], identity: tuple[int, int, int]) -> EventTable:
     table = pq.read_table(path, columns=list(columns))
-    return EventTable({name: torch.from_numpy(table.column(name).to_numpy().astype(np.int32, copy=False)) for name in columns})
+    # to_numpy is a zero-copy view of Arrow's read-only buffer; astype makes the one writable copy torch wants
+    return EventTable({name: torch.from_numpy(table.column(name).to_numpy().astype(np.int32)) for name in columns})
 
 
 @dataclass
