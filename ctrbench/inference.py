@@ -33,8 +33,8 @@ def forward(model: torch.nn.Module, batch: Batch, device: torch.device, precisio
 class _Columns:
     """Per-row outputs collected into a few growing numpy buffers (capacity doubled as needed). Keeping one small
     tensor per batch instead leaves thousands of small objects between a model's large, short-lived activations,
-    and glibc's heap then cannot hand their pages back: measured, +181 MiB of peak RSS for validating BST at
-    1,000 events, where these buffers add nothing."""
+    and glibc's heap then cannot hand their pages back (bench/history_length.py's BST job at 1,000 events peaked
+    hundreds of MiB higher that way)."""
 
     def __init__(self):
         self.buffers: dict[str, np.ndarray] = {}

@@ -25,16 +25,16 @@ class EventTable:
     def __init__(self, columns: dict[str, torch.Tensor]):
         self.columns = columns
 
-    def gather(self, name: str, start: torch.Tensor, end: torch.Tensor, max_len: int) -> torch.Tensor:
-        """``[B, max_len]`` int64: the events ``end - max_len .. end - 1`` of column ``name``, oldest first,
-        ``MISSING_ID`` where that lies before ``start`` (a shorter history: left padding)."""
-        column = self.columns[name]
-        if len(column) == 0:  # no user has a history event: every history is empty
-            return torch.full((len(end), max_len), MISSING_ID, dtype=torch.long)
+    def gather(self, names: list[str], start: torch.Tensor, end: torch.Tensor, max_len: int) -> dict[str, torch.Tensor]:
+        """``{name: [B, max_len] int64}``: the events ``end - max_len .. end - 1`` of each column, oldest first,
+        ``MISSING_ID`` where that lies before ``start`` (a shorter history: left padding). The positions are
+        computed once for the group's columns."""
+        if len(self.columns[names[0]]) == 0:  # no user has a history event: every history is empty
+            return {name: torch.full((len(end), max_len), MISSING_ID, dtype=torch.long) for name in names}
         positions = end.unsqueeze(1) + torch.arange(-max_len, 0, dtype=end.dtype)  # [B, L]
         known = positions >= start.unsqueeze(1)
-        values = column[positions.clamp(min=0)]
-        return torch.where(known, values, MISSING_ID).long()
+        index = positions.clamp(min=0)
+        return {name: torch.where(known, self.columns[name][index], MISSING_ID).long() for name in names}
 
     @classmethod
     def beside(cls, split_path: str | Path, feature_map: FeatureMap) -> EventTable | None:
@@ -145,9 +145,8 @@ class TensorDataset:
         sequences = {k: v[index].long() for k, v in self.sequences.items()}
         fm = self.feature_map
         for group, (start, end) in self.bounds.items():
-            max_len = fm.sequence_group(group).max_len
-            for f in fm.sequences_of(group):
-                sequences[f.name] = self.events.gather(f.name, start[index], end[index], max_len)
+            names = [f.name for f in fm.sequences_of(group)]
+            sequences |= self.events.gather(names, start[index], end[index], fm.sequence_group(group).max_len)
         return Batch(
             labels=self.labels[index],
             label_mask=take(self.label_mask),

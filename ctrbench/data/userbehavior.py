@@ -947,7 +947,6 @@ def preprocess_userbehavior(
             extra={
                 "source": "taobao_userbehavior",
                 "utc_offset_hours": utc_offset_hours,
-                "max_len": max_len,
                 "history_behaviors": options["history_behaviors"],
                 "target_behaviors": options["target_behaviors"],
                 "negatives": negatives,
