@@ -16,15 +16,15 @@ from _child import run_child  # bench/ is sys.path[0] when run as a script
 TRAIN = """
 import json, sys
 from pathlib import Path
-from ctrbench.data.preprocess import preprocess_criteo
-from ctrbench.data.synthetic import write_synthetic_criteo
+from ctrbench.data.formats.criteo_dac.preprocess import preprocess_criteo
+from ctrbench.data.formats.criteo_dac.synthetic import write_synthetic_criteo
 from ctrbench.results import TrainRecord, read_record
 from ctrbench.train.launch import train_job
 from ctrbench.train.trainer import TrainOutputs
 work, rows, processes, device, threads = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 if not (work / "data" / "manifest.json").exists():
     write_synthetic_criteo(work / "raw.txt", rows, 0)
-    preprocess_criteo(work / "raw.txt", work / "data", hash_bins=100_000, splits={"train": 0.9, "valid": 0.05, "gold": 0.05}, progress=False)
+    preprocess_criteo(work / "raw.txt", work / "data", options={"hash_bins": 100_000, "splits": {"train": 0.9, "valid": 0.05, "gold": 0.05}}, progress=False)
 out = work / f"run{processes}"
 out.mkdir()
 training = {"device": device, "batch_size": 4096, "steps_per_epoch": None, "max_epochs": 1, "patience": 1, "eval_batch_size": 16384,

@@ -23,8 +23,7 @@ dataset = yaml.safe_load(open(sys.argv[3]))["datasets"]["userbehavior_synthetic"
 fmt = FORMATS[dataset["format"]]
 fmt.write_synthetic(work / "raw.csv", rows=rows, seed=dataset["synthetic"]["seed"])
 outputs = {k: work / "data" / f"{k}.{'json' if k in ('feature_map', 'manifest') else 'parquet'}" for k in ("train", "valid", "gold", "events", "feature_map", "manifest")}
-settings = {k: v for k, v in dataset.items() if k not in ("models", "training", "reference", "synthetic")}
-manifest = fmt.preprocess(work / "raw.csv", outputs, "userbehavior_synthetic", settings, False)
+manifest = fmt.preprocess(work / "raw.csv", outputs=outputs, dataset_name="userbehavior_synthetic", options=fmt.options.of_entry(dataset), progress=False)
 print(json.dumps({"bytes": sum(p.stat().st_size for p in (work / "data").iterdir()), "rows": manifest["splits"]}))
 """
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from ctrbench.data.preprocess import preprocess_criteo
-from ctrbench.data.synthetic import write_synthetic_criteo
+from ctrbench.data.formats.criteo_dac.preprocess import preprocess_criteo
+from ctrbench.data.formats.criteo_dac.synthetic import write_synthetic_criteo
 from ctrbench.train.trainer import TrainOutputs, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ctrbench-cost-", dir=args.scratch) as scratch:
         work = Path(scratch)
         write_synthetic_criteo(work / "raw.txt", rows=args.rows, seed=1)
-        preprocess_criteo(work / "raw.txt", work / "data", hash_bins=args.hash_bins, splits={"train": 0.9, "valid": 0.05, "gold": 0.05}, progress=False)
+        preprocess_criteo(work / "raw.txt", work / "data", options={"hash_bins": args.hash_bins, "splits": {"train": 0.9, "valid": 0.05, "gold": 0.05}}, progress=False)
         rows = []
         for name, params in models.items():
             if args.models and name not in args.models:

@@ -31,16 +31,16 @@ GOAL_RSS_BYTES = 1 << 30
 
 GENERATE = """
 import json, sys
-from ctrbench.data.synthetic import write_synthetic_criteo
+from ctrbench.data.formats.criteo_dac.synthetic import write_synthetic_criteo
 print(json.dumps(write_synthetic_criteo(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))))
 """
 
 PREPROCESS = """
 import json, sys, time
-from ctrbench.data.preprocess import preprocess_criteo
+from ctrbench.data.formats.criteo_dac.preprocess import preprocess_criteo
 start = time.perf_counter()
 manifest = preprocess_criteo(
-    sys.argv[1], sys.argv[2], block_bytes=int(sys.argv[3]), workers=int(sys.argv[4]), input_hash=sys.argv[5],
+    sys.argv[1], sys.argv[2], block_bytes=int(sys.argv[3]), workers=int(sys.argv[4]), options={"input_hash": sys.argv[5]},
     progress=False,
 )
 elapsed = time.perf_counter() - start
@@ -54,7 +54,7 @@ BARE_PARSE = """
 import json, sys, time
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-from ctrbench.data.criteo import COLUMNS
+from ctrbench.data.formats.criteo_dac.reader import COLUMNS
 start = time.perf_counter()
 table = pa_csv.read_csv(
     sys.argv[1],

@@ -24,18 +24,18 @@ from _child import run_child  # bench/ is sys.path[0] when run as a script
 
 GENERATE = """
 import json, sys
-from ctrbench.data.synthetic_userbehavior import write_synthetic_userbehavior
+from ctrbench.data.formats.taobao_userbehavior.synthetic import write_synthetic_userbehavior
 print(json.dumps(write_synthetic_userbehavior(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))))
 """
 
 PREPROCESS = """
 import json, sys, time
-from ctrbench.data.userbehavior import preprocess_userbehavior
+from ctrbench.data.formats.taobao_userbehavior.preprocess import preprocess_userbehavior
 start = time.perf_counter()
 manifest = preprocess_userbehavior(sys.argv[1], sys.argv[2], block_bytes=int(sys.argv[3]), progress=False)
 elapsed = time.perf_counter() - start
 hwm = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM"))
-print(json.dumps({"seconds": elapsed, "vmhwm_bytes": hwm, "rows": manifest["rows"], "events": manifest["events"]}))
+print(json.dumps({"seconds": elapsed, "vmhwm_bytes": hwm, "rows": manifest["rows"], "events": manifest["details"]["events"]}))
 """
 
 
@@ -67,7 +67,7 @@ def main() -> None:
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
-    from ctrbench.data.userbehavior import COLUMNS
+    from ctrbench.data.formats.taobao_userbehavior.preprocess import COLUMNS
 
     types = dict(zip(COLUMNS, [pa.int64(), pa.int64(), pa.int64(), pa.string(), pa.int64()]))
     start = time.perf_counter()

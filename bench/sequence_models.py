@@ -76,7 +76,7 @@ def main() -> None:
         data_format.write_synthetic(work / "raw.csv", rows=dataset["synthetic"]["rows"], seed=dataset["synthetic"]["seed"])
         outputs = {k: work / f"{k}.{'json' if k in ('feature_map', 'manifest') else 'parquet'}"
                    for k in ("train", "valid", "gold", "feature_map", "manifest")}  # fmt: skip
-        data_format.preprocess(work / "raw.csv", outputs, DATASET, dataset, False)
+        data_format.preprocess(work / "raw.csv", outputs=outputs, dataset_name=DATASET, options=data_format.options.of_entry(dataset), progress=False)
         fm = FeatureMap.load(outputs["feature_map"])
         train_set = TensorDataset.from_parquet(outputs["train"], fm)
         gold_set = TensorDataset.from_parquet(outputs["gold"], fm)

@@ -10,13 +10,11 @@ from __future__ import annotations
 import copy
 
 from ctrbench.data.formats import FORMATS
-from ctrbench.data.splits import REST, resolve_split_counts
+from ctrbench.data.formats.base import OptionsError
 from ctrbench.models.registry import MODELS, check_params, model_class
+from ctrbench.schema_problem import schema_problem as one_line_problem
 from ctrbench.train.distributed import sparse_problem
 from ctrbench.train.optim import SPARSE_CAPABLE, embeddings_are_sparse
-
-# dataset keys of every format (the others are the format's own, DatasetFormat.options)
-COMMON_DATASET_KEYS = {"format", "path", "synthetic", "models", "training", "reference", "max_bad_rows", "split_seed"}
 
 # folder names the workflow itself uses under results/ and results/<dataset>/
 RESERVED_NAMES = {"data", "raw", "logs", "benchmarks"}
@@ -27,33 +25,14 @@ class ConfigError(ValueError):
 
 
 def schema_problem(error) -> str:
-    """A jsonschema ValidationError as one short line: where in the config, and what is wrong there (jsonschema's own
-    message). Snakemake's message would add the whole failing sub-schema, ~175 lines for a dataset entry."""
-    where = "".join(f"[{key}]" if isinstance(key, int) else f".{key}" for key in error.absolute_path).lstrip(".")
-    message = f"{where or 'the config'}: {error.message}"
-    if error.validator == "additionalProperties" and error.validator_value is False:
-        message += f"; it takes {', '.join(sorted(error.schema.get('properties', {})))}"
-    return "invalid ctrbench config:\n  - " + message
-
-
-def split_problem(splits: dict, keys: tuple[str, ...] = ("train", "valid", "gold")) -> str | None:
-    """What is wrong with a splits entry, checked without the data (train defaults to the rest)."""
-    if not keys:
-        return "this format splits by time (time_split), not by fractions: drop splits"
-    unknown = sorted(set(splits) - set(keys))
-    if unknown:
-        return f"this format takes only {list(keys)} here, not {unknown}"
-    if set(keys) != {"train", "valid", "gold"}:
-        return None if all(0 < v < 1 for v in splits.values()) else f"fractions must lie in (0, 1): {splits}"
-    spec = {"train": REST, **splits}
-    sizes = [v for v in spec.values() if v != REST]
-    # fractions are checked on any total; counts on the smallest total that holds them
-    total = sum(sizes) if all(isinstance(v, int) for v in sizes) else 1_000_000
-    try:
-        resolve_split_counts(total, spec)
-    except ValueError as error:
-        return str(error)
-    return None
+    """A jsonschema ValidationError of the config as one short line (``schema_problem.schema_problem``); a key a
+    dataset entry does not take lists those its format does (the entry's own and its format's options.yaml)."""
+    taken = None
+    if error.validator == "unevaluatedProperties" and isinstance(error.instance, dict):
+        dataset_format = FORMATS.get(error.instance.get("format"))
+        if dataset_format is not None:
+            taken = sorted({*error.schema.get("properties", {}), *dataset_format.options.names})
+    return "invalid ctrbench config:\n  - " + one_line_problem(error, taken)
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -132,13 +111,11 @@ def check_config(config: dict) -> None:
             problems.append(f"datasets.{name}.path: {problem}")
         if "synthetic" in dataset and dataset_format.write_synthetic is None:
             problems.append(f"datasets.{name}: format {dataset['format']!r} has no synthetic generator; give a path")
-        if "splits" in dataset and (problem := split_problem(dataset["splits"], dataset_format.split_keys)):
-            problems.append(f"datasets.{name}.splits: {problem}")
-        if unknown := sorted(set(dataset) - COMMON_DATASET_KEYS - set(dataset_format.options)):
-            problems.append(
-                f"datasets.{name}: {', '.join(unknown)} do(es) not apply to format {dataset['format']!r} "
-                f"(it takes {', '.join(sorted(dataset_format.options))})"
-            )
+        try:
+            options = dataset_format.options.resolve(dataset_format.options.of_entry(dataset))
+            problems += [f"datasets.{name}.{problem}" for problem in dataset_format.option_problems(options)]
+        except OptionsError as error:
+            problems.append(f"datasets.{name}: {error}")
         if name in config["benchmark"]["datasets"]:
             for model in dataset_models(config, name):
                 arch = config["models"].get(model, {}).get("arch")

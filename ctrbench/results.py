@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal, TypeVar, get_args
+from typing import ClassVar, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
@@ -91,11 +91,19 @@ class Provenance(_Record):
     host: str
 
 
-class _Result(_Record):
+class VersionedRecord(_Record):
+    """A record file: its ``kind`` names what it is, its ``version`` the layout; ``read_record`` checks both."""
+
+    kind: str
+    version: int
+    REBUILD: ClassVar[str]  # what to rerun when a file of another version is found
+
+
+class _Result(VersionedRecord):
     """What identifies a result, in both records: its kind (each record's own), version, dataset, model (the
     config's name), the hash of the settings it depends on, and the architecture."""
 
-    kind: str
+    REBUILD: ClassVar[str] = "rerun that model's train and gold_eval jobs"
     version: Literal[2] = RESULT_VERSION
     dataset: str
     model: str
@@ -186,10 +194,10 @@ class GoldRecord(_Result):
     provenance: Provenance
 
 
-Record = TypeVar("Record", TrainRecord, GoldRecord)
+Record = TypeVar("Record", bound=VersionedRecord)
 
 
-def write_record(path: str | Path, record: TrainRecord | GoldRecord) -> None:
+def write_record(path: str | Path, record: VersionedRecord) -> None:
     atomic_write_text(path, record.model_dump_json(indent=2) + "\n")
 
 
@@ -200,21 +208,19 @@ def read_record(path: str | Path, cls: type[Record]) -> Record:
     except (OSError, json.JSONDecodeError) as error:
         raise ResultError(f"{path}: not a readable result file ({error})") from None
     expected = cls.model_fields["kind"].default
+    readable = cls.model_fields["version"].default
     if isinstance(data, dict) and "kind" not in data and "version" not in data:
         raise ResultError(
-            f"{path}: written before result records were versioned (version 1); this ctrbench reads version "
-            f"{RESULT_VERSION}: rerun that model's train and gold_eval jobs"
+            f"{path}: written before {expected} records were versioned; this ctrbench reads version {readable}: {cls.REBUILD}"
         )
     if not isinstance(data, dict) or data.get("kind") != expected:
         found = data.get("kind") if isinstance(data, dict) else type(data).__name__
         raise ResultError(f"{path}: expected a {expected!r} record, found kind {found!r}")
     version = data.get("version")
-    if version != RESULT_VERSION:
-        newer = isinstance(version, int) and version > RESULT_VERSION
-        action = "update ctrbench to read it" if newer else "rerun that model's train and gold_eval jobs"
-        raise ResultError(
-            f"{path}: result version {version!r} is not the version {RESULT_VERSION} this ctrbench reads ({action})"
-        )
+    if version != readable:
+        newer = isinstance(version, int) and version > readable
+        action = "update ctrbench to read it" if newer else cls.REBUILD
+        raise ResultError(f"{path}: {expected} version {version!r} is not the version {readable} this ctrbench reads ({action})")
     try:
         return cls.model_validate(data)
     except ValidationError as error:

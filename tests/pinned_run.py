@@ -81,8 +81,8 @@ def run_pinned(work: Path) -> dict[str, dict]:
         data_format.write_synthetic(raw, rows=entry["synthetic"]["rows"], seed=entry["synthetic"]["seed"])
         paths = {k: work / dataset / "data" / f"{k}.parquet" for k in ("train", "valid", "gold")}
         paths |= {k: work / dataset / "data" / f"{k}.json" for k in ("feature_map", "manifest")}
-        settings = {k: v for k, v in entry.items() if k not in ("models", "training", "reference")}
-        data_format.preprocess(raw, outputs=paths, dataset_name=dataset, dataset=settings, progress=False)
+        options = data_format.options.of_entry(entry)
+        data_format.preprocess(raw, outputs=paths, dataset_name=dataset, options=options, progress=False)
         for model in dataset_models(config, dataset):
             spec, folder = config["models"][model], work / dataset / model
             train(

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ctrbench.data.batch import TensorDataset
-from ctrbench.data.criteo import (
+from ctrbench.data.formats.criteo_dac.reader import (
     CATEGORICAL,
     COLUMNS,
     DENSE,
@@ -22,9 +22,10 @@ from ctrbench.data.criteo import (
     CriteoReader,
     read_criteo,
 )
-from ctrbench.data.preprocess import OUTPUT_FILES, preprocess_criteo
+from ctrbench.data.formats.criteo_dac.preprocess import preprocess_criteo
+from ctrbench.data.outputs import OUTPUT_FILES
 from ctrbench.data.schema import FeatureMap
-from ctrbench.data.synthetic import write_synthetic_criteo
+from ctrbench.data.formats.criteo_dac.synthetic import write_synthetic_criteo
 from ctrbench.provenance import sha256_file
 
 DATA = Path(__file__).parent / "data" / "criteo"
@@ -296,12 +297,12 @@ def test_preprocess_writes_splits_feature_map_and_manifest(tmp_path):
     raw = tmp_path / "raw.tsv"
     write_synthetic_criteo(raw, 3000, seed=2)
     out = tmp_path / "out"
-    manifest = preprocess_criteo(raw, out, hash_bins=BINS, split_seed=3, progress=False)
+    manifest = preprocess_criteo(raw, out, options={"hash_bins": BINS, "split_seed": 3}, progress=False)
     assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES.values())  # no leftovers
     assert json.loads((out / "manifest.json").read_text()) == manifest
     assert manifest["rows"] == {"read": 3000, "written": 3000, "bad": 0}
     assert {k: v["rows"] for k, v in manifest["splits"].items()} == {"train": 2400, "valid": 300, "gold": 300}
-    assert manifest["input"]["hash"] == "sha256" and manifest["input"]["sha256"] == sha256_file(raw)  # the default
+    assert manifest["inputs"]["raw"]["hash"] == "sha256" and manifest["inputs"]["raw"]["sha256"] == sha256_file(raw)  # the default
     for key in ("train", "valid", "gold", "feature_map"):
         assert manifest["outputs"][key]["sha256"] == sha256_file(out / OUTPUT_FILES[key])
 
@@ -331,8 +332,8 @@ def test_preprocess_writes_splits_feature_map_and_manifest(tmp_path):
 def test_preprocess_output_does_not_depend_on_block_size(tmp_path):
     raw = tmp_path / "raw.tsv"
     write_synthetic_criteo(raw, 3000, seed=4)
-    a = preprocess_criteo(raw, tmp_path / "a", hash_bins=BINS, block_bytes=5000, row_group_rows=500, progress=False)
-    b = preprocess_criteo(raw, tmp_path / "b", hash_bins=BINS, block_bytes=1 << 24, row_group_rows=500, progress=False)
+    a = preprocess_criteo(raw, tmp_path / "a", options={"hash_bins": BINS}, block_bytes=5000, row_group_rows=500, progress=False)
+    b = preprocess_criteo(raw, tmp_path / "b", options={"hash_bins": BINS}, block_bytes=1 << 24, row_group_rows=500, progress=False)
     assert a["outputs"] == b["outputs"]  # same bytes, same hashes
     assert pq.ParquetFile(tmp_path / "a" / "train.parquet").metadata.num_row_groups == 5
 
@@ -341,13 +342,13 @@ def test_failed_preprocess_leaves_nothing_that_looks_complete(tmp_path):
     path = mixed_bad_file(tmp_path)
     out = tmp_path / "out"
     with pytest.raises(CriteoFormatError, match=r"mixed\.txt:5:"):
-        preprocess_criteo(path, out, hash_bins=BINS, progress=False)
+        preprocess_criteo(path, out, options={"hash_bins": BINS}, progress=False)
     assert list(out.iterdir()) == []
     with pytest.raises(CriteoFormatError, match="max_bad_rows=4"):
-        preprocess_criteo(path, out, hash_bins=BINS, max_bad_rows=4, progress=False)
+        preprocess_criteo(path, out, options={"hash_bins": BINS, "max_bad_rows": 4}, progress=False)
     assert list(out.iterdir()) == []
 
-    manifest = preprocess_criteo(path, out, hash_bins=BINS, max_bad_rows=5, progress=False)
+    manifest = preprocess_criteo(path, out, options={"hash_bins": BINS, "max_bad_rows": 5}, progress=False)
     assert manifest["bad_rows"] == {"field_count": 1, "bad_label": 1, "bad_dense": 2, "bad_categorical": 1}
     assert manifest["rows"] == {"read": 50, "written": 45, "bad": 5}
     assert sum(s["rows"] for s in manifest["splits"].values()) == 45
@@ -356,9 +357,7 @@ def test_failed_preprocess_leaves_nothing_that_looks_complete(tmp_path):
 
 def test_explicit_output_paths(tmp_path):
     outputs = {key: tmp_path / key / f"x_{name}" for key, name in OUTPUT_FILES.items()}
-    manifest = preprocess_criteo(
-        HEAD50, outputs=outputs, hash_bins=BINS, splits={"valid": 5, "gold": 5, "train": "rest"}, progress=False
-    )
+    manifest = preprocess_criteo(HEAD50, options={"hash_bins": BINS, "splits": {"valid": 5, "gold": 5}}, outputs=outputs, progress=False)
     assert all(p.exists() for p in outputs.values())
     assert {k: v["rows"] for k, v in manifest["splits"].items()} == {"train": 40, "valid": 5, "gold": 5}
     assert manifest["outputs"]["train"]["path"] == "../train/x_train.parquet"
@@ -458,9 +457,9 @@ def test_line_too_long_comes_after_an_earlier_bad_line(tmp_path):
 
 def test_preprocess_output_does_not_depend_on_threads(tmp_path):
     path = many_bad_blocks(tmp_path)
-    options = {"hash_bins": BINS, "max_bad_rows": 4, "block_bytes": 20_000, "row_group_rows": 700, "progress": False}
-    serial = preprocess_criteo(path, tmp_path / "serial", workers=0, **options)
-    parallel = preprocess_criteo(path, tmp_path / "parallel", **options)
+    given = {"options": {"hash_bins": BINS, "max_bad_rows": 4}, "block_bytes": 20_000, "row_group_rows": 700, "progress": False}
+    serial = preprocess_criteo(path, tmp_path / "serial", workers=0, **given)
+    parallel = preprocess_criteo(path, tmp_path / "parallel", **given)
     assert serial["outputs"] == parallel["outputs"]  # the same bytes: sha256 of splits and feature map
     assert serial == parallel  # and the same manifest
     for name in OUTPUT_FILES.values():
@@ -470,15 +469,15 @@ def test_preprocess_output_does_not_depend_on_threads(tmp_path):
 def test_input_identified_by_size_and_mtime_when_asked(tmp_path):
     raw = tmp_path / "raw.tsv"
     write_synthetic_criteo(raw, 500, seed=2)
-    hashed = preprocess_criteo(raw, tmp_path / "a", hash_bins=BINS, progress=False)
-    cheap = preprocess_criteo(raw, tmp_path / "b", hash_bins=BINS, progress=False, input_hash="size+mtime")
-    assert cheap["input"]["hash"] == "size+mtime" and cheap["input"]["sha256"] is None
-    assert cheap["input"]["bytes"] == raw.stat().st_size
-    assert datetime.fromisoformat(cheap["input"]["mtime"]).timestamp() == pytest.approx(raw.stat().st_mtime)
-    assert "mtime" not in hashed["input"]  # a hashed input's manifest does not change with a copy's mtime
+    hashed = preprocess_criteo(raw, tmp_path / "a", options={"hash_bins": BINS}, progress=False)
+    cheap = preprocess_criteo(raw, tmp_path / "b", options={"hash_bins": BINS, "input_hash": "size+mtime"}, progress=False)
+    assert cheap["inputs"]["raw"]["hash"] == "size+mtime" and cheap["inputs"]["raw"]["sha256"] is None
+    assert cheap["inputs"]["raw"]["bytes"] == raw.stat().st_size
+    assert datetime.fromisoformat(cheap["inputs"]["raw"]["mtime"]).timestamp() == pytest.approx(raw.stat().st_mtime)
+    assert hashed["inputs"]["raw"]["mtime"] is None  # a hashed input's manifest does not change with a copy's mtime
     assert cheap["outputs"] == hashed["outputs"]
-    with pytest.raises(ValueError, match="input_hash must be one of"):
-        preprocess_criteo(raw, tmp_path / "c", progress=False, input_hash="md5")
+    with pytest.raises(ValueError, match=r"criteo_dac options: input_hash: 'md5' is not one of \['sha256', 'size\+mtime'\]"):
+        preprocess_criteo(raw, tmp_path / "c", options={"input_hash": "md5"}, progress=False)
 
 
 def test_empty_split_is_an_error_at_preprocessing(tmp_path):
@@ -487,7 +486,7 @@ def test_empty_split_is_an_error_at_preprocessing(tmp_path):
         ValueError,
         match=r"train_head50\.txt: valid split is empty: splits=\{.*\} give it 0 of the 50 data lines; change splits",
     ):
-        preprocess_criteo(HEAD50, out, splits={"train": "rest", "valid": 0, "gold": 5}, progress=False)
+        preprocess_criteo(HEAD50, out, options={"splits": {"valid": 0.001, "gold": 0.1}}, progress=False)
     assert list(out.iterdir()) == []  # found from the planned sizes, before the long pass
 
 
@@ -499,5 +498,5 @@ def test_single_class_split_is_an_error_at_preprocessing(tmp_path):
         match=r"negatives\.txt: train split has a single class: all its 40 rows have label 0 \(AUC needs both\); "
         r"the data has 0 positives in 50 rows$",
     ):
-        preprocess_criteo(path, out, splits={"train": "rest", "valid": 5, "gold": 5}, progress=False)
+        preprocess_criteo(path, out, options={"splits": {"valid": 5, "gold": 5}}, progress=False)
     assert list(out.iterdir()) == []

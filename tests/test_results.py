@@ -27,13 +27,13 @@ def _edit(path, change):
 
 def test_a_record_of_a_future_version_is_refused_naming_the_file(records):
     _edit(records["train"], lambda d: d.update(version=3))
-    with pytest.raises(ResultError, match=r"train_metrics.json: result version 3 is not the version 2 .*update ctrbench"):
+    with pytest.raises(ResultError, match=r"train_metrics.json: ctrbench.train version 3 is not the version 2 .*update ctrbench"):
         read_record(records["train"], TrainRecord)
 
 
 def test_an_unversioned_result_of_ctrbench_0_1_asks_for_a_rerun(records):
     _edit(records["gold"], lambda d: [d.pop("kind"), d.pop("version")])
-    with pytest.raises(ResultError, match="before result records were versioned .* rerun"):
+    with pytest.raises(ResultError, match="before ctrbench.gold_eval records were versioned .* rerun"):
         read_record(records["gold"], GoldRecord)
 
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ctrbench.data.preprocess import preprocess_criteo
+from ctrbench.data.formats.criteo_dac.preprocess import preprocess_criteo
 from ctrbench.data.splits import (
     DEFAULT_SPLITS,
     SplitAssigner,
@@ -20,7 +20,7 @@ from ctrbench.data.splits import (
     check_split_labels,
     resolve_split_counts,
 )
-from ctrbench.data.synthetic import write_synthetic_criteo
+from ctrbench.data.formats.criteo_dac.synthetic import write_synthetic_criteo
 
 HEAD50 = Path(__file__).parent / "data" / "criteo" / "train_head50.txt"
 
@@ -148,10 +148,10 @@ def split_of_rows(out: Path) -> dict[int, str]:
 def test_preprocess_splits_are_seeded_and_independent_of_bad_rows(tmp_path):
     raw = tmp_path / "raw.tsv"
     write_synthetic_criteo(raw, 2000, seed=3)
-    run = lambda src, out, **kw: preprocess_criteo(src, tmp_path / out, hash_bins=100, progress=False, **kw)
-    run(raw, "a", split_seed=1)
-    run(raw, "b", split_seed=1, block_bytes=10_000)
-    run(raw, "c", split_seed=2)
+    run = lambda src, out, seed, **kw: preprocess_criteo(src, tmp_path / out, options={"hash_bins": 100, "split_seed": seed}, progress=False, **kw)
+    run(raw, "a", 1)
+    run(raw, "b", 1, block_bytes=10_000)
+    run(raw, "c", 2)
     a, b, c = split_of_rows(tmp_path / "a"), split_of_rows(tmp_path / "b"), split_of_rows(tmp_path / "c")
     assert a == b and a != c
     assert sorted(a) == list(range(1, 2001))
@@ -160,19 +160,17 @@ def test_preprocess_splits_are_seeded_and_independent_of_bad_rows(tmp_path):
     lines[99] = "2" + lines[99][1:]  # line 100: bad label, skipped
     broken = tmp_path / "broken.tsv"
     broken.write_text("".join(lines))
-    manifest = run(broken, "d", split_seed=1, max_bad_rows=1)
+    manifest = preprocess_criteo(broken, tmp_path / "d", options={"hash_bins": 100, "split_seed": 1, "max_bad_rows": 1}, progress=False)
     d = split_of_rows(tmp_path / "d")
     assert 100 not in d and {k: v for k, v in a.items() if k != 100} == d  # no other row moved
     assert manifest["splits"][a[100]]["rows"] == manifest["splits"][a[100]]["planned_rows"] - 1
 
 
 def test_preprocess_with_row_counts(tmp_path):
-    manifest = preprocess_criteo(
-        HEAD50, tmp_path, hash_bins=100, splits={"valid": 7, "gold": 3, "train": "rest"}, progress=False
-    )
+    manifest = preprocess_criteo(HEAD50, tmp_path, options={"hash_bins": 100, "splits": {"valid": 7, "gold": 3}}, progress=False)
     assert {k: v["rows"] for k, v in manifest["splits"].items()} == {"train": 40, "valid": 7, "gold": 3}
-    with pytest.raises(ValueError, match="splits must name exactly"):
-        preprocess_criteo(HEAD50, tmp_path / "x", splits={"train": 0.9, "test": 0.1}, progress=False)
+    with pytest.raises(ValueError, match=r"criteo_dac options: splits: 'valid' is a required property"):
+        preprocess_criteo(HEAD50, tmp_path / "x", options={"splits": {"train": 0.9, "test": 0.1}}, progress=False)
 
 
 def test_check_split_labels_names_the_first_unusable_split():

@@ -11,8 +11,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import OneHotEncoder
 
-from ctrbench.data.criteo import CATEGORICAL, DENSE, read_criteo
-from ctrbench.data.synthetic import CHUNK_ROWS, make_params, write_synthetic_criteo
+from ctrbench.data.formats.criteo_dac.reader import CATEGORICAL, DENSE, read_criteo
+from ctrbench.data.formats.criteo_dac.synthetic import CHUNK_ROWS, make_params, write_synthetic_criteo
 
 HEX8 = re.compile(r"[0-9a-f]{8}")
 

@@ -1,4 +1,4 @@
-"""The TaobaoAd_x1 reader (ctrbench.data.taobao_ad) on FuxiCTR's real samples, on bad input, and on
+"""The TaobaoAd_x1 reader (ctrbench.data.formats.taobao_ad.preprocess) on FuxiCTR's real samples, on bad input, and on
 its own synthetic data; expected values are computed here in plain Python, one field at a time."""
 
 from __future__ import annotations
@@ -16,19 +16,17 @@ import pytest
 
 from ctrbench.data.batch import TensorDataset
 from ctrbench.data.formats import FORMATS
-from ctrbench.data.preprocess import OUTPUT_FILES
+from ctrbench.data.outputs import OUTPUT_FILES
 from ctrbench.data.schema import FeatureMap
 from ctrbench.data.splits import UnusableSplitError
-from ctrbench.data.taobao_ad import (
+from ctrbench.data.formats.taobao_ad.preprocess import (
     BAD_ROW_KINDS,
     CATEGORICAL,
     HEADER,
-    MANIFEST_KIND,
     TaobaoAdBlock,
     TaobaoAdFormatError,
     TaobaoAdReader,
     preprocess_taobao_ad,
-    raw_files,
     read_taobao_ad,
     stable_hash,
     write_synthetic_taobao_ad,
@@ -191,10 +189,18 @@ def outputs_in(directory: Path) -> dict[str, Path]:
     return {key: directory / name for key, name in OUTPUT_FILES.items()}
 
 
-def run(tmp_path, name="out", files=None, **options):
+KNOBS = ("block_bytes", "row_group_rows", "compression")
+
+
+def run(tmp_path, name="out", files=None, **given):
+    """Preprocess with dataset-config options (defaults: ``hash_bins`` BINS, ``history.max_len`` MAX_LEN) and speed
+    knobs (``KNOBS``)."""
     files = files or {"train": TRAIN, "valid": None, "gold": TEST}
-    options = {"hash_bins": BINS, "max_len": MAX_LEN, "progress": False, **options}
-    return preprocess_taobao_ad(files, outputs=outputs_in(tmp_path / name), dataset_name="tb", **options)
+    knobs = {k: given.pop(k) for k in KNOBS if k in given}
+    options = {"hash_bins": BINS, "history": {"max_len": MAX_LEN}, **given}
+    return preprocess_taobao_ad(
+        files, outputs=outputs_in(tmp_path / name), dataset_name="tb", options=options, progress=False, **knobs
+    )
 
 
 def row_ids(path: Path) -> list[int]:
@@ -202,25 +208,21 @@ def row_ids(path: Path) -> list[int]:
 
 
 def test_preprocess_real_samples_splits_feature_map_and_manifest(tmp_path):
-    manifest = run(tmp_path, valid_fraction=0.1, split_seed=2)  # a seed whose valid rows hold a positive
+    manifest = run(tmp_path, splits={"valid": 0.1}, split_seed=2)  # a seed whose valid rows hold a positive
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES.values())  # no leftovers
     assert json.loads((out / "manifest.json").read_text()) == manifest
-    assert manifest["kind"] == MANIFEST_KIND
-    assert set(manifest) == {
-        "kind", "dataset", "input", "options", "rows", "bad_rows", "bad_row_examples",
-        "splits", "transforms", "outputs", "packages",
-    }  # fmt: skip
+    assert manifest["kind"] == "ctrbench.data_manifest" and manifest["format"] == "taobao_ad"
     assert manifest["rows"] == {"read": 200, "written": 200, "bad": 0}
     assert manifest["bad_rows"] == dict.fromkeys(BAD_ROW_KINDS, 0)
     assert {k: v["rows"] for k, v in manifest["splits"].items()} == {"train": 90, "valid": 10, "gold": 100}
     assert manifest["splits"]["gold"]["positives"] == 4 and manifest["splits"]["gold"]["label_rate"] == 0.04
-    assert manifest["input"]["train"] == {
+    assert manifest["inputs"]["train"] == {
         "path": str(TRAIN), "bytes": TRAIN.stat().st_size, "hash": "sha256", "sha256": sha256_file(TRAIN),
-        "lines": 101, "data_lines": 100, "row_id_offset": 0,
+        "mtime": None, "lines": 101, "data_lines": 100, "row_id_offset": 0,
     }  # fmt: skip
-    assert manifest["input"]["gold"]["sha256"] == sha256_file(TEST)
-    assert manifest["input"]["valid"] is None and manifest["input"]["gold"]["row_id_offset"] == 101
+    assert manifest["inputs"]["gold"]["sha256"] == sha256_file(TEST)
+    assert "valid" not in manifest["inputs"] and manifest["inputs"]["gold"]["row_id_offset"] == 101
     for key in ("train", "valid", "gold", "feature_map"):
         assert manifest["outputs"][key]["sha256"] == sha256_file(out / OUTPUT_FILES[key])
 
@@ -250,7 +252,7 @@ def test_valid_split_from_train_is_exact_seeded_and_disjoint(tmp_path):
     n_train = facts["train_rows"]
     seen = {}
     for fraction, seed in [(0.1, 0), (0.29, 0), (0.1, 1)]:
-        m = run(tmp_path, f"o{fraction}{seed}", files=files, valid_fraction=fraction, split_seed=seed)
+        m = run(tmp_path, f"o{fraction}{seed}", files=files, splits={"valid": fraction}, split_seed=seed)
         out = tmp_path / f"o{fraction}{seed}"
         assert m["splits"]["valid"]["rows"] == round(fraction * n_train)
         assert m["splits"]["train"]["rows"] == n_train - round(fraction * n_train)
@@ -258,18 +260,18 @@ def test_valid_split_from_train_is_exact_seeded_and_disjoint(tmp_path):
         assert sorted(train + valid) == list(range(2, n_train + 2)) and not set(train) & set(valid)
         seen[(fraction, seed)] = valid
     assert seen[(0.1, 0)] != seen[(0.1, 1)]  # the seed matters
-    again = run(tmp_path, "again", files=files, valid_fraction=0.1, split_seed=0)
+    again = run(tmp_path, "again", files=files, splits={"valid": 0.1}, split_seed=0)
     assert row_ids(tmp_path / "again" / "valid.parquet") == seen[(0.1, 0)]
-    assert again["outputs"] == run(tmp_path, "again2", files=files, valid_fraction=0.1, split_seed=0)["outputs"]
+    assert again["outputs"] == run(tmp_path, "again2", files=files, splits={"valid": 0.1}, split_seed=0)["outputs"]
 
 
 def test_valid_file_is_used_when_present(tmp_path):
     lines = TRAIN.read_text().splitlines(keepends=True)
     valid = tmp_path / "valid.csv"
     valid.write_text("".join(lines[:1] + lines[70:]))  # header + 31 rows
-    m = run(tmp_path, files={"train": TRAIN, "valid": valid, "gold": TEST}, valid_fraction=0.5)
+    m = run(tmp_path, files={"train": TRAIN, "valid": valid, "gold": TEST}, splits={"valid": 0.5})
     assert {k: v["rows"] for k, v in m["splits"].items()} == {"train": 100, "valid": 31, "gold": 100}
-    assert m["options"]["valid_fraction"] is None and m["options"]["valid_from"] == "valid"
+    assert m["options"]["valid_from"] == "valid"
     out = tmp_path / "out"
     assert row_ids(out / "valid.parquet") == list(range(103, 134))  # after train.csv's 101 lines
     assert row_ids(out / "gold.parquet") == list(range(133 + 2, 133 + 102))  # after 101 + 32 lines
@@ -471,8 +473,8 @@ def test_preprocess_bytes_do_not_depend_on_block_size(tmp_path):
     files = {"train": tmp_path / "raw" / "train.csv", "valid": None, "gold": tmp_path / "raw" / "test.csv"}
     blocks = list(TaobaoAdReader(files["train"], block_bytes=8 << 10))
     assert len(blocks) > 5 and sum(len(b) for b in blocks) == 1200
-    a = run(tmp_path, "a", files=files, block_bytes=5000, row_group_rows=100, hash_bins=50_000, max_len=50)
-    b = run(tmp_path, "b", files=files, block_bytes=1 << 24, row_group_rows=100, hash_bins=50_000, max_len=50)
+    a = run(tmp_path, "a", files=files, block_bytes=5000, row_group_rows=100, hash_bins=50_000, history={"max_len": 50})
+    b = run(tmp_path, "b", files=files, block_bytes=1 << 24, row_group_rows=100, hash_bins=50_000, history={"max_len": 50})
     assert a["outputs"] == b["outputs"]  # same bytes, same hashes
     assert pq.ParquetFile(tmp_path / "a" / "gold.parquet").metadata.num_row_groups == 3
 
@@ -514,29 +516,29 @@ def test_format_registry_entry(tmp_path):
     raw = tmp_path / "raw"
     facts = write_synthetic_taobao_ad(raw, 500, 3)  # (path, rows, seed), like every write_synthetic
     assert facts["rows"] == 500
-    assert raw_files(raw) == [str(raw / "train.csv"), str(raw / "test.csv")]
+    assert fmt.raw_files(raw) == [str(raw / "train.csv"), str(raw / "test.csv")]
     dataset = {"hash_bins": 5000, "history": {"max_len": 20}, "splits": {"valid": 0.2}, "split_seed": 1}
-    m = fmt.preprocess(raw, outputs_in(tmp_path / "o1"), "syn", dataset, False)
+    m = fmt.preprocess(raw, outputs=outputs_in(tmp_path / "o1"), dataset_name="syn", options=dataset, progress=False)
     assert {k: v["rows"] for k, v in m["splits"].items()} == {"train": 320, "valid": 80, "gold": 100}
     fm = FeatureMap.load(tmp_path / "o1" / "feature_map.json")
     assert fm.max_len(fm.sequences[0]) == 20 and fm.categorical[0].vocab_size == 5000 and fm.dataset == "syn"
 
     shutil.copy(raw / "test.csv", raw / "valid.csv")
-    assert raw_files(raw) == [str(raw / n) for n in ("train.csv", "valid.csv", "test.csv")]
-    m = fmt.preprocess(raw, outputs_in(tmp_path / "o2"), "syn", {}, False)  # defaults
+    assert fmt.raw_files(raw) == [str(raw / n) for n in ("train.csv", "test.csv", "valid.csv")]
+    m = fmt.preprocess(raw, outputs=outputs_in(tmp_path / "o2"), dataset_name="syn", progress=False)  # defaults
     assert {k: v["rows"] for k, v in m["splits"].items()} == {"train": 400, "valid": 100, "gold": 100}
-    assert m["options"]["hash_bins"] == 2_000_000 and m["options"]["max_len"] == 50
+    assert m["options"]["hash_bins"] == 2_000_000 and m["options"]["history"]["max_len"] == 50
     (raw / "test.csv").unlink()
     with pytest.raises(FileNotFoundError, match="test.csv"):
-        fmt.preprocess(raw, outputs_in(tmp_path / "o3"), "syn", {}, False)
+        fmt.preprocess(raw, outputs=outputs_in(tmp_path / "o3"), dataset_name="syn", progress=False)
 
 
 def test_empty_split_is_an_error_at_preprocessing(tmp_path):
     with pytest.raises(UnusableSplitError) as error:
-        run(tmp_path, valid_fraction=0.001)
+        run(tmp_path, splits={"valid": 0.001})
     assert str(error.value) == (
-        f"{TRAIN.parent}: valid split is empty: valid_fraction=0.001 of the train file's 100 data lines leaves it no "
-        "rows; change valid_fraction or add a valid.csv"
+        f"{TRAIN.parent}: valid split is empty: splits.valid=0.001 of the train file's 100 data lines leaves it no "
+        "rows; change splits.valid or add a valid.csv"
     )
     assert not (tmp_path / "out").exists()  # found from the planned sizes, before anything was written
 

@@ -21,14 +21,13 @@ from sklearn.metrics import roc_auc_score
 
 from ctrbench.data.batch import TensorDataset
 from ctrbench.data.formats import FORMATS
-from ctrbench.data.preprocess import OUTPUT_FILES
+from ctrbench.data.outputs import OUTPUT_FILES
 from ctrbench.data.schema import FeatureMap
 from ctrbench.data.splits import UnusableSplitError
-from ctrbench.data.synthetic_userbehavior import DAYS, START, synthetic_sizes, write_synthetic_userbehavior
-from ctrbench.data.userbehavior import (
+from ctrbench.data.formats.taobao_userbehavior.synthetic import DAYS, START, synthetic_sizes, write_synthetic_userbehavior
+from ctrbench.data.formats.taobao_userbehavior.preprocess import (
     BAD_ROW_KINDS,
     BEHAVIORS,
-    MANIFEST_KIND,
     UserBehaviorFormatError,
     UserBehaviorReader,
     _DistinctCounts,
@@ -139,8 +138,13 @@ def reference(
     }
 
 
-def run(raw: Path, out: Path, **options) -> dict:
-    return preprocess_userbehavior(raw, out, dataset_name="ub", progress=False, **options)
+KNOBS = ("block_bytes", "bucket_bytes", "row_group_rows", "compression")
+
+
+def run(raw: Path, out: Path, **given) -> dict:
+    """Preprocess with dataset-config options (history, targets, time_split, ...) and speed knobs (``KNOBS``)."""
+    knobs = {k: given.pop(k) for k in KNOBS if k in given}
+    return preprocess_userbehavior(raw, out, dataset_name="ub", options=given, progress=False, **knobs)
 
 
 def split_rows(out: Path, split: str) -> list[dict]:
@@ -313,7 +317,7 @@ def test_max_bad_rows_skips_and_counts_then_fails_leaving_nothing(tmp_path):
     manifest = run(path, tmp_path / "ok", max_bad_rows=4)
     assert manifest["bad_rows"] == {"field_count": 1, "bad_id": 1, "bad_behavior": 1, "bad_timestamp": 1}
     assert manifest["rows"]["read"] == 1004 and manifest["rows"]["bad"] == 4
-    assert manifest["events"]["read"] == 1000
+    assert manifest["details"]["events"]["read"] == 1000
     assert [e.split(": ")[0].rsplit(":", 1)[1] for e in manifest["bad_row_examples"]] == ["3", "200", "600", "1001"]
 
     # the good rows give the clean file's positives (line numbers shift, so row ids and negatives differ)
@@ -346,8 +350,8 @@ def test_sample_rows_match_an_independent_rebuild(sample_run):
     out, manifest = sample_run
     ref = reference(plain_events(SAMPLE))
     rows = check_against_reference(out, ref, negatives=1)
-    assert manifest["kind"] == MANIFEST_KIND
-    assert manifest["events"] == {
+    assert manifest["kind"] == "ctrbench.data_manifest" and manifest["format"] == "taobao_userbehavior"
+    assert manifest["details"]["events"] == {
         "read": 1000,
         "in_range": 1000,
         "targets": 1000,
@@ -355,10 +359,10 @@ def test_sample_rows_match_an_independent_rebuild(sample_run):
         "user_sampled_out": 0,
         "kept": 1000,
     }
-    assert manifest["users"] == {"in_range": 11, "kept": 11, "sampled_out": 0}
+    assert manifest["details"]["users"] == {"in_range": 11, "kept": 11, "sampled_out": 0}
     assert manifest["rows"] == {"read": 1000, "written": 2000, "bad": 0}
-    assert manifest["input"]["lines"] == manifest["input"]["data_lines"] == 1000
-    assert manifest["input"]["hash"] == "sha256" and manifest["input"]["sha256"] == sha256_file(SAMPLE)
+    assert manifest["inputs"]["raw"]["lines"] == manifest["inputs"]["raw"]["data_lines"] == 1000
+    assert manifest["inputs"]["raw"]["hash"] == "sha256" and manifest["inputs"]["raw"]["sha256"] == sha256_file(SAMPLE)
     for split in SPLIT_NAMES:
         facts = manifest["splits"][split]
         assert facts["rows"] == sum(r["split"] == split for r in rows.values())
@@ -427,17 +431,13 @@ def test_options_time_range_and_stray_timestamps(tmp_path):
     }
     path = with_lines(tmp_path, "strays.csv", strays)
     options = {
-        "max_len": 5,
-        "history_behaviors": ("pv", "buy"),
-        "target_behaviors": ("buy", "cart", "fav"),
-        "negatives": 3,
-        "sampling": "uniform",
-        "valid_days": 2,
-        "gold_days": 2,
-        "time_range": ("2017-11-25", "2017-12-03"),
+        "history": {"max_len": 5, "behaviors": ["pv", "buy"]},
+        "targets": {"behaviors": ["buy", "cart", "fav"], "negatives": 3, "sampling": "uniform"},
+        "time_split": {"valid_days": 2, "gold_days": 2},
+        "time_range": ["2017-11-25", "2017-12-03"],
     }
     manifest = run(path, tmp_path / "out", **options)
-    assert manifest["events"]["out_of_range"] == 3 and manifest["events"]["read"] == 1003
+    assert manifest["details"]["events"]["out_of_range"] == 3 and manifest["details"]["events"]["read"] == 1003
     assert manifest["bad_rows"] == dict.fromkeys(BAD_ROW_KINDS, 0)
     ref = reference(
         plain_events(path),
@@ -451,7 +451,7 @@ def test_options_time_range_and_stray_timestamps(tmp_path):
     )
     assert len(ref["events"]) == 1000
     rows = check_against_reference(tmp_path / "out", ref, negatives=3)
-    assert manifest["events"]["targets"] == len(ref["rows"]) == 43 + 28 + 23
+    assert manifest["details"]["events"]["targets"] == len(ref["rows"]) == 43 + 28 + 23
     assert {r["split"] for r in rows.values()} == set(SPLIT_NAMES)
     assert manifest["split_times"]["valid_start"] == "2017-11-30T00:00:00+08:00"
     # without a time range the strays stay and move the gold period to 2038: the valid day before holds no
@@ -461,7 +461,7 @@ def test_options_time_range_and_stray_timestamps(tmp_path):
         match=r"strays\.csv: valid split is empty: no target events \(buy\) on 2037-12-31\.\.2037-12-31 "
         r"\(1970-01-01\.\.2038-01-01\)$",
     ):
-        run(path, tmp_path / "wide", target_behaviors=("buy",))
+        run(path, tmp_path / "wide", targets={"behaviors": ["buy"]})
     assert list((tmp_path / "wide").iterdir()) == []
 
 
@@ -476,7 +476,7 @@ def test_same_second_events_are_not_history(tmp_path):
         "9,100,10,pv,1511686400\n"  # the next two days: the valid and gold splits must not be empty
         "9,101,10,pv,1511772800\n"
     )
-    run(path, tmp_path / "out", max_len=3, negatives=1)
+    run(path, tmp_path / "out", history={"max_len": 3}, targets={"negatives": 1})
     rows = load_rows(tmp_path / "out")
     item = {100: 1, 101: 2, 102: 3, 103: 4}
     history = {rid // 2: r["item_history"] for rid, r in rows.items() if r["label"] == 1.0}
@@ -506,7 +506,7 @@ def test_determinism_and_seed(sample_run, tmp_path):
     out, manifest = sample_run
     again = run(SAMPLE, tmp_path / "again")
     assert all(again["outputs"][k]["sha256"] == manifest["outputs"][k]["sha256"] for k in (*SPLIT_NAMES, "events"))
-    other = run(SAMPLE, tmp_path / "other", seed=1)
+    other = run(SAMPLE, tmp_path / "other", split_seed=1)
     assert other["outputs"]["train"]["sha256"] != manifest["outputs"]["train"]["sha256"]
     a, b = load_rows(out), load_rows(tmp_path / "other")
     assert {k: v for k, v in a.items() if k % 2 == 0} == {k: v for k, v in b.items() if k % 2 == 0}
@@ -517,12 +517,13 @@ def test_determinism_and_seed(sample_run, tmp_path):
 
 def test_bad_options_rejected(tmp_path):
     for options in (
-        {"sampling": "hard"},
-        {"negatives": 0},
-        {"target_behaviors": ()},
-        {"history_behaviors": ("click",)},
-        {"gold_days": 0},
-        {"time_range": ("2017-12-03", "2017-11-25")},
+        {"targets": {"sampling": "hard"}},
+        {"targets": {"negatives": 0}},
+        {"targets": {"behaviors": []}},
+        {"history": {"behaviors": ["click"]}},
+        {"time_split": {"gold_days": 0}},
+        {"time_range": ["2017-12-03", "2017-11-25"]},
+        {"max_len": 5},
     ):
         with pytest.raises(ValueError):
             run(SAMPLE, tmp_path / "x", **options)
@@ -544,11 +545,12 @@ def test_format_registry_reads_the_dataset_config(tmp_path):
         "split_seed": 5,
         "user_fraction": 0.5,
     }
-    manifest = fmt.preprocess(raw, outputs, "tb", dataset, False)
-    assert manifest["options"]["max_len"] == 7 and manifest["options"]["negatives"] == 2
-    assert manifest["options"]["user_fraction"] == 0.5
-    assert 0 < manifest["users"]["kept"] < manifest["users"]["in_range"] and manifest["events"]["user_sampled_out"] > 0
-    assert manifest["options"]["history_behaviors"] == ["pv", "cart"] and manifest["options"]["seed"] == 5
+    manifest = fmt.preprocess(raw, outputs=outputs, dataset_name="tb", options=fmt.options.of_entry(dataset), progress=False)
+    assert manifest["options"]["history"] == {"max_len": 7, "behaviors": ["pv", "cart"]}
+    assert manifest["options"]["targets"]["negatives"] == 2 and manifest["options"]["user_fraction"] == 0.5
+    details = manifest["details"]
+    assert 0 < details["users"]["kept"] < details["users"]["in_range"] and details["events"]["user_sampled_out"] > 0
+    assert manifest["options"]["split_seed"] == 5 and manifest["format"] == "taobao_userbehavior"
     fm = FeatureMap.load(outputs["feature_map"])
     assert fm.dataset == "tb" and fm.max_len(fm.sequences[0]) == 7
     assert json.loads(outputs["manifest"].read_text())["splits"]["train"]["label_rate"] == pytest.approx(1 / 3)
@@ -572,11 +574,11 @@ def shuffled_synthetic(tmp_path_factory):
 
 
 def test_generated_rows_match_an_independent_rebuild(shuffled_synthetic, tmp_path):
-    options = {"max_len": 8, "negatives": 2, "history_behaviors": ("pv", "cart", "fav")}
+    options = {"history": {"max_len": 8, "behaviors": ["pv", "cart", "fav"]}, "targets": {"negatives": 2}}
     manifest = run(shuffled_synthetic, tmp_path / "out", **options)
     ref = reference(plain_events(shuffled_synthetic), max_len=8, negatives=2, history=("pv", "cart", "fav"))
     rows = check_against_reference(tmp_path / "out", ref, negatives=2)
-    assert manifest["events"]["targets"] == 3000 and len(rows) == 9000
+    assert manifest["details"]["events"]["targets"] == 3000 and len(rows) == 9000
     hist = np.array([r["item_history"] for r in rows.values()])
     assert (hist == 0).all(axis=1).any() and (hist[:, 0] == 0).any() and (hist > 0).all(axis=1).any()
     # 3 buckets instead of 1 and tiny blocks: the same rows
@@ -590,7 +592,7 @@ def test_popularity_sampling_follows_event_counts(shuffled_synthetic, tmp_path):
     item_raw = sorted(counts)
     mean_count = {}
     for sampling in ("popularity", "uniform"):
-        run(shuffled_synthetic, tmp_path / sampling, negatives=4, sampling=sampling)
+        run(shuffled_synthetic, tmp_path / sampling, targets={"negatives": 4, "sampling": sampling})
         negatives = [r["item_id"] for r in load_rows(tmp_path / sampling).values() if r["label"] == 0.0]
         mean_count[sampling] = np.mean([counts[item_raw[i - 1]] for i in negatives])
     assert mean_count["popularity"] > 3 * mean_count["uniform"]
@@ -692,7 +694,7 @@ def kept_users(events: list[Event], fraction: float, seed: int = 0) -> set[int]:
 
 
 FRACTION = 0.3
-SUBSAMPLE_OPTIONS = {"max_len": 8, "negatives": 2, "user_fraction": FRACTION}
+SUBSAMPLE_OPTIONS = {"history": {"max_len": 8}, "targets": {"negatives": 2}, "user_fraction": FRACTION}
 
 
 @pytest.fixture(scope="module")
@@ -713,12 +715,12 @@ def test_user_fraction_keeps_about_f_of_the_users_with_all_their_events(user_sam
     _, _, out, manifest, events = user_sample
     users = {e.user for e in events}
     kept = kept_users(events, FRACTION)
-    assert len(users) == manifest["users"]["in_range"] == 1000
+    assert len(users) == manifest["details"]["users"]["in_range"] == 1000
     # binomial(1000, 0.3): sd 14.5; the kept set is fixed, so this is a check of the hash, not a flaky draw
     assert abs(len(kept) - FRACTION * len(users)) < 4 * (len(users) * FRACTION * (1 - FRACTION)) ** 0.5
-    assert manifest["users"] == {"in_range": 1000, "kept": len(kept), "sampled_out": 1000 - len(kept)}
+    assert manifest["details"]["users"] == {"in_range": 1000, "kept": len(kept), "sampled_out": 1000 - len(kept)}
     kept_events = [e for e in events if e.user in kept]
-    assert manifest["events"] == {
+    assert manifest["details"]["events"] == {
         "read": 20_000,
         "in_range": 20_000,
         "targets": len(kept_events),
@@ -744,7 +746,7 @@ def test_user_fraction_vocabularies_and_negatives_come_from_kept_users(user_samp
         "items": len({e.item for e in kept_events}),
         "categories": len({e.category for e in kept_events}),
     }
-    assert manifest["distinct"] == distinct
+    assert manifest["details"]["distinct"] == distinct
     assert (sizes["user_id"], sizes["item_id"], sizes["category_id"]) == tuple(v + 1 for v in distinct.values())
     assert distinct["items"] < len({e.item for e in events})  # dropped users' items have no id
     fm = FeatureMap.load(out / "feature_map.json")
@@ -776,12 +778,12 @@ def test_user_fraction_does_not_depend_on_blocks_buckets_or_file_order(user_samp
 
 def test_user_fraction_other_seed_keeps_other_users(user_sample, tmp_path):
     raw, _, _, _, events = user_sample
-    other = run(raw, tmp_path / "other", **{**SUBSAMPLE_OPTIONS, "seed": 1})
+    other = run(raw, tmp_path / "other", **{**SUBSAMPLE_OPTIONS, "split_seed": 1})
     kept0, kept1 = kept_users(events, FRACTION, 0), kept_users(events, FRACTION, 1)
     assert len(kept0 & kept1) < 0.5 * len(kept1)  # ~FRACTION of them by chance
     kept1_events = [e for e in events if e.user in kept1]
-    assert other["users"]["kept"] == len(kept1) and other["events"]["kept"] == len(kept1_events)
-    assert other["distinct"]["items"] == len({e.item for e in kept1_events})
+    assert other["details"]["users"]["kept"] == len(kept1) and other["details"]["events"]["kept"] == len(kept1_events)
+    assert other["details"]["distinct"]["items"] == len({e.item for e in kept1_events})
     # the hash itself: independent of the block an id arrives in, ~fraction of many ids
     ids = np.arange(0, 2_000_000, 7, dtype=np.int64)
     mask = _user_sampled(ids, FRACTION, 0)
@@ -800,7 +802,7 @@ def test_user_fraction_one_writes_the_same_bytes(sample_run, tmp_path):
     units = [hash_unit(u, 0) for u in {e.user for e in plain_events(SAMPLE)}]
     assert max(units) < 0.999
     every = run(SAMPLE, tmp_path / "every", user_fraction=max(units) + 1e-9)
-    assert every["users"]["sampled_out"] == 0 and every["events"]["user_sampled_out"] == 0
+    assert every["details"]["users"]["sampled_out"] == 0 and every["details"]["events"]["user_sampled_out"] == 0
     for key in SPLIT_NAMES:
         assert every["outputs"][key]["sha256"] == manifest["outputs"][key]["sha256"], key
     assert every["outputs"]["feature_map"]["sha256"] != manifest["outputs"]["feature_map"]["sha256"]
@@ -810,7 +812,7 @@ def test_user_fraction_one_writes_the_same_bytes(sample_run, tmp_path):
     "fraction", [0, 0.0, -0.5, 1.0000001, 2, float("nan"), float("inf"), "half", "0.5", None, True]
 )
 def test_user_fraction_out_of_range_rejected(tmp_path, fraction):
-    with pytest.raises(ValueError, match=r"user_fraction must be"):
+    with pytest.raises(ValueError, match=r"user_fraction"):
         run(SAMPLE, tmp_path / "x", user_fraction=fraction)
     assert not (tmp_path / "x").exists()  # rejected before anything is created
 
@@ -824,7 +826,7 @@ def test_user_fraction_keeping_nobody_fails_cleanly(tmp_path):
 def test_input_identified_by_size_and_mtime_when_asked(sample_run, tmp_path):
     _, manifest = sample_run
     cheap = run(SAMPLE, tmp_path / "cheap", input_hash="size+mtime")
-    assert cheap["input"]["hash"] == "size+mtime" and cheap["input"]["sha256"] is None and "mtime" in cheap["input"]
+    assert cheap["inputs"]["raw"]["hash"] == "size+mtime" and cheap["inputs"]["raw"]["sha256"] is None and "mtime" in cheap["inputs"]["raw"]
     assert cheap["outputs"] == manifest["outputs"]
 
 
@@ -832,13 +834,12 @@ def test_input_identified_by_size_and_mtime_when_asked(sample_run, tmp_path):
     "days,message",
     [
         (
-            {"valid_days": 2, "gold_days": 7},
+            {"time_split": {"valid_days": 2, "gold_days": 7}},
             (
                 "train split is empty: valid_days=2 + gold_days=7 cover every day of the data "
                 "(2017-11-25..2017-12-03); lower them"
             ),
         ),
-        ({"valid_days": 0, "gold_days": 1}, "valid split is empty: valid_days=0 gives it no day; set valid_days >= 1"),
     ],
 )
 def test_empty_time_split_is_an_error_at_preprocessing(tmp_path, days, message):
@@ -861,7 +862,7 @@ def test_split_without_targets_is_an_error_at_preprocessing(tmp_path):
         UnusableSplitError,
         match=r"gold split is empty: no target events \(buy\) on 2017-12-03\.\.2017-12-03 \(2017-11-25\.\.2017-12-03\)$",
     ):
-        run(path, tmp_path / "out", target_behaviors=("buy",))
+        run(path, tmp_path / "out", targets={"behaviors": ["buy"]})
     assert list((tmp_path / "out").iterdir()) == []
 
 
@@ -896,7 +897,7 @@ def test_no_history_event_at_all_gives_empty_histories(tmp_path):
     lines = [line for line in SAMPLE.read_text().splitlines() if ",fav," not in line]
     raw = tmp_path / "no_fav.csv"
     raw.write_text("\n".join(lines) + "\n")
-    run(raw, tmp_path / "out", history_behaviors=("fav",), target_behaviors=("pv",))
+    run(raw, tmp_path / "out", history={"behaviors": ["fav"]}, targets={"behaviors": ["pv"]})
     assert pq.read_table(tmp_path / "out" / "events.parquet").num_rows == 0
     fm = FeatureMap.load(tmp_path / "out" / "feature_map.json")
     batch = InMemorySource(tmp_path / "out" / "train.parquet", fm).data.batch(slice(0, 4))

@@ -13,6 +13,6 @@ with job_logging(snakemake.log[0]) as log:
         log.info("removed %s, left by an earlier attempt that was killed", removed)
     synthetic = snakemake.params.synthetic
     facts = FORMATS[snakemake.params.format].write_synthetic(
-        snakemake.output.raw, rows=synthetic["rows"], seed=synthetic.get("seed", 0)
+        snakemake.output.raw, rows=synthetic["rows"], seed=synthetic["seed"]
     )
     log.info("wrote %s: %s", snakemake.output.raw, facts)

@@ -11,12 +11,12 @@ from ctrbench.joblog import job_logging
 with job_logging(snakemake.log[0]) as log:
     for removed in clear_stale_partials(*snakemake.output):
         log.info("removed %s, left by an earlier attempt that was killed", removed)
-    dataset = snakemake.params.dataset
-    manifest = FORMATS[dataset["format"]].preprocess(
+    dataset_format = FORMATS[snakemake.params.dataset["format"]]
+    manifest = dataset_format.preprocess(
         snakemake.params.raw,
         outputs={key: snakemake.output[key] for key in ("train", "valid", "gold", "events", "feature_map", "manifest")},
         dataset_name=snakemake.wildcards.dataset,
-        dataset=dataset,
+        options=dataset_format.options.of_entry(snakemake.params.dataset),
         progress=True,
     )
-    log.info("rows per split: %s; bad rows: %s", manifest["rows"], manifest.get("bad_rows"))
+    log.info("rows: %s; bad rows: %s; left out: %s", manifest["rows"], manifest["bad_rows"], manifest["dropped"])

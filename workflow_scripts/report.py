@@ -2,12 +2,13 @@
 
 import _source_tree  # noqa: F401, I001  (first: this checkout's ctrbench, in conda envs and containers too)
 
-import json
 from pathlib import Path
 
 from ctrbench.atomic import clear_stale_partials
+from ctrbench.data.manifest import DataManifest
 from ctrbench.joblog import job_logging
 from ctrbench.provenance import provenance, sha256_json
+from ctrbench.results import read_record
 from ctrbench.report.build import build_report, config_references, dataset_models, models_line
 
 smk = snakemake  # noqa: F821  (the object Snakemake's script directive defines)
@@ -17,7 +18,7 @@ with job_logging(smk.log[0]) as log:
         log.info("removed %s, left by an earlier attempt that was killed", removed)
     config = smk.params.config
     # results/<dataset>/data/manifest.json, keyed by dataset
-    manifests = {Path(path).parts[-3]: json.loads(Path(path).read_text()) for path in smk.input.manifests}
+    manifests = {Path(path).parts[-3]: read_record(path, DataManifest) for path in smk.input.manifests}
     info = provenance()
     build_report(
         list(zip(smk.input.train_metrics, smk.input.gold_evals)),

@@ -8,7 +8,6 @@ nothing that looks complete, and ``discard`` removes what a failed run wrote.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -20,8 +19,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ctrbench.atomic import partial_path
+from ctrbench.data.manifest import DataManifest, OutputFile
 from ctrbench.data.schema import EVENTS_FILE
 from ctrbench.provenance import sha256_file
+from ctrbench.results import write_record
+
+# parquet layout of the processed splits, shared by the formats' writers
+ROW_GROUP_ROWS = 1 << 17
+COMPRESSION = "zstd"
+# distinct ids per hashed field are counted with one bool per id; above this many bins it is not "cheap"
+MAX_DISTINCT_BINS = 1 << 24
 
 OUTPUT_FILES = {
     "train": "train.parquet",
@@ -147,29 +154,30 @@ class StagedOutputs:
             path.parent.mkdir(parents=True, exist_ok=True)
         self.temps = {k: partial_path(p) for k, p in self.paths.items()}
 
-    def describe(self, key: str) -> dict:
-        """Manifest entry of a written output: path relative to the manifest's folder, bytes, sha256."""
-        temp = self.temps[key]
-        return {
-            "path": os.path.relpath(self.paths[key], self.paths["manifest"].parent),
-            "bytes": temp.stat().st_size,
-            "sha256": sha256_file(temp),
-        }
-
-    def publish(self, manifest: dict, keys: Iterable[str]) -> None:
-        """Write ``manifest``, then rename the outputs ``keys`` and the event table in order, the manifest last.
-
-        A reader that keeps no histories by reference writes no event table: an empty one is published, so
-        every processed dataset has the same files. The manifest describes the event table either way.
-        """
+    def describe(self, keys: Iterable[str]) -> dict[str, OutputFile]:
+        """Manifest entries of the written outputs ``keys`` and of the event table: path relative to the manifest's
+        folder, bytes, sha256. A reader that keeps no histories by reference writes no event table: an empty one is
+        written here, so every processed dataset has the same files."""
         if not self.temps["events"].exists():
             pq.write_table(pa.table({}), self.temps["events"])
-        manifest.setdefault("outputs", {}).setdefault("events", self.describe("events"))
-        self.temps["manifest"].write_text(json.dumps(manifest, indent=2) + "\n")
+        return {
+            key: OutputFile(
+                path=os.path.relpath(self.paths[key], self.paths["manifest"].parent),
+                bytes=self.temps[key].stat().st_size,
+                sha256=sha256_file(self.temps[key]),
+            )
+            for key in dict.fromkeys([*keys, "events"])
+        }
+
+    def publish(self, manifest: DataManifest) -> dict:
+        """Write ``manifest``, then rename the outputs it describes in order, the manifest last; returns the
+        manifest as written (JSON types)."""
+        write_record(self.temps["manifest"], manifest)
         # a stale manifest must not describe the new files while they are being renamed
         self.paths["manifest"].unlink(missing_ok=True)
-        for key in (*dict.fromkeys([*keys, "events"]), "manifest"):
+        for key in (*manifest.outputs, "manifest"):
             os.replace(self.temps[key], self.paths[key])
+        return manifest.model_dump(mode="json")
 
     def discard(self, writers: Iterable = ()) -> None:
         """After a failure: close ``writers`` (anything with ``close``) and delete every partial file."""

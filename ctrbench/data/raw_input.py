@@ -1,7 +1,7 @@
 """A raw input's line count and identity, as the manifests record them.
 
 - ``count_lines`` / ``count_newlines``: newlines counted by numpy a slice at a time;
-- ``input_hasher`` / ``input_record``: the input's sha256, hashed on a thread while the caller
+- ``input_hasher`` / ``input_file``: the input's sha256, hashed on a thread while the caller
   counts or parses, or only its size and mtime (``INPUT_HASHES``).
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ctrbench.data.manifest import InputFile
 from ctrbench.data.parallel_blocks import BackgroundHasher
 
 # How a raw input is identified in the manifest: its sha256 (a pass of hashlib over every byte,
@@ -34,14 +35,25 @@ def input_hasher(input_hash: str) -> BackgroundHasher | None:
     return BackgroundHasher(hashlib.sha256()) if input_hash == "sha256" else None
 
 
-def input_record(path: Path, input_hash: str, sha256: str | None) -> dict:
-    """Manifest fields that identify a raw input: ``hash`` (which of ``INPUT_HASHES`` was done),
-    ``sha256`` (None unless hashed) and, for ``size+mtime``, ``mtime`` (UTC, ISO 8601)."""
-    record = {"hash": input_hash, "sha256": sha256}
-    if input_hash == "size+mtime":
-        mtime = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
-        record["mtime"] = mtime.isoformat()
-    return record
+def input_file(
+    path: Path, input_hash: str, sha256: str | None, *, lines: int, data_lines: int, row_id_offset: int = 0
+) -> InputFile:
+    """The manifest's record of a raw input: path, bytes, ``hash`` (which of ``INPUT_HASHES`` was done), ``sha256``
+    (None unless hashed) and, for ``size+mtime``, ``mtime`` (UTC, ISO 8601); lines counted."""
+    stat = path.stat()
+    mtime = (
+        dt.datetime.fromtimestamp(stat.st_mtime, dt.timezone.utc).isoformat() if input_hash == "size+mtime" else None
+    )
+    return InputFile(
+        path=str(path),
+        bytes=stat.st_size,
+        hash=input_hash,
+        sha256=sha256,
+        mtime=mtime,
+        lines=lines,
+        data_lines=data_lines,
+        row_id_offset=row_id_offset,
+    )
 
 
 def count_newlines(data: bytes | bytearray, start: int, end: int, step: int = 1 << 18) -> int:

@@ -19,6 +19,10 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 MAX_EXAMPLES = 10  # bad-row messages kept for the manifest
+DEFAULT_BLOCK_BYTES = 32 << 20  # bytes read at a time: a speed knob, not part of any output
+# Raw CSV lines of every format are far shorter; a longer run without a newline means the file is not in the
+# expected layout, and buffering it would break the memory bound.
+MAX_LINE_BYTES = 1 << 20
 
 
 @dataclass

@@ -18,6 +18,7 @@ from markupsafe import Markup
 
 from ctrbench.atomic import atomic_write_text
 from ctrbench.config import dataset_models as config_dataset_models
+from ctrbench.data.manifest import DataManifest
 from ctrbench.report import charts
 from ctrbench.report.entries import GoldHashMismatch, ResultEntry, check_comparable, check_gold_hashes, load_entries
 from ctrbench.report.formatting import NOT_AVAILABLE, format_bytes, format_count, format_duration, format_rate
@@ -79,7 +80,7 @@ def render_html(
     run_info: dict | None = None,
     missing: Sequence[tuple[str, str]] = (),
     template_dir: str | Path | None = None,
-    manifests: dict[str, dict] | None = None,
+    manifests: dict[str, DataManifest] | None = None,
     references: dict[str, dict] | None = None,
 ) -> str:
     """The report as a string; raises GoldHashMismatch / ValueError before rendering anything."""

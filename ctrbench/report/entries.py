@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ctrbench.data.manifest import DataManifest
 from ctrbench.report.formatting import finite
 from ctrbench.results import Cost, GoldRecord, TrainRecord, read_record
 
@@ -99,13 +100,12 @@ def load_entries(pairs: Iterable[tuple[str | Path, str | Path]]) -> list[ResultE
     return entries
 
 
-def check_gold_hashes(entries: Iterable[ResultEntry], manifests: dict[str, dict] | None = None) -> None:
+def check_gold_hashes(entries: Iterable[ResultEntry], manifests: dict[str, DataManifest] | None = None) -> None:
     """Raise GoldHashMismatch when one dataset's results were scored on different gold files (or event tables),
     or on other ones than its current preprocessing manifest names (shown as 'manifest')."""
     by_dataset: dict[str, dict[str, list[str]]] = {}
     for dataset, manifest in (manifests or {}).items():
-        outputs = manifest["outputs"]
-        identity = f"{outputs['gold']['sha256']} (events {outputs['events']['sha256'][:12]})"
+        identity = f"{manifest.outputs['gold'].sha256} (events {manifest.outputs['events'].sha256[:12]})"
         by_dataset.setdefault(dataset, {})[identity] = ["manifest"]
     for entry in entries:
         by_dataset.setdefault(entry.dataset, {}).setdefault(entry.gold_identity, []).append(entry.model)

@@ -10,6 +10,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from ctrbench.data.manifest import DataManifest, SplitTimes
 from ctrbench.report import charts
 from ctrbench.report.entries import ResultEntry, model_info_text
 from ctrbench.report.formatting import format_bytes, format_count, format_metric
@@ -177,13 +178,13 @@ def dataset_sections(
     return sections
 
 
-def _split_days(times: dict) -> dict[str, str]:
+def _split_days(times: SplitTimes) -> dict[str, str]:
     """Each split's local dates, e.g. ``{"train": "2017-11-25 – 2017-12-01", "valid": "2017-12-02", ...}``."""
     moment = dt.datetime.fromisoformat
     bounds = {
-        "train": (moment(times["first_event"]), moment(times["valid_start"]) - dt.timedelta(seconds=1)),
-        "valid": (moment(times["valid_start"]), moment(times["gold_start"]) - dt.timedelta(seconds=1)),
-        "gold": (moment(times["gold_start"]), moment(times["last_event"])),
+        "train": (moment(times.first_event), moment(times.valid_start) - dt.timedelta(seconds=1)),
+        "valid": (moment(times.valid_start), moment(times.gold_start) - dt.timedelta(seconds=1)),
+        "gold": (moment(times.gold_start), moment(times.last_event)),
     }
     spans = {}
     for name, (lo, hi) in bounds.items():
@@ -191,18 +192,16 @@ def _split_days(times: dict) -> dict[str, str]:
     return spans
 
 
-def data_summary(manifest: dict) -> str:
+def data_summary(manifest: DataManifest) -> str:
     """One line about a dataset's processed splits, from its preprocessing manifest: rows and label rate per
     split, each split's time range where the data is split by time, and every kind of row left out."""
-    splits, times = manifest["splits"], manifest.get("split_times")
-    parts = [f"{name} {format_count(info['rows'])}" for name, info in splits.items()]
+    parts = [f"{name} {format_count(split.rows)}" for name, split in manifest.splits.items()]
     text = " · ".join(parts) + " rows"
-    rates = [info["label_rate"] for info in splits.values() if info.get("label_rate") is not None]
+    rates = [split.label_rate for split in manifest.splits.values() if split.label_rate is not None]
     if rates:
         text += f"; label rate {min(rates):.3f}–{max(rates):.3f}" if len(set(rates)) > 1 else f"; label rate {rates[0]:.3f}"
-    if times:
-        text += "; by time: " + ", ".join(f"{name} {span}" for name, span in _split_days(times).items())
-    dropped = {**manifest.get("bad_rows", {}), **manifest.get("dropped", {})}
-    shown = ", ".join(f"{kind.replace('_', ' ')} {count}" for kind, count in dropped.items() if count)
-    text += f"; rows left out: {shown}" if shown else "; rows left out: none"
-    return text
+    if manifest.split_times is not None:
+        text += "; by time: " + ", ".join(f"{name} {span}" for name, span in _split_days(manifest.split_times).items())
+    left_out = {**manifest.bad_rows, **manifest.dropped}
+    shown = ", ".join(f"{kind.replace('_', ' ')} {count}" for kind, count in left_out.items() if count)
+    return text + (f"; rows left out: {shown}" if shown else "; rows left out: none")

@@ -45,9 +45,12 @@ import numpy as np
 import pyarrow as pa
 
 from ctrbench.data.fields import FLOAT_PATTERN, parse_float, parse_hex8, parse_int, parse_label, per_chunk
+from ctrbench.data.formats.criteo_dac.options import DEFAULTS
 from ctrbench.data.parallel_blocks import ordered_map
 from ctrbench.data.raw_input import count_newlines
 from ctrbench.data.reading import (
+    DEFAULT_BLOCK_BYTES,
+    MAX_LINE_BYTES,
     BadRows,
     CountsBytes,
     describe_value,
@@ -66,14 +69,9 @@ N_FIELDS = len(COLUMNS)
 BAD_ROW_KINDS = ("field_count", "bad_label", "bad_dense", "bad_categorical")
 DENSE_VALUES = ("integer", "float")
 
-DEFAULT_BLOCK_BYTES = 32 << 20
-DEFAULT_HASH_BINS = 2_000_000
 # blocks parsed at once, besides the one the caller works on: two keep both cores of a small
 # machine busy (Arrow's read, numpy's parse and the caller's parquet write overlap)
 DEFAULT_WORKERS = 2
-# A Criteo line is < 1 KiB; a longer run without a newline means the file is not this format, and
-# buffering it would break the memory bound.
-MAX_LINE_BYTES = 1 << 20
 
 FLOAT_HINT = "for decimal dense values set reader.dense_values: float (config: reader: {dense_values: float})"
 DENSE_TRANSFORM = "float32 sign(x) * log1p(|x|); missing -> 0.0"
@@ -158,11 +156,11 @@ class CriteoReader(CountsBytes):
         self,
         path: str | Path,
         *,
-        hash_bins: int = DEFAULT_HASH_BINS,
-        delimiter: str = "\t",
-        header: bool = False,
-        dense_values: str = "integer",
-        max_bad_rows: int = 0,
+        hash_bins: int = DEFAULTS["hash_bins"],
+        delimiter: str = DEFAULTS["reader"]["delimiter"],
+        header: bool = DEFAULTS["reader"]["header"],
+        dense_values: str = DEFAULTS["reader"]["dense_values"],
+        max_bad_rows: int = DEFAULTS["max_bad_rows"],
         block_bytes: int = DEFAULT_BLOCK_BYTES,
         on_bytes: Callable[[int], None] | None = None,
         workers: int = DEFAULT_WORKERS,
@@ -185,15 +183,6 @@ class CriteoReader(CountsBytes):
         self.on_bytes = on_bytes
         self.workers = int(workers)
         self._reset()
-
-    def options(self) -> dict:
-        return {
-            "delimiter": self.delimiter,
-            "header": self.header,
-            "dense_values": self.dense_values,
-            "hash_bins": self.hash_bins,
-            "max_bad_rows": self.max_bad_rows,
-        }
 
     def _reset(self) -> None:
         self.lines = 0

@@ -1,6 +1,6 @@
 """Seeded synthetic data in the raw Criteo DAC layout, with a planted, learnable signal.
 
-The file goes through exactly the reader that real data goes through (``ctrbench.data.criteo``),
+The file goes through exactly the reader that real data goes through (``ctrbench.data.formats.criteo_dac.reader``),
 so it doubles as a pipeline test at any size and as a sanity check on models: the label is
 ``Bernoulli(sigmoid(logit))`` with
 
@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from ctrbench.atomic import atomic_path
-from ctrbench.data.criteo import CATEGORICAL, COLUMNS, DENSE
+from ctrbench.data.formats.criteo_dac.reader import CATEGORICAL, COLUMNS, DENSE
 
 CHUNK_ROWS = 65_536  # part of the format: changing it changes the bytes for a given seed
 LABEL_RATE = 0.25

@@ -64,9 +64,13 @@ import pyarrow.parquet as pq
 from numpy.lib.stride_tricks import as_strided
 from tqdm import tqdm
 
-from ctrbench.data.outputs import OUTPUT_FILES, StagedOutputs, output_paths
-from ctrbench.data.raw_input import check_input_hash, input_hasher, input_record
+from ctrbench.data.formats.taobao_userbehavior.options import DEFAULTS, OPTIONS
+from ctrbench.data.manifest import DataManifest, RowCounts, SplitSummary, SplitTimes
+from ctrbench.data.outputs import COMPRESSION, OUTPUT_FILES, StagedOutputs, output_paths
+from ctrbench.data.raw_input import input_file, input_hasher
 from ctrbench.data.reading import (
+    DEFAULT_BLOCK_BYTES,
+    MAX_LINE_BYTES,
     BadRows,
     CountsBytes,
     describe_value,
@@ -83,16 +87,11 @@ BEHAVIORS = ("pv", "cart", "fav", "buy")  # behaviour code = index in this tuple
 BAD_ROW_KINDS = ("field_count", "bad_id", "bad_behavior", "bad_timestamp")
 _KIND_OF_COLUMN = np.array([1, 1, 1, 2, 3], np.int8)  # column -> index into BAD_ROW_KINDS
 
-DEFAULT_BLOCK_BYTES = 32 << 20
 DEFAULT_BUCKET_BYTES = 64 << 20  # one user bucket per this much input
-MAX_LINE_BYTES = 1 << 20  # a UserBehavior line is < 64 bytes; a longer one means a wrong file
 _MAX_DIGITS = 19  # 19 decimal digits fit uint64 during decoding; int64 range checked after
 _INT64_MAX = np.uint64(2**63 - 1)
 
-MANIFEST_KIND = "ctrbench.preprocess.userbehavior/1"
-SAMPLINGS = ("popularity", "uniform")
 ROW_GROUP_ROWS = 1 << 16  # rows are ~440 bytes wide (two 50-id histories): ~28 MB per row group
-COMPRESSION = "zstd"
 TARGET_CHUNK = 1 << 15  # targets per chunk of output rows
 EVENT_ROW_GROUP_ROWS = 1 << 20  # the event table: two int32 ids per event (8 MB per row group)
 BUCKET_COMPRESSION = "lz4"
@@ -205,7 +204,7 @@ class UserBehaviorReader(CountsBytes):
         self,
         path: str | Path,
         *,
-        max_bad_rows: int = 0,
+        max_bad_rows: int = DEFAULTS["max_bad_rows"],
         block_bytes: int = DEFAULT_BLOCK_BYTES,
         on_bytes: Callable[[int], None] | None = None,
         hasher=None,
@@ -586,18 +585,16 @@ def _empty_split_hint(
     def day(ts: int) -> str:
         return _iso(ts, offset_s)[:10]
 
-    valid_days, gold_days = options["valid_days"], options["gold_days"]
+    valid_days, gold_days = options["time_split"]["valid_days"], options["time_split"]["gold_days"]
     data_days = f"({day(t_min)}..{day(t_max)})"
     if name == "train" and t_min >= valid_start:
         return f"valid_days={valid_days} + gold_days={gold_days} cover every day of the data {data_days}; lower them"
-    if name == "valid" and valid_days == 0:
-        return "valid_days=0 gives it no day; set valid_days >= 1"
     days = {
         "train": f"before {day(valid_start)}",
         "valid": f"on {day(valid_start)}..{day(gold_start - 1)}",
         "gold": f"on {day(gold_start)}..{day(t_max)}",
     }[name]
-    return f"no target events ({', '.join(options['target_behaviors'])}) {days} {data_days}"
+    return f"no target events ({', '.join(options['targets']['behaviors'])}) {days} {data_days}"
 
 
 def _targets(sorted_block: UserBehaviorBlock, is_hist: np.ndarray, target_mask: np.ndarray, chunk: int):
@@ -634,21 +631,9 @@ def preprocess_userbehavior(
     *,
     outputs: Mapping[str, str | Path] | None = None,
     dataset_name: str = "taobao_userbehavior",
-    max_len: int = 50,
-    history_behaviors: Sequence[str] = BEHAVIORS,
-    target_behaviors: Sequence[str] = BEHAVIORS,
-    negatives: int = 1,
-    sampling: str = "popularity",
-    valid_days: int = 1,
-    gold_days: int = 1,
-    utc_offset_hours: float = 8,
-    time_range: Sequence | None = None,
-    max_bad_rows: int = 0,
-    seed: int = 0,
-    user_fraction: float = 1.0,
+    options: Mapping | None = None,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     bucket_bytes: int = DEFAULT_BUCKET_BYTES,
-    input_hash: str = "sha256",
     row_group_rows: int = ROW_GROUP_ROWS,
     compression: str = COMPRESSION,
     progress: bool = True,
@@ -676,25 +661,22 @@ def preprocess_userbehavior(
     """
     raw_path = Path(raw_path)
     paths = output_paths(out_dir, outputs)
+    options = OPTIONS.resolve(options or {})
+    max_len, history_behaviors = options["history"]["max_len"], options["history"]["behaviors"]
+    target_behaviors, negatives, sampling = (options["targets"][k] for k in ("behaviors", "negatives", "sampling"))
+    valid_days, gold_days = options["time_split"]["valid_days"], options["time_split"]["gold_days"]
+    utc_offset_hours, time_range, fraction = (
+        options["utc_offset_hours"],
+        options["time_range"],
+        float(options["user_fraction"]),
+    )
+    max_bad_rows, seed, input_hash = options["max_bad_rows"], options["split_seed"], options["input_hash"]
     hist_codes = _behavior_codes(history_behaviors, "history_behaviors", allow_empty=True)
     target_codes = _behavior_codes(target_behaviors, "target_behaviors", allow_empty=False)
-    if max_len < 1 or negatives < 1:
-        raise ValueError(f"max_len and negatives must be >= 1, got {max_len} and {negatives}")
-    if sampling not in SAMPLINGS:
-        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
-    if valid_days < 0 or gold_days < 1:
-        raise ValueError(f"valid_days must be >= 0 and gold_days >= 1, got {valid_days} and {gold_days}")
-    check_input_hash(input_hash)
-    if not -14 <= utc_offset_hours <= 14:
-        raise ValueError(f"utc_offset_hours must be in [-14, 14], got {utc_offset_hours}")
     if row_group_rows < 1 or bucket_bytes < 1:
         raise ValueError("row_group_rows and bucket_bytes must be >= 1")
-    numeric = isinstance(user_fraction, (int, float, np.integer, np.floating)) and not isinstance(user_fraction, bool)
-    fraction = float(user_fraction) if numeric else math.nan
-    if not 0.0 < fraction <= 1.0:  # also rejects nan and non-numbers
-        raise ValueError(
-            f"user_fraction must be a number in (0, 1] (the share of users kept; 1 = all), got {user_fraction!r}"
-        )
+    if not 0.0 < fraction <= 1.0:  # NaN passes the schema's bounds
+        raise ValueError(f"user_fraction must be a number in (0, 1] (the share of users kept), got {fraction}")
     sample_users = fraction < 1.0
     offset_s = round(utc_offset_hours * 3600)
     if time_range is not None:
@@ -707,22 +689,10 @@ def preprocess_userbehavior(
         time_range = [str(time_range[0]), str(time_range[1])]
     # buckets hold about bucket_bytes of *kept* input each (for fraction 1: the same count as always)
     n_buckets = max(1, math.ceil(raw_path.stat().st_size * fraction / bucket_bytes))
-    options = {
-        "max_len": max_len,
-        "history_behaviors": [BEHAVIORS[c] for c in hist_codes],
-        "target_behaviors": [BEHAVIORS[c] for c in target_codes],
-        "negatives": negatives,
-        "sampling": sampling,
-        "valid_days": valid_days,
-        "gold_days": gold_days,
-        "utc_offset_hours": utc_offset_hours,
-        "time_range": time_range,
-        "max_bad_rows": max_bad_rows,
-        "seed": seed,
-        "user_fraction": fraction,
+    knobs = {
+        "buckets": n_buckets,
         "block_bytes": block_bytes,
         "bucket_bytes": bucket_bytes,
-        "buckets": n_buckets,
         "row_group_rows": row_group_rows,
         "compression": compression,
     }
@@ -862,10 +832,7 @@ def preprocess_userbehavior(
                         "timestamp": np.repeat(ts, per_row),
                     }
                     table = pa.table(
-                        {
-                            k: pa.array(v, schema.field(k).type)
-                            for k, v in columns.items()
-                        },
+                        {k: pa.array(v, schema.field(k).type) for k, v in columns.items()},
                         schema=schema,
                     )
                     del columns
@@ -874,7 +841,7 @@ def preprocess_userbehavior(
             del events, item, category, is_hist, target_mask
             pa.default_memory_pool().release_unused()
         if targets_total == 0:
-            raise ValueError(f"{raw_path}: no target events (behaviours {options['target_behaviors']}) in range")
+            raise ValueError(f"{raw_path}: no target events (behaviours {list(target_behaviors)}) in range")
         for writer in writers.values():
             writer.close()
         event_writer.close()
@@ -941,14 +908,16 @@ def preprocess_userbehavior(
             # by reference: the rows [history_start, history_end) of the event table; max_len is the default
             # length models gather (training.history_max_len asks for another without reprocessing)
             sequence_groups=[
-                SequenceGroup(DEFAULT_SEQUENCE_GROUP, max_len, storage="events", start="history_start", end="history_end")
+                SequenceGroup(
+                    DEFAULT_SEQUENCE_GROUP, max_len, storage="events", start="history_start", end="history_end"
+                )
             ],
             group_by="user_id",
             extra={
                 "source": "taobao_userbehavior",
                 "utc_offset_hours": utc_offset_hours,
-                "history_behaviors": options["history_behaviors"],
-                "target_behaviors": options["target_behaviors"],
+                "history_behaviors": [BEHAVIORS[c] for c in hist_codes],
+                "target_behaviors": [BEHAVIORS[c] for c in target_codes],
                 "negatives": negatives,
                 "sampling": sampling,
                 "seed": seed,
@@ -971,53 +940,48 @@ def preprocess_userbehavior(
         )
         feature_map.save(temps["feature_map"])
 
-        manifest = {
-            "kind": MANIFEST_KIND,
-            "dataset": dataset_name,
-            "input": {
-                "path": str(raw_path),
-                "bytes": raw_path.stat().st_size,
-                **input_record(raw_path, input_hash, sha256),
-                "lines": reader.lines,
-                "data_lines": reader.data_lines,
-            },
-            "options": options,
-            "rows": {"read": reader.data_lines, "written": sum(written.values()), "bad": reader.bad.total},
-            "bad_rows": dict(reader.bad.counts),
-            "bad_row_examples": list(reader.bad.examples),
-            # read = in_range + out_of_range; in_range = kept + user_sampled_out
-            "events": {
-                "read": reader.rows,
-                "in_range": in_range,
-                "targets": targets_total,
-                "out_of_range": out_of_range,
-                "user_sampled_out": sampled_out,
-                "kept": kept,
-            },
-            "users": {
-                "in_range": n_users_in_range,
-                "kept": len(vocab.users),
-                "sampled_out": n_users_in_range - len(vocab.users),
-            },
+        manifest = DataManifest(
+            dataset=dataset_name,
+            format="taobao_userbehavior",
+            inputs={"raw": input_file(raw_path, input_hash, sha256, lines=reader.lines, data_lines=reader.data_lines)},
+            options={**options, **knobs},
+            rows=RowCounts(read=reader.data_lines, written=sum(written.values()), bad=reader.bad.total),
+            bad_rows=dict(reader.bad.counts),
+            bad_row_examples=list(reader.bad.examples),
             # events left out other than bad rows, by kind (the report lists them beside bad_rows)
-            "dropped": {"out_of_range": out_of_range, "user_sampled_out": sampled_out},
-            "distinct": distinct,
-            "split_times": split_times,
-            "splits": {
-                name: {
-                    "rows": w.rows,
-                    "positives": w.positives,
-                    "label_rate": w.positives / w.rows if w.rows else None,
-                }
+            dropped={"out_of_range": out_of_range, "user_sampled_out": sampled_out},
+            splits={
+                name: SplitSummary(
+                    rows=w.rows, positives=int(w.positives), label_rate=w.positives / w.rows if w.rows else None
+                )
                 for name, w in writers.items()
             },
-            "outputs": {key: staged.describe(key) for key in (*SPLITS, "feature_map")},
-            "packages": package_versions(("numpy", "pyarrow")),
-        }
-        staged.publish(manifest, (*SPLITS, "feature_map"))
-        return manifest
+            split_times=SplitTimes(**split_times),
+            outputs=staged.describe((*SPLITS, "feature_map")),
+            packages=package_versions(("numpy", "pyarrow")),
+            details={
+                # read = in_range + out_of_range; in_range = kept + user_sampled_out
+                "events": {
+                    "read": reader.rows,
+                    "in_range": in_range,
+                    "targets": targets_total,
+                    "out_of_range": out_of_range,
+                    "user_sampled_out": sampled_out,
+                    "kept": kept,
+                },
+                "users": {
+                    "in_range": n_users_in_range,
+                    "kept": len(vocab.users),
+                    "sampled_out": n_users_in_range - len(vocab.users),
+                },
+                "distinct": distinct,
+            },
+        )
+        return staged.publish(manifest)
     except BaseException:
-        staged.discard([*(w.writer for w in writers.values()), *bucket_writers, *([event_writer] if event_writer else [])])
+        staged.discard(
+            [*(w.writer for w in writers.values()), *bucket_writers, *([event_writer] if event_writer else [])]
+        )
         if hasher is not None:
             hasher.close()
         raise
@@ -1029,7 +993,6 @@ __all__ = [
     "BAD_ROW_KINDS",
     "BEHAVIORS",
     "COLUMNS",
-    "MANIFEST_KIND",
     "OUTPUT_FILES",
     "UserBehaviorBlock",
     "UserBehaviorFormatError",

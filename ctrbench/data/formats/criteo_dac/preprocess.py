@@ -24,12 +24,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ctrbench.data.criteo import (
+from ctrbench.data.formats.criteo_dac.options import OPTIONS
+from ctrbench.data.formats.criteo_dac.reader import (
     BAD_ROW_KINDS,
     CATEGORICAL,
     CATEGORICAL_TRANSFORM,
-    DEFAULT_BLOCK_BYTES,
-    DEFAULT_HASH_BINS,
     DEFAULT_WORKERS,
     DENSE,
     DENSE_TRANSFORM,
@@ -38,11 +37,20 @@ from ctrbench.data.criteo import (
     CriteoBlock,
     CriteoReader,
 )
-from ctrbench.data.outputs import OUTPUT_FILES, SplitWriter, StagedOutputs, output_paths
-from ctrbench.data.raw_input import count_lines, input_hasher, input_record
+from ctrbench.data.manifest import DataManifest, RowCounts, SplitSummary
+from ctrbench.data.outputs import (
+    COMPRESSION,
+    MAX_DISTINCT_BINS,
+    ROW_GROUP_ROWS,
+    SplitWriter,
+    StagedOutputs,
+    output_paths,
+)
+from ctrbench.data.raw_input import count_lines, input_file, input_hasher
+from ctrbench.data.reading import DEFAULT_BLOCK_BYTES
 from ctrbench.data.schema import Feature, FeatureMap, Task
 from ctrbench.data.splits import (
-    DEFAULT_SPLITS,
+    REST,
     SPLIT_BLOCK_LINES,
     SPLITS,
     SplitAssigner,
@@ -52,12 +60,6 @@ from ctrbench.data.splits import (
 )
 from ctrbench.provenance import package_versions
 
-MANIFEST_KIND = "ctrbench.preprocess.criteo/1"
-ROW_GROUP_ROWS = 1 << 17
-COMPRESSION = "zstd"
-# distinct ids per field are counted with one bool per id; above this it is not "cheap"
-MAX_DISTINCT_BINS = 1 << 24
-
 
 def preprocess_criteo(
     raw_path: str | Path,
@@ -65,48 +67,39 @@ def preprocess_criteo(
     *,
     outputs: Mapping[str, str | Path] | None = None,
     dataset_name: str = "criteo",
-    hash_bins: int = DEFAULT_HASH_BINS,
-    max_bad_rows: int = 0,
-    splits: Mapping[str, float | int | str] | None = None,
-    split_seed: int = 0,
-    delimiter: str = "\t",
-    header: bool = False,
-    dense_values: str = "integer",
+    options: Mapping | None = None,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
-    input_hash: str = "sha256",
     row_group_rows: int = ROW_GROUP_ROWS,
     compression: str = COMPRESSION,
     workers: int = DEFAULT_WORKERS,
     progress: bool = True,
 ) -> dict:
-    """Preprocess one raw Criteo file; returns the manifest (also written to ``manifest.json``).
+    """Preprocess one raw Criteo file; returns the manifest as written to ``manifest.json``.
 
     Outputs go to ``out_dir`` under the names in ``OUTPUT_FILES``, or to the paths in
     ``outputs`` (keys ``train``, ``valid``, ``gold``, ``feature_map``, ``manifest``; they
-    override ``out_dir``). ``splits`` maps train/valid/gold to fractions, row counts or
-    ``"rest"`` (see ``resolve_split_counts``); default 80/10/10. ``input_hash``: ``"sha256"``
-    records the input's sha256 in the manifest (hashed on a thread during the line-count pass:
-    ~0.2 s per 1M rows, half a minute of CPU on the 11 GB original), ``"size+mtime"`` only its
-    size and modification time.
-    Reader options as ``CriteoReader``; ``workers`` (threads) is a speed knob that does not change
-    any output byte, so the manifest does not record it.
+    override ``out_dir``). ``options``: the dataset-config keys of options.yaml (defaults there):
+    ``splits`` maps train/valid/gold to fractions or row counts (train: the rest when left out, see
+    ``resolve_split_counts``); ``input_hash`` ``"sha256"`` records the input's sha256 (hashed on a thread
+    during the line-count pass: ~0.2 s per 1M rows, half a minute of CPU on the 11 GB original),
+    ``"size+mtime"`` only its size and modification time. ``block_bytes``, ``row_group_rows``... are
+    layout and speed knobs; ``workers`` (threads) changes no output byte, so the manifest does not record it.
     """
     raw_path = Path(raw_path)
     paths = output_paths(out_dir, outputs)
-    spec = dict(splits if splits is not None else DEFAULT_SPLITS)
-    if set(spec) != set(SPLITS):
-        raise ValueError(f"splits must name exactly {SPLITS}, got {list(spec)}")
+    options = OPTIONS.resolve(options or {})
+    spec = {"train": REST, **options["splits"]}
+    hash_bins, split_seed, input_hash = options["hash_bins"], options["split_seed"], options["input_hash"]
+    header = options["reader"]["header"]
     if row_group_rows < 1:
         raise ValueError(f"row_group_rows must be >= 1, got {row_group_rows}")
     reader = CriteoReader(
         raw_path,
         hash_bins=hash_bins,
-        delimiter=delimiter,
-        header=header,
-        dense_values=dense_values,
-        max_bad_rows=max_bad_rows,
+        max_bad_rows=options["max_bad_rows"],
         block_bytes=block_bytes,
         workers=workers,
+        **options["reader"],
     )
 
     # The split draws need the number of data lines, but only once the first block is assigned: the
@@ -195,7 +188,7 @@ def preprocess_criteo(
                 "hash_bins": hash_bins,
                 "dense_transform": DENSE_TRANSFORM,
                 "categorical_transform": CATEGORICAL_TRANSFORM,
-                "reader": {"delimiter": delimiter, "header": header, "dense_values": dense_values},
+                "reader": options["reader"],
                 # distinct local ids seen per field (over all splits, id 0 included when missing
                 # values occur): how full each hashed vocabulary is
                 "distinct_ids": {c: int(np.count_nonzero(s)) for c, s in seen.items()} or None,
@@ -203,44 +196,37 @@ def preprocess_criteo(
         )
         feature_map.save(temps["feature_map"])
 
-        manifest = {
-            "kind": MANIFEST_KIND,
-            "dataset": dataset_name,
-            "input": {
-                "path": str(raw_path),
-                "bytes": raw_path.stat().st_size,
-                **input_record(raw_path, input_hash, sha256),
-                "lines": total_lines,
-                "data_lines": data_lines,
-            },
-            "options": {
-                **reader.options(),
-                "splits": spec,
-                "split_seed": split_seed,
+        manifest = DataManifest(
+            dataset=dataset_name,
+            format="criteo_dac",
+            inputs={"raw": input_file(raw_path, input_hash, sha256, lines=total_lines, data_lines=data_lines)},
+            options={
+                **options,
                 "split_block_lines": SPLIT_BLOCK_LINES,
                 "block_bytes": block_bytes,
                 "row_group_rows": row_group_rows,
                 "compression": compression,
             },
-            "rows": {"read": reader.data_lines, "written": reader.rows, "bad": reader.bad.total},
-            "bad_rows": dict(reader.bad.counts),
-            "bad_row_examples": list(reader.bad.examples),
-            "splits": {
-                name: {
-                    "rows": w.rows,
-                    "planned_rows": planned[name],  # before bad rows were dropped
-                    "positives": int(w.positives),
-                    "label_rate": w.positives / w.rows if w.rows else None,
-                }
+            rows=RowCounts(read=reader.data_lines, written=reader.rows, bad=reader.bad.total),
+            bad_rows=dict(reader.bad.counts),
+            bad_row_examples=list(reader.bad.examples),
+            dropped={},
+            splits={
+                name: SplitSummary(
+                    rows=w.rows,
+                    positives=int(w.positives),
+                    label_rate=w.positives / w.rows if w.rows else None,
+                    planned_rows=planned[name],
+                )
                 for name, w in writers.items()
             },
-            "transforms": {"dense": DENSE_TRANSFORM, "categorical": CATEGORICAL_TRANSFORM},
-            "outputs": {key: staged.describe(key) for key in (*planned, "feature_map")},
-            "packages": package_versions(("numpy", "pyarrow")),
-        }
-        assert set(manifest["bad_rows"]) == set(BAD_ROW_KINDS)
-        staged.publish(manifest, (*planned, "feature_map"))
-        return manifest
+            split_times=None,
+            outputs=staged.describe((*planned, "feature_map")),
+            packages=package_versions(("numpy", "pyarrow")),
+            details={"transforms": {"dense": DENSE_TRANSFORM, "categorical": CATEGORICAL_TRANSFORM}},
+        )
+        assert set(manifest.bad_rows) == set(BAD_ROW_KINDS)
+        return staged.publish(manifest)
     except BaseException:
         stop_counting.set()
         if hasher is not None:
@@ -256,4 +242,4 @@ def _empty_split_hint(spec: Mapping, planned: Mapping[str, int], data_lines: int
     return f"splits={spec} give it {planned[name]} of the {data_lines} data lines{dropped}; change splits"
 
 
-__all__ = ["MANIFEST_KIND", "OUTPUT_FILES", "ROW_GROUP_ROWS", "preprocess_criteo"]
+__all__ = ["OPTIONS", "preprocess_criteo"]

@@ -2,7 +2,7 @@
 
 Each line is ``user_id,item_id,category_id,behavior_type,timestamp`` (no header), so the file goes
 through exactly the reader and sample builder real data goes through
-(``ctrbench.data.userbehavior``). The generative model, per user and event step ``s``:
+(``ctrbench.data.formats.taobao_userbehavior.preprocess``). The generative model, per user and event step ``s``:
 
 - the user has ``N_FAVORITES`` long-term favourite categories (drawn from the global category
   popularity): a weak *static* signal;
@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from ctrbench.atomic import atomic_path
-from ctrbench.data.userbehavior import BEHAVIORS, COLUMNS
+from ctrbench.data.formats.taobao_userbehavior.preprocess import BEHAVIORS, COLUMNS
 
 CHUNK_USERS = 8192  # part of the format: changing it changes the bytes for a given seed
 EVENTS_PER_USER = 20

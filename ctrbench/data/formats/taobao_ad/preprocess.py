@@ -51,7 +51,7 @@ with offset 0 for the train file, its line count for the valid file, and so on (
 records each file's offset). A large fixed offset (10^12) is avoided because
 ``splits.check_split_files`` keeps one byte per id up to the largest one.
 
-Reading streams like ``ctrbench.data.criteo``: byte blocks cut at the last newline, a numpy line
+Reading streams like ``ctrbench.data.formats.criteo_dac.reader``: byte blocks cut at the last newline, a numpy line
 scan (physical line numbers, field counts), ``pyarrow.csv`` with every column as raw bytes, then
 vectorised validation and transforms over the Arrow buffers; the sequence is split with
 ``pyarrow.compute.split_pattern`` and placed into a ``[rows, max_len]`` matrix by index arithmetic
@@ -78,15 +78,24 @@ import pyarrow.csv as pa_csv
 from tqdm import tqdm
 
 from ctrbench.atomic import atomic_path
-from ctrbench.data.criteo import MAX_LINE_BYTES
 from ctrbench.data.fields import binary_views as _binary_views
 from ctrbench.data.fields import parse_float as _parse_float
 from ctrbench.data.fields import parse_label as _parse_label
 from ctrbench.data.fields import per_chunk as _per_chunk
-from ctrbench.data.outputs import SplitWriter, StagedOutputs, output_paths
-from ctrbench.data.preprocess import COMPRESSION, MAX_DISTINCT_BINS, ROW_GROUP_ROWS
-from ctrbench.data.raw_input import check_input_hash, count_lines, input_hasher, input_record
+from ctrbench.data.formats.taobao_ad.options import DEFAULTS, OPTIONS
+from ctrbench.data.manifest import DataManifest, RowCounts, SplitSummary
+from ctrbench.data.outputs import (
+    COMPRESSION,
+    MAX_DISTINCT_BINS,
+    ROW_GROUP_ROWS,
+    SplitWriter,
+    StagedOutputs,
+    output_paths,
+)
+from ctrbench.data.raw_input import count_lines, input_file, input_hasher
 from ctrbench.data.reading import (
+    DEFAULT_BLOCK_BYTES,
+    MAX_LINE_BYTES,
     BadRows,
     CountsBytes,
     describe_value,
@@ -142,11 +151,6 @@ BAD_ROW_KINDS = ("field_count", "bad_label", "bad_price", "bad_sequence")
 _KIND_OF_COLUMN = np.zeros(len(COLUMNS), np.int8)  # column -> index into BAD_ROW_KINDS (only these columns fail)
 _KIND_OF_COLUMN[[COLUMNS.index(LABEL), COLUMNS.index(PRICE), COLUMNS.index(SEQUENCE)]] = [1, 2, 3]
 
-DEFAULT_HASH_BINS = 2_000_000
-DEFAULT_MAX_LEN = 50
-DEFAULT_VALID_FRACTION = 0.1
-DEFAULT_BLOCK_BYTES = 32 << 20
-MANIFEST_KIND = "ctrbench.preprocess.taobao_ad/1"
 SOURCE = "taobao_ad_x1"
 SPLIT_FILES = {"train": "train.csv", "valid": "valid.csv", "gold": "test.csv"}  # in a raw directory
 
@@ -361,9 +365,9 @@ class TaobaoAdReader(CountsBytes):
         self,
         path: str | Path,
         *,
-        hash_bins: int = DEFAULT_HASH_BINS,
-        max_len: int = DEFAULT_MAX_LEN,
-        max_bad_rows: int = 0,
+        hash_bins: int = DEFAULTS["hash_bins"],
+        max_len: int = DEFAULTS["history"]["max_len"],
+        max_bad_rows: int = DEFAULTS["max_bad_rows"],
         block_bytes: int = DEFAULT_BLOCK_BYTES,
         row_id_offset: int = 0,
         bad: BadRows | None = None,
@@ -505,41 +509,40 @@ def read_taobao_ad(path: str | Path, **options) -> TaobaoAdBlock:
 
 
 def preprocess_taobao_ad(
-    files: Mapping[str, str | Path | None],
+    raw: str | Path | Mapping[str, str | Path | None],
     *,
     outputs: Mapping[str, str | Path],
     dataset_name: str = "taobao_ad",
-    hash_bins: int = DEFAULT_HASH_BINS,
-    max_len: int = DEFAULT_MAX_LEN,
-    valid_fraction: float = DEFAULT_VALID_FRACTION,
-    split_seed: int = 0,
-    max_bad_rows: int = 0,
+    options: Mapping | None = None,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     row_group_rows: int = ROW_GROUP_ROWS,
     compression: str = COMPRESSION,
-    input_hash: str = "sha256",
     progress: bool = True,
 ) -> dict:
-    """Preprocess TaobaoAd_x1 CSVs; returns the manifest (also written to ``outputs["manifest"]``).
+    """Preprocess TaobaoAd_x1 CSVs; returns the manifest as written to ``outputs["manifest"]``.
 
-    ``files``: ``{"train": path, "valid": path or None, "gold": path}``. The gold split is the
-    ``gold`` (test) file; the valid split is the ``valid`` file when given, otherwise a seeded,
-    exact ``valid_fraction`` of the train file's data lines (``SplitAssigner``; bad lines keep
-    their slot). ``outputs`` maps ``train``, ``valid``, ``gold``, ``feature_map`` and ``manifest``
-    to paths. Everything is written under partial names and renamed only at the end, after the
-    splits were checked (none empty or single-class). ``input_hash`` as ``preprocess_criteo``,
-    per input file (hashed during the line-count pass).
+    ``raw``: the raw directory (train.csv, test.csv and maybe valid.csv), or ``{"train": path, "valid": path or
+    None, "gold": path}``. The gold split is the test file; the valid split is the valid file when given,
+    otherwise a seeded, exact ``splits.valid`` fraction of the train file's data lines (``SplitAssigner``; bad
+    lines keep their slot). ``options``: the dataset-config keys of options.yaml (defaults there). ``outputs``
+    maps ``train``, ``valid``, ``gold``, ``feature_map`` and ``manifest`` to paths. Everything is written under
+    partial names and renamed only at the end, after the splits were checked (none empty or single-class).
+    ``input_hash`` as ``preprocess_criteo``, per input file (hashed during the line-count pass).
     """
+    files = split_files(raw) if isinstance(raw, (str, Path)) else raw
     unknown = set(files) - {"train", "valid", "gold"}
     if unknown or not files.get("train") or not files.get("gold"):
         raise ValueError(f"files must map train and gold (and optionally valid) to paths, got {dict(files)}")
     inputs = {k: Path(files[k]) for k in ("train", "valid", "gold") if files.get(k)}
+    for key, path in inputs.items():
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file (the {key} split of a taobao_ad dataset)")
+    options = OPTIONS.resolve(options or {})
+    hash_bins, max_len, valid_fraction = options["hash_bins"], options["history"]["max_len"], options["splits"]["valid"]
+    split_seed, max_bad_rows, input_hash = options["split_seed"], options["max_bad_rows"], options["input_hash"]
     valid_from_train = "valid" not in inputs
-    if valid_from_train and not 0.0 < float(valid_fraction) < 1.0:
-        raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
     if row_group_rows < 1:
         raise ValueError(f"row_group_rows must be >= 1, got {row_group_rows}")
-    check_input_hash(input_hash)
     paths = output_paths(None, outputs)
     for path in inputs.values():
         check_header(path)  # every file, before any long pass
@@ -645,7 +648,11 @@ def preprocess_taobao_ad(
             tasks=[Task(LABEL)],
             features=[Feature(c, "categorical", vocab_size=hash_bins) for c in CATEGORICAL]
             + [Feature(PRICE, "dense")]
-            + [Feature(SEQUENCE, "sequence", vocab_size=hash_bins, shares_vocab_with=ITEM, group=DEFAULT_SEQUENCE_GROUP)],
+            + [
+                Feature(
+                    SEQUENCE, "sequence", vocab_size=hash_bins, shares_vocab_with=ITEM, group=DEFAULT_SEQUENCE_GROUP
+                )
+            ],
             sequence_groups=[SequenceGroup(DEFAULT_SEQUENCE_GROUP, max_len)],
             group_by=GROUP,
             extra={
@@ -661,56 +668,47 @@ def preprocess_taobao_ad(
         )
         feature_map.save(temps["feature_map"])
 
-        def describe_input(key: str) -> dict | None:
-            if key not in inputs:
-                return None
-            return {
-                "path": str(inputs[key]),
-                "bytes": inputs[key].stat().st_size,
-                **input_record(inputs[key], input_hash, sha256[key]),
-                "lines": lines[key],
-                "data_lines": data_lines[key],
-                "row_id_offset": offsets[key],
-            }
-
-        manifest = {
-            "kind": MANIFEST_KIND,
-            "dataset": dataset_name,
-            "input": {key: describe_input(key) for key in ("train", "valid", "gold")},
-            "options": {
-                "hash_bins": hash_bins,
-                "max_len": max_len,
-                "max_bad_rows": max_bad_rows,
+        manifest = DataManifest(
+            dataset=dataset_name,
+            format="taobao_ad",
+            inputs={
+                key: input_file(
+                    path,
+                    input_hash,
+                    sha256[key],
+                    lines=lines[key],
+                    data_lines=data_lines[key],
+                    row_id_offset=offsets[key],
+                )
+                for key, path in inputs.items()
+            },
+            options={
+                **options,
                 "valid_from": "train" if valid_from_train else "valid",
-                "valid_fraction": float(valid_fraction) if valid_from_train else None,
-                "split_seed": split_seed,
                 "split_block_lines": SPLIT_BLOCK_LINES,
                 "block_bytes": block_bytes,
                 "row_group_rows": row_group_rows,
                 "compression": compression,
             },
-            "rows": {
-                "read": sum(r.data_lines for r in readers.values()),
-                "written": rows_written,
-                "bad": bad.total,
-            },
-            "bad_rows": dict(bad.counts),
-            "bad_row_examples": list(bad.examples),
-            "splits": {
-                name: {
-                    "rows": w.rows,
-                    "planned_rows": planned[name],  # before bad rows were dropped
-                    "positives": int(w.positives),
-                    "label_rate": w.positives / w.rows if w.rows else None,
-                }
+            rows=RowCounts(read=sum(r.data_lines for r in readers.values()), written=rows_written, bad=bad.total),
+            bad_rows=dict(bad.counts),
+            bad_row_examples=list(bad.examples),
+            dropped={},
+            splits={
+                name: SplitSummary(
+                    rows=w.rows,
+                    positives=int(w.positives),
+                    label_rate=w.positives / w.rows if w.rows else None,
+                    planned_rows=planned[name],
+                )
                 for name, w in writers.items()
             },
-            "transforms": transforms,
-            "outputs": {key: staged.describe(key) for key in ("train", "valid", "gold", "feature_map")},
-            "packages": package_versions(("numpy", "pyarrow")),
-        }
-        staged.publish(manifest, ("train", "valid", "gold", "feature_map"))
-        return manifest
+            split_times=None,
+            outputs=staged.describe(("train", "valid", "gold", "feature_map")),
+            packages=package_versions(("numpy", "pyarrow")),
+            details={"transforms": transforms},
+        )
+        return staged.publish(manifest)
     except BaseException:
         staged.discard(w.writer for w in writers.values())
         raise
@@ -721,9 +719,9 @@ def _empty_split_hint(
 ) -> str:
     """Why a split came out empty: too small a share of the train file, or only bad rows."""
     if name != "gold" and valid_from_train:
-        source = f"valid_fraction={valid_fraction} of the train file's {planned['train'] + planned['valid']} data lines"
+        source = f"splits.valid={valid_fraction} of the train file's {planned['train'] + planned['valid']} data lines"
         if planned[name] == 0:
-            return f"{source} leaves it no rows; change valid_fraction or add a valid.csv"
+            return f"{source} leaves it no rows; change splits.valid or add a valid.csv"
         return f"{source} gives it {planned[name]} rows, all of them bad rows"
     if planned[name] == 0:
         return f"{inputs[name]} has no data lines"
@@ -737,38 +735,6 @@ def split_files(directory: str | Path) -> dict[str, Path | None]:
     if not files["valid"].exists():
         files["valid"] = None
     return files
-
-
-def raw_files(directory: str | Path) -> list[str]:
-    """The existing CSVs of a raw directory, in the fixed order train.csv, valid.csv, test.csv."""
-    directory = Path(directory)
-    return [str(directory / name) for name in SPLIT_FILES.values() if (directory / name).exists()]
-
-
-def preprocess_taobao_ad_dir(
-    directory: str | Path, *, outputs: Mapping[str, str | Path], dataset_name: str, dataset: Mapping, progress: bool
-) -> dict:
-    """The dataset-config entry point: ``directory`` holds train.csv, test.csv and maybe valid.csv.
-
-    Config keys (all optional): ``hash_bins``, ``history: {max_len}``, ``splits: {valid: fraction}``
-    (used only without valid.csv), ``split_seed``, ``max_bad_rows``.
-    """
-    files = split_files(directory)
-    for key in ("train", "gold"):
-        if not files[key].exists():
-            raise FileNotFoundError(f"{directory}: no {SPLIT_FILES[key]} (a taobao_ad raw directory needs it)")
-    splits = dataset.get("splits") or {}
-    return preprocess_taobao_ad(
-        files,
-        outputs=outputs,
-        dataset_name=dataset_name,
-        hash_bins=dataset.get("hash_bins", DEFAULT_HASH_BINS),
-        max_len=(dataset.get("history") or {}).get("max_len", DEFAULT_MAX_LEN),
-        valid_fraction=splits.get("valid", DEFAULT_VALID_FRACTION),
-        split_seed=dataset.get("split_seed", 0),
-        max_bad_rows=dataset.get("max_bad_rows", 0),
-        progress=progress,
-    )
 
 
 # --------------------------------------------------------------------------------------- synthetic
@@ -966,15 +932,12 @@ __all__ = [
     "CATEGORICAL",
     "COLUMNS",
     "HEADER",
-    "MANIFEST_KIND",
     "TaobaoAdBlock",
     "TaobaoAdFormatError",
     "TaobaoAdReader",
     "check_header",
     "output_schema",
     "preprocess_taobao_ad",
-    "preprocess_taobao_ad_dir",
-    "raw_files",
     "read_taobao_ad",
     "split_files",
     "stable_hash",

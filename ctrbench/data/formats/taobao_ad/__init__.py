@@ -1,0 +1,21 @@
+"""Format ``taobao_ad``: the BARS / FuxiCTR TaobaoAd_x1 CSVs (a directory with train.csv, test.csv and optionally
+valid.csv), each row carrying the user's click sequence, kept at a fixed length.
+
+- ``reader``: the streaming reader (``TaobaoAdReader``);
+- ``preprocess``: the CSVs -> train / valid / gold parquet;
+- ``synthetic``: a seeded directory in the same layout with a planted signal;
+- ``options.yaml``: the dataset-config keys it takes, with their defaults.
+"""
+
+from ctrbench.data.formats.base import DatasetFormat
+from ctrbench.data.formats.taobao_ad.options import OPTIONS
+from ctrbench.data.formats.taobao_ad.preprocess import SPLIT_FILES, preprocess_taobao_ad
+
+FORMAT = DatasetFormat(
+    name="taobao_ad",
+    options=OPTIONS,
+    preprocess=preprocess_taobao_ad,
+    write_synthetic=None,  # its raw input is a directory; tests call write_synthetic_taobao_ad directly
+    has_sequences=True,
+    directory_files=(SPLIT_FILES["train"], SPLIT_FILES["gold"], SPLIT_FILES["valid"]),
+)
