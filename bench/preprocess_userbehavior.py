@@ -67,7 +67,7 @@ def main() -> None:
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
-    from ctrbench.data.formats.taobao_userbehavior.preprocess import COLUMNS
+    from ctrbench.data.formats.taobao_userbehavior.reader import COLUMNS
 
     types = dict(zip(COLUMNS, [pa.int64(), pa.int64(), pa.int64(), pa.string(), pa.int64()]))
     start = time.perf_counter()

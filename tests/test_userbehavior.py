@@ -21,20 +21,24 @@ from sklearn.metrics import roc_auc_score
 
 from ctrbench.data.batch import TensorDataset
 from ctrbench.data.formats import FORMATS
-from ctrbench.data.outputs import OUTPUT_FILES
-from ctrbench.data.schema import FeatureMap
-from ctrbench.data.splits import UnusableSplitError
-from ctrbench.data.formats.taobao_userbehavior.synthetic import DAYS, START, synthetic_sizes, write_synthetic_userbehavior
-from ctrbench.data.formats.taobao_userbehavior.preprocess import (
+from ctrbench.data.formats.taobao_userbehavior.preprocess import preprocess_userbehavior
+from ctrbench.data.formats.taobao_userbehavior.reader import (
     BAD_ROW_KINDS,
     BEHAVIORS,
     UserBehaviorFormatError,
     UserBehaviorReader,
-    _DistinctCounts,
-    _user_sampled,
-    preprocess_userbehavior,
     read_userbehavior,
 )
+from ctrbench.data.formats.taobao_userbehavior.synthetic import (
+    DAYS,
+    START,
+    synthetic_sizes,
+    write_synthetic_userbehavior,
+)
+from ctrbench.data.formats.taobao_userbehavior.vocab import DistinctCounts, user_sampled
+from ctrbench.data.outputs import OUTPUT_FILES
+from ctrbench.data.schema import FeatureMap
+from ctrbench.data.splits import UnusableSplitError
 from ctrbench.provenance import sha256_file
 
 SAMPLE = Path(__file__).parent / "data" / "taobao_userbehavior" / "UserBehavior_head1000.csv"
@@ -545,7 +549,9 @@ def test_format_registry_reads_the_dataset_config(tmp_path):
         "split_seed": 5,
         "user_fraction": 0.5,
     }
-    manifest = fmt.preprocess(raw, outputs=outputs, dataset_name="tb", options=fmt.options.of_entry(dataset), progress=False)
+    manifest = fmt.preprocess(
+        raw, outputs=outputs, dataset_name="tb", options=fmt.options.of_entry(dataset), progress=False
+    )
     assert manifest["options"]["history"] == {"max_len": 7, "behaviors": ["pv", "cart"]}
     assert manifest["options"]["targets"]["negatives"] == 2 and manifest["options"]["user_fraction"] == 0.5
     details = manifest["details"]
@@ -656,9 +662,9 @@ def test_generator_plants_a_sequential_signal(tmp_path):
 
 
 def test_distinct_counts_merge_matches_one_unique(monkeypatch):
-    monkeypatch.setattr(_DistinctCounts, "MERGE_ROWS", 50)  # merge often
+    monkeypatch.setattr(DistinctCounts, "MERGE_ROWS", 50)  # merge often
     rng = np.random.default_rng(0)
-    acc = _DistinctCounts(2)
+    acc = DistinctCounts(2)
     parts = [rng.integers(0, 30, (2, int(rng.integers(0, 120)))) for _ in range(40)]
     for a, b in parts:
         acc.add(a, b)
@@ -786,10 +792,10 @@ def test_user_fraction_other_seed_keeps_other_users(user_sample, tmp_path):
     assert other["details"]["distinct"]["items"] == len({e.item for e in kept1_events})
     # the hash itself: independent of the block an id arrives in, ~fraction of many ids
     ids = np.arange(0, 2_000_000, 7, dtype=np.int64)
-    mask = _user_sampled(ids, FRACTION, 0)
+    mask = user_sampled(ids, FRACTION, 0)
     assert abs(mask.mean() - FRACTION) < 0.005
     assert [hash_unit(int(u), 0) < FRACTION for u in ids[:500]] == mask[:500].tolist()
-    np.testing.assert_array_equal(np.concatenate([_user_sampled(p, FRACTION, 0) for p in np.array_split(ids, 7)]), mask)
+    np.testing.assert_array_equal(np.concatenate([user_sampled(p, FRACTION, 0) for p in np.array_split(ids, 7)]), mask)
 
 
 def test_user_fraction_one_writes_the_same_bytes(sample_run, tmp_path):
@@ -826,7 +832,11 @@ def test_user_fraction_keeping_nobody_fails_cleanly(tmp_path):
 def test_input_identified_by_size_and_mtime_when_asked(sample_run, tmp_path):
     _, manifest = sample_run
     cheap = run(SAMPLE, tmp_path / "cheap", input_hash="size+mtime")
-    assert cheap["inputs"]["raw"]["hash"] == "size+mtime" and cheap["inputs"]["raw"]["sha256"] is None and "mtime" in cheap["inputs"]["raw"]
+    assert (
+        cheap["inputs"]["raw"]["hash"] == "size+mtime"
+        and cheap["inputs"]["raw"]["sha256"] is None
+        and "mtime" in cheap["inputs"]["raw"]
+    )
     assert cheap["outputs"] == manifest["outputs"]
 
 

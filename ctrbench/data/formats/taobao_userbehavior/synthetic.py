@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from ctrbench.atomic import atomic_path
-from ctrbench.data.formats.taobao_userbehavior.preprocess import BEHAVIORS, COLUMNS
+from ctrbench.data.formats.taobao_userbehavior.reader import BEHAVIORS, COLUMNS
 
 CHUNK_USERS = 8192  # part of the format: changing it changes the bytes for a given seed
 EVENTS_PER_USER = 20
