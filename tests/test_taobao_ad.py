@@ -1,5 +1,5 @@
-"""The TaobaoAd_x1 reader (ctrbench.data.formats.taobao_ad.preprocess) on FuxiCTR's real samples, on bad input, and on
-its own synthetic data; expected values are computed here in plain Python, one field at a time."""
+"""The TaobaoAd_x1 reader and preprocessing (ctrbench.data.formats.taobao_ad) on FuxiCTR's real samples, on bad
+input, and on its own synthetic data; expected values are computed here in plain Python, one field at a time."""
 
 from __future__ import annotations
 
@@ -16,21 +16,21 @@ import pytest
 
 from ctrbench.data.batch import TensorDataset
 from ctrbench.data.formats import FORMATS
-from ctrbench.data.outputs import OUTPUT_FILES
-from ctrbench.data.schema import FeatureMap
-from ctrbench.data.splits import UnusableSplitError
-from ctrbench.data.formats.taobao_ad.preprocess import (
+from ctrbench.data.formats.taobao_ad.fields import stable_hash
+from ctrbench.data.formats.taobao_ad.preprocess import preprocess_taobao_ad
+from ctrbench.data.formats.taobao_ad.reader import (
     BAD_ROW_KINDS,
     CATEGORICAL,
     HEADER,
     TaobaoAdBlock,
     TaobaoAdFormatError,
     TaobaoAdReader,
-    preprocess_taobao_ad,
     read_taobao_ad,
-    stable_hash,
-    write_synthetic_taobao_ad,
 )
+from ctrbench.data.formats.taobao_ad.synthetic import write_synthetic_taobao_ad
+from ctrbench.data.outputs import OUTPUT_FILES
+from ctrbench.data.schema import FeatureMap
+from ctrbench.data.splits import UnusableSplitError
 from ctrbench.provenance import sha256_file
 
 DATA = Path(__file__).parent / "data" / "taobao_ad"
@@ -231,7 +231,12 @@ def test_preprocess_real_samples_splits_feature_map_and_manifest(tmp_path):
     assert [f.name for f in fm.categorical] == CATEGORICAL and all(f.vocab_size == BINS for f in fm.categorical)
     assert [f.name for f in fm.dense] == ["price"]
     (seq,) = fm.sequences
-    assert (seq.name, seq.vocab_size, fm.max_len(seq), seq.shares_vocab_with) == ("click_sequence", BINS, 5, "adgroup_id")
+    assert (seq.name, seq.vocab_size, fm.max_len(seq), seq.shares_vocab_with) == (
+        "click_sequence",
+        BINS,
+        5,
+        "adgroup_id",
+    )
     assert fm.extra["source"] == "taobao_ad_x1" and fm.extra["hash_bins"] == BINS and fm.extra["transforms"]
 
     train, valid, gold = (row_ids(out / f"{s}.parquet") for s in ("train", "valid", "gold"))
@@ -474,7 +479,9 @@ def test_preprocess_bytes_do_not_depend_on_block_size(tmp_path):
     blocks = list(TaobaoAdReader(files["train"], block_bytes=8 << 10))
     assert len(blocks) > 5 and sum(len(b) for b in blocks) == 1200
     a = run(tmp_path, "a", files=files, block_bytes=5000, row_group_rows=100, hash_bins=50_000, history={"max_len": 50})
-    b = run(tmp_path, "b", files=files, block_bytes=1 << 24, row_group_rows=100, hash_bins=50_000, history={"max_len": 50})
+    b = run(
+        tmp_path, "b", files=files, block_bytes=1 << 24, row_group_rows=100, hash_bins=50_000, history={"max_len": 50}
+    )
     assert a["outputs"] == b["outputs"]  # same bytes, same hashes
     assert pq.ParquetFile(tmp_path / "a" / "gold.parquet").metadata.num_row_groups == 3
 
