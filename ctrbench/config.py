@@ -25,20 +25,28 @@ class ConfigError(ValueError):
 
 
 def schema_problem(error) -> str:
-    """A jsonschema ValidationError of the config as one short line (``schema_problem.schema_problem``); a key a
-    dataset entry does not take lists those its format does (the entry's own and its format's options.yaml)."""
-    taken = None
-    if error.validator == "unevaluatedProperties" and isinstance(error.instance, dict):
-        dataset_format = FORMATS.get(error.instance.get("format"))
-        if dataset_format is not None:
-            taken = sorted({*error.schema.get("properties", {}), *dataset_format.options.names})
-    return "invalid ctrbench config:\n  - " + one_line_problem(error, taken)
+    """A jsonschema ValidationError of the config as one short line (``schema_problem.schema_problem``). A key that
+    a dataset entry does not take is named with the keys its format does take (the entry's own and those of the
+    format's options.yaml): jsonschema would only say "Unevaluated properties are not allowed"."""
+    dataset_format = FORMATS.get(error.instance.get("format")) if isinstance(error.instance, dict) else None
+    if error.validator == "unevaluatedProperties" and dataset_format is not None:
+        taken = sorted({*error.schema.get("properties", {}), *dataset_format.options.names})
+        unknown = sorted(set(error.instance) - set(taken))
+        where = ".".join(map(str, error.absolute_path))
+        verb = "is not a key" if len(unknown) == 1 else "are not keys"
+        return (
+            f"invalid ctrbench config:\n  - {where}: {', '.join(map(repr, unknown))} {verb} of a {dataset_format.name} "
+            f"dataset; it takes {', '.join(taken)}"
+        )
+    return "invalid ctrbench config:\n  - " + one_line_problem(error)
 
 
 def deep_merge(base: dict, override: dict) -> dict:
     merged = copy.deepcopy(base)
     for key, value in override.items():
-        merged[key] = deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        merged[key] = (
+            deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
     return merged
 
 
@@ -69,7 +77,9 @@ def distributed_problems(training: dict, train_resources: dict) -> list[str]:
         return []
     problems = []
     if training["batch_size"] % processes:
-        problems.append(f"batch_size {training['batch_size']} does not split evenly over distributed.processes={processes}")
+        problems.append(
+            f"batch_size {training['batch_size']} does not split evenly over distributed.processes={processes}"
+        )
     backend = distributed.get("backend", "auto")
     on_gpu = training["device"].startswith("cuda") or train_resources.get("gpu", 0) > 0
     nccl = backend == "nccl" or (backend == "auto" and on_gpu)
@@ -81,7 +91,9 @@ def distributed_problems(training: dict, train_resources: dict) -> list[str]:
     if training["device"] == "cpu" and backend == "nccl":
         problems.append("the nccl backend needs GPUs; use gloo (or auto) on CPU")
     if training["device"].startswith("cuda:"):
-        problems.append(f"device {training['device']} names one GPU for {processes} processes: use device cuda (each process takes its own)")
+        problems.append(
+            f"device {training['device']} names one GPU for {processes} processes: use device cuda (each process takes its own)"
+        )
     return problems
 
 
@@ -94,18 +106,26 @@ def check_config(config: dict) -> None:
             pass  # reported with the model's name below
     for name in config["benchmark"]["datasets"]:
         if name not in config["datasets"]:
-            problems.append(f"benchmark.datasets names {name!r}, which is not under datasets: ({', '.join(config['datasets'])})")
+            problems.append(
+                f"benchmark.datasets names {name!r}, which is not under datasets: ({', '.join(config['datasets'])})"
+            )
     for name in config["benchmark"]["models"]:
         if name not in config["models"]:
-            problems.append(f"benchmark.models names {name!r}, which is not under models: ({', '.join(config['models'])})")
+            problems.append(
+                f"benchmark.models names {name!r}, which is not under models: ({', '.join(config['models'])})"
+            )
 
     for name, dataset in config["datasets"].items():
         for model in dataset.get("models", []):
             if model not in config["models"]:
-                problems.append(f"datasets.{name}.models names {model!r}, which is not under models: ({', '.join(config['models'])})")
+                problems.append(
+                    f"datasets.{name}.models names {model!r}, which is not under models: ({', '.join(config['models'])})"
+                )
         dataset_format = FORMATS.get(dataset["format"])
         if dataset_format is None:
-            problems.append(f"datasets.{name}.format {dataset['format']!r} is unknown; known: {', '.join(sorted(FORMATS))}")
+            problems.append(
+                f"datasets.{name}.format {dataset['format']!r} is unknown; known: {', '.join(sorted(FORMATS))}"
+            )
             continue
         if "path" in dataset and (problem := dataset_format.path_problem(dataset["path"])):
             problems.append(f"datasets.{name}.path: {problem}")
@@ -127,7 +147,9 @@ def check_config(config: dict) -> None:
 
     for kind in ("datasets", "models"):
         for name in sorted(RESERVED_NAMES & set(config[kind])):
-            problems.append(f"{kind}.{name}: the name is reserved for the workflow's own folders ({', '.join(sorted(RESERVED_NAMES))})")
+            problems.append(
+                f"{kind}.{name}: the name is reserved for the workflow's own folders ({', '.join(sorted(RESERVED_NAMES))})"
+            )
 
     for name, model in config["models"].items():
         try:
@@ -146,7 +168,10 @@ def check_config(config: dict) -> None:
                     f"{where}: the sparse embedding optimizer {embedding_opt['name']!r} takes no "
                     "weight_decay (it would touch every row each step); drop it or choose adam/adamw for embeddings"
                 )
-            problems += [f"{where}: {problem}" for problem in distributed_problems(training, config.get("resources", {}).get("train", {}))]
+            problems += [
+                f"{where}: {problem}"
+                for problem in distributed_problems(training, config.get("resources", {}).get("train", {}))
+            ]
             if dataset_name is not None and (lengths := training.get("history_max_len")):
                 data_format = FORMATS.get(config["datasets"][dataset_name]["format"])
                 groups = data_format.history_groups if data_format else ()

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ctrbench.data.batch import TensorDataset
+from ctrbench.data.formats.criteo_dac.preprocess import preprocess_criteo
 from ctrbench.data.formats.criteo_dac.reader import (
     CATEGORICAL,
     COLUMNS,
@@ -22,10 +23,9 @@ from ctrbench.data.formats.criteo_dac.reader import (
     CriteoReader,
     read_criteo,
 )
-from ctrbench.data.formats.criteo_dac.preprocess import preprocess_criteo
+from ctrbench.data.formats.criteo_dac.synthetic import write_synthetic_criteo
 from ctrbench.data.outputs import OUTPUT_FILES
 from ctrbench.data.schema import FeatureMap
-from ctrbench.data.formats.criteo_dac.synthetic import write_synthetic_criteo
 from ctrbench.provenance import sha256_file
 
 DATA = Path(__file__).parent / "data" / "criteo"

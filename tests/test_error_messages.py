@@ -7,6 +7,7 @@ import yaml
 from conftest import DATA, REPO
 from test_workflow import TINY_CONFIG, snakemake, with_changes, workflow_copy
 
+from ctrbench.data.formats import FORMATS
 from ctrbench.joblog import job_logging
 
 
@@ -16,7 +17,7 @@ def test_a_schema_error_names_the_key_once_without_the_schema(tmp_path):
     run = snakemake(work, "-n", "results/report.html", config=typo)
     output = run.stdout + run.stderr
     assert run.returncode != 0
-    message = "datasets.tiny_criteo: Additional properties are not allowed ('hash_bin' was unexpected)"
+    message = "datasets.tiny_criteo: 'hash_bin' is not a key of a criteo_dac dataset; it takes format, hash_bins,"
     assert output.count(message) == 1, output
     assert output.count("'hash_bin'") == 1, output  # nor is the instance
     # jsonschema's report of the failing sub-schema (~175 lines for a dataset entry) is left out
@@ -40,7 +41,8 @@ def open_objects(schema, where="config"):
         return [p for i, item in enumerate(schema) for p in open_objects(item, f"{where}[{i}]")]
     if not isinstance(schema, dict):
         return []
-    found = [where] if "properties" in schema and "additionalProperties" not in schema else []
+    closed = "additionalProperties" in schema or "unevaluatedProperties" in schema
+    found = [where] if "properties" in schema and not closed else []
     for key, value in schema.items():
         if key not in ("default", "if", "then", "else"):
             found += open_objects(value, f"{where}.{key}")
@@ -52,6 +54,11 @@ def test_every_object_in_the_schema_refuses_unknown_keys():
     `training` is the definition plus its required keys; models' `params` are checked by ctrbench.config.)"""
     schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
     assert open_objects(schema) == []
+    # the formats' fragments: their top level is closed by the dataset entry that composes them
+    # (unevaluatedProperties), each object inside must close itself
+    for dataset_format in FORMATS.values():
+        fragment = yaml.safe_load(dataset_format.options.schema.read_text())
+        assert open_objects(fragment["$defs"]["options"]["properties"], dataset_format.name) == []
     assert open_objects({"properties": {"a": {"type": "object", "properties": {"b": {}}}}, "additionalProperties": False}) == [
         "config.properties.a"
     ]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ctrbench.data.manifest import DataManifest
 from ctrbench.metrics import distribution_summary
 from ctrbench.report import GoldHashMismatch, build_report, load_entries, render_report
 from ctrbench.report.build import (
@@ -355,10 +356,18 @@ def test_dataset_section_summarises_its_manifest(tmp_path):
     assert html.count("data: train") == 1  # only the dataset whose manifest was given
 
 
-def _manifest(gold_sha256: str, bad_rows: dict | None = None, **more) -> dict:
-    splits = {name: {"rows": rows, "label_rate": 0.25} for name, rows in {"train": 800, "valid": 100, "gold": 100}.items()}
-    outputs = {"gold": {"sha256": gold_sha256}, "events": {"sha256": EVENTS_HASH}}
-    return {"splits": splits, "bad_rows": bad_rows or {}, "outputs": outputs, **more}
+def _manifest(gold_sha256: str, bad_rows: dict | None = None, **more) -> DataManifest:
+    """A manifest record as preprocessing writes it, with the fields the report reads set."""
+    splits = {name: {"rows": rows, "positives": rows // 4, "label_rate": 0.25} for name, rows in {"train": 800, "valid": 100, "gold": 100}.items()}
+    output = {"path": "x", "bytes": 1}
+    outputs = {"gold": {**output, "sha256": gold_sha256}, "events": {**output, "sha256": EVENTS_HASH}}
+    raw = {"path": "raw", "bytes": 1, "hash": "sha256", "sha256": "1" * 64, "lines": 1000, "data_lines": 1000}
+    fields = {
+        "dataset": "d", "format": "criteo_dac", "inputs": {"raw": raw}, "options": {}, "rows": {"read": 1000, "written": 1000, "bad": 0},
+        "bad_rows": bad_rows or {}, "bad_row_examples": [], "dropped": {}, "splits": splits, "split_times": None,
+        "outputs": outputs, "packages": {}, "details": {},
+    }  # fmt: skip
+    return DataManifest.model_validate({**fields, **more})
 
 
 def test_time_split_ranges_and_every_kind_of_dropped_row_are_shown(tmp_path):

@@ -33,7 +33,7 @@ def test_a_record_of_a_future_version_is_refused_naming_the_file(records):
 
 def test_an_unversioned_result_of_ctrbench_0_1_asks_for_a_rerun(records):
     _edit(records["gold"], lambda d: [d.pop("kind"), d.pop("version")])
-    with pytest.raises(ResultError, match="before ctrbench.gold_eval records were versioned .* rerun"):
+    with pytest.raises(ResultError, match="before ctrbench.gold_eval records were versioned; .* rerun"):
         read_record(records["gold"], GoldRecord)
 
 

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ctrbench.data.formats.criteo_dac.preprocess import preprocess_criteo
+from ctrbench.data.formats.criteo_dac.synthetic import write_synthetic_criteo
 from ctrbench.data.splits import (
     DEFAULT_SPLITS,
     SplitAssigner,
@@ -20,7 +21,6 @@ from ctrbench.data.splits import (
     check_split_labels,
     resolve_split_counts,
 )
-from ctrbench.data.formats.criteo_dac.synthetic import write_synthetic_criteo
 
 HEAD50 = Path(__file__).parent / "data" / "criteo" / "train_head50.txt"
 
