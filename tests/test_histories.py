@@ -33,7 +33,13 @@ def dataset(tmp_path):
         "item_id": np.arange(1, 401, dtype=np.int32),  # unique: it names the row in the batches
         "history_start": starts[user].astype(np.int64), "history_end": ends,
     }), tmp_path / "train.parquet", row_group_size=64)  # fmt: skip
-    return {"items": items, "categories": categories, "start": starts[user], "end": ends, "path": tmp_path / "train.parquet"}
+    return {
+        "items": items,
+        "categories": categories,
+        "start": starts[user],
+        "end": ends,
+        "path": tmp_path / "train.parquet",
+    }
 
 
 def rebuilt(events: np.ndarray, start: int, end: int, max_len: int) -> list[int]:
@@ -56,8 +62,16 @@ def test_streaming_gathers_the_same_histories(dataset):
     memory = InMemorySource(dataset["path"], FM)
     streaming = StreamingSource(dataset["path"], FM, shuffle_buffer_rows=100)
     # row (its unique item id) -> its history
-    a = {int(r): s.tolist() for b in memory.eval_batches(64) for r, s in zip(b.categorical[:, 0], b.sequences["item_history"])}
-    b = {int(r): s.tolist() for b in streaming.eval_batches(64) for r, s in zip(b.categorical[:, 0], b.sequences["item_history"])}
+    a = {
+        int(r): s.tolist()
+        for b in memory.eval_batches(64)
+        for r, s in zip(b.categorical[:, 0], b.sequences["item_history"])
+    }
+    b = {
+        int(r): s.tolist()
+        for b in streaming.eval_batches(64)
+        for r, s in zip(b.categorical[:, 0], b.sequences["item_history"])
+    }
     assert len(a) == 400 and a == b
 
 
@@ -73,3 +87,34 @@ def test_only_groups_stored_by_reference_take_another_max_len():
     with pytest.raises(FeatureMapError, match="needs start and end columns exactly when it is 'events'"):
         FeatureMap(dataset="x", tasks=tasks_of(["label"]), features=[Feature("c", "categorical", vocab_size=2)],
                    sequence_groups=[SequenceGroup("h", 5, storage="events")])  # fmt: skip
+
+
+def test_groups_read_one_event_column_each_over_their_own_bounds(dataset, tmp_path):
+    """Per-behaviour histories over one event table: two groups name the same event column (``event_column``) and
+    each gathers it within its own [start, end). The column is read once."""
+    recent = SequenceGroup("recent", max_len=3, storage="events", start="recent_start", end="recent_end")
+    fm = FeatureMap(
+        dataset="ref", tasks=tasks_of(["label"]), sequence_groups=[GROUP, recent],
+        features=[Feature("item_id", "categorical", vocab_size=1000),
+                  Feature("item_history", "sequence", vocab_size=1000, shares_vocab_with="item_id", group="history"),
+                  Feature("recent_items", "sequence", vocab_size=1000, group="recent", event_column="item_history")],
+    )  # fmt: skip
+    assert fm.event_columns() == ["item_history"]
+    table = pq.read_table(dataset["path"])
+    recent_start = np.maximum(dataset["start"], dataset["end"] - 2)  # the last two events only
+    table = table.append_column("recent_start", pa.array(recent_start)).append_column(
+        "recent_end", pa.array(dataset["end"])
+    )
+    pq.write_table(table, dataset["path"])
+    assert FeatureMap.from_json(fm.to_json()) == fm
+    batch = InMemorySource(dataset["path"], fm).data.batch(slice(None))
+    expected = [rebuilt(dataset["items"], s, e, 3) for s, e in zip(recent_start, dataset["end"])]
+    assert batch.sequences["recent_items"].tolist() == expected
+    assert (batch.sequences["recent_items"][:, 0] == 0).all()  # two events at most in a window of three
+    assert batch.sequences["item_history"].tolist() == [
+        rebuilt(dataset["items"], s, e, 5) for s, e in zip(dataset["start"], dataset["end"])
+    ]
+    assert "event_column" not in FM.to_json()["features"][1]  # unset: not written, feature maps keep their bytes
+    with pytest.raises(FeatureMapError, match="names an event column, but its group is not stored by reference"):
+        FeatureMap(dataset="x", tasks=tasks_of(["label"]), sequence_groups=[SequenceGroup("h", 5)],
+                   features=[Feature("s", "sequence", vocab_size=9, group="h", event_column="t")])  # fmt: skip

@@ -25,16 +25,20 @@ class EventTable:
     def __init__(self, columns: dict[str, torch.Tensor]):
         self.columns = columns
 
-    def gather(self, names: list[str], start: torch.Tensor, end: torch.Tensor, max_len: int) -> dict[str, torch.Tensor]:
-        """``{name: [B, max_len] int64}``: the events ``end - max_len .. end - 1`` of each column, oldest first,
-        ``MISSING_ID`` where that lies before ``start`` (a shorter history: left padding). The positions are
-        computed once for the group's columns."""
-        if len(self.columns[names[0]]) == 0:  # no user has a history event: every history is empty
-            return {name: torch.full((len(end), max_len), MISSING_ID, dtype=torch.long) for name in names}
+    def gather(
+        self, sources: dict[str, str], start: torch.Tensor, end: torch.Tensor, max_len: int
+    ) -> dict[str, torch.Tensor]:
+        """``{feature: [B, max_len] int64}`` for ``sources`` (feature -> event column): the events
+        ``end - max_len .. end - 1`` of each column, oldest first, ``MISSING_ID`` where that lies before ``start`` (a
+        shorter history: left padding). The positions are computed once for the group's columns."""
+        if len(self.columns[next(iter(sources.values()))]) == 0:  # no user has a history event: every history is empty
+            return {name: torch.full((len(end), max_len), MISSING_ID, dtype=torch.long) for name in sources}
         positions = end.unsqueeze(1) + torch.arange(-max_len, 0, dtype=end.dtype)  # [B, L]
         known = positions >= start.unsqueeze(1)
         index = positions.clamp(min=0)
-        return {name: torch.where(known, self.columns[name][index], MISSING_ID).long() for name in names}
+        return {
+            name: torch.where(known, self.columns[column][index], MISSING_ID).long() for name, column in sources.items()
+        }
 
     @classmethod
     def beside(cls, split_path: str | Path, feature_map: FeatureMap) -> EventTable | None:
@@ -127,7 +131,10 @@ class TensorDataset:
         self.sequences = {f.name: torch.from_numpy(np.asarray(columns[f.name], dtype=np.int32)) for f in fixed}
         # by-reference groups: each row's [start, end) in the event table, gathered per batch
         self.bounds = {
-            g.name: (torch.from_numpy(np.array(columns[g.start], dtype=np.int64)), torch.from_numpy(np.array(columns[g.end], dtype=np.int64)))
+            g.name: (
+                torch.from_numpy(np.array(columns[g.start], dtype=np.int64)),
+                torch.from_numpy(np.array(columns[g.end], dtype=np.int64)),
+            )
             for g in fm.sequence_groups
             if g.by_reference
         }
@@ -145,8 +152,8 @@ class TensorDataset:
         sequences = {k: v[index].long() for k, v in self.sequences.items()}
         fm = self.feature_map
         for group, (start, end) in self.bounds.items():
-            names = [f.name for f in fm.sequences_of(group)]
-            sequences |= self.events.gather(names, start[index], end[index], fm.sequence_group(group).max_len)
+            sources = {f.name: f.event_source for f in fm.sequences_of(group)}
+            sequences |= self.events.gather(sources, start[index], end[index], fm.sequence_group(group).max_len)
         return Batch(
             labels=self.labels[index],
             label_mask=take(self.label_mask),

@@ -18,7 +18,7 @@ compute time gaps to the target. A group's histories are stored in one of two wa
   group's features (readers whose raw data gives every row its own history, e.g. TaobaoAd);
 - ``events``: **by reference**. The dataset keeps every user's events once, in ``EVENTS_FILE`` beside
   the splits (one row per event, users contiguous, each user's events in time order, a column per
-  feature of the group), and each row holds the ``start`` (the user's first event) and ``end`` (one
+  feature of the group, or the column a feature names as its ``event_column``), and each row holds the ``start`` (the user's first event) and ``end`` (one
   past the last event of its history) of its history there. The loader gathers the most recent
   ``max_len`` events at batch time, so disk and memory grow with the events, not with rows x
   ``max_len``, and one processed dataset serves models of any history length (``with_max_lens``).
@@ -91,6 +91,13 @@ class Feature:
     vocab_size: int | None = None  # categorical / sequence: number of embedding rows
     shares_vocab_with: str | None = None  # sequence only: name of a categorical feature
     group: str | None = None  # sequence only: its sequence group
+    # by-reference sequence only: the EVENTS_FILE column holding its values (default: its name). Groups may read
+    # one column: per-behaviour histories (click_video_id, like_video_id) over one event table's video_id
+    event_column: str | None = None
+
+    @property
+    def event_source(self) -> str:
+        return self.event_column or self.name
 
 
 @dataclass
@@ -113,22 +120,36 @@ class FeatureMap:
             raise FeatureMapError(f"{where}: duplicate sequence group names")
         for f in self.features:
             if f.type not in FEATURE_KINDS:
-                raise FeatureMapError(f"{where}: feature {f.name!r} has unknown kind {f.type!r}; known: {FEATURE_KINDS}")
+                raise FeatureMapError(
+                    f"{where}: feature {f.name!r} has unknown kind {f.type!r}; known: {FEATURE_KINDS}"
+                )
             if f.type in ("categorical", "sequence") and not (f.vocab_size and f.vocab_size > 0):
                 raise FeatureMapError(f"{where}: feature {f.name!r}: {f.type} needs a positive vocab_size")
             if f.type == "sequence" and f.group not in groups:
                 raise FeatureMapError(f"{where}: sequence {f.name!r} names unknown group {f.group!r}")
-            if f.type != "sequence" and (f.group or f.shares_vocab_with):
-                raise FeatureMapError(f"{where}: only sequences have a group or share a vocabulary ({f.name!r})")
+            if f.type != "sequence" and (f.group or f.shares_vocab_with or f.event_column):
+                raise FeatureMapError(
+                    f"{where}: only sequences have a group, an event column or share a vocabulary ({f.name!r})"
+                )
+            if f.event_column and not groups[f.group].by_reference:
+                raise FeatureMapError(
+                    f"{where}: sequence {f.name!r} names an event column, but its group is not stored by reference"
+                )
             if f.shares_vocab_with is not None and f.shares_vocab_with not in names:
-                raise FeatureMapError(f"{where}: feature {f.name!r} shares the vocabulary of unknown {f.shares_vocab_with!r}")
+                raise FeatureMapError(
+                    f"{where}: feature {f.name!r} shares the vocabulary of unknown {f.shares_vocab_with!r}"
+                )
         for g in self.sequence_groups:
             if g.max_len < 1:
                 raise FeatureMapError(f"{where}: sequence group {g.name!r} needs a positive max_len")
             if g.storage not in STORAGES or (g.by_reference != bool(g.start and g.end)):
-                raise FeatureMapError(f"{where}: sequence group {g.name!r}: storage {g.storage!r} needs start and end columns exactly when it is 'events'")
+                raise FeatureMapError(
+                    f"{where}: sequence group {g.name!r}: storage {g.storage!r} needs start and end columns exactly when it is 'events'"
+                )
             if g.timestamp is not None and g.timestamp not in [f.name for f in self.sequences_of(g.name)]:
-                raise FeatureMapError(f"{where}: timestamp {g.timestamp!r} of group {g.name!r} is not one of its sequences")
+                raise FeatureMapError(
+                    f"{where}: timestamp {g.timestamp!r} of group {g.name!r} is not one of its sequences"
+                )
         if not self.tasks:
             raise FeatureMapError(f"{where}: no task (label column)")
         task_names = [t.name for t in self.tasks]
@@ -185,8 +206,8 @@ class FeatureMap:
         return list(dict.fromkeys(wanted + ([self.group_by] if self.group_by else [])))
 
     def event_columns(self) -> list[str]:
-        """The event table columns of the by-reference groups."""
-        return [f.name for f in self.sequences if self.sequence_group(f.group).by_reference]
+        """The event table columns the by-reference groups read (each once)."""
+        return list(dict.fromkeys(f.event_source for f in self.sequences if self.sequence_group(f.group).by_reference))
 
     def with_max_lens(self, max_lens: dict | None) -> FeatureMap:
         """The feature map with other history lengths (``{group: max_len}``) for groups stored by reference."""
@@ -203,7 +224,11 @@ class FeatureMap:
         return replace(self, sequence_groups=list(groups.values()))
 
     def to_json(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        for f in data["features"]:  # written only where set, so feature maps without it keep their bytes
+            if f["event_column"] is None:
+                del f["event_column"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> FeatureMap:
