@@ -727,11 +727,22 @@ def test_a_multi_task_dataset_shows_one_column_group_per_task(tmp_path):
     parsed = _parse(html)
     headers = parsed.headers["criteo_synthetic"]
     assert headers[:8] == [f"{t}:{m}" for t in ("label", "like") for m in ("gold_logloss", "gold_auc", "gold_gauc", "valid_auc")]
-    assert re.findall(r'data-group="([^"]*)"', html) == ["label", "like", ""]  # "": the cost columns
+    assert headers[8:11] == ["mean:gold_logloss", "mean:gold_auc", "mean:gold_gauc"]
+    assert re.findall(r'data-group="([^"]*)"', html) == ["label", "like", "mean over tasks", ""]  # "": the cost columns
     assert "task: like" in html and "mean gold AUC over the tasks" in html
     marked = [m for m in likes if parsed.cells[("criteo_synthetic", m, "like:gold_auc")][1]]
     assert marked == ["autoint"]
     assert [m for m in likes if parsed.cells[("criteo_synthetic", m, "label:gold_auc")][1]] == ["dcnv2"]
+    # the mean over the tasks, computed here from the two tasks' cells
+    number = lambda model, key: float(parsed.cells[("criteo_synthetic", model, key)][0].split()[0])  # "0.7834 ★"
+    for model in likes:
+        mean = (number(model, "label:gold_auc") + number(model, "like:gold_auc")) / 2
+        assert number(model, "mean:gold_auc") == pytest.approx(mean, abs=1e-4)
+    assert [m for m in likes if parsed.cells[("criteo_synthetic", m, "mean:gold_auc")][1]] == ["autoint"]
+    # a chart per task, after the section's mean chart
+    section = _section(html, "criteo_synthetic")
+    assert section.count('class="task-chart"') == 2
+    assert "Gold AUC of label vs peak memory" in section and "Gold AUC of like vs peak memory" in section
 
 
 def test_results_of_one_dataset_with_other_tasks_are_refused(tmp_path):

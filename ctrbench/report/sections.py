@@ -50,6 +50,7 @@ class DatasetSection:
     notes: list[str]
     scatter_svg: Markup | None
     curves_svg: Markup | None
+    task_charts: list[Markup] = field(default_factory=list)  # one per task of a multi-task dataset
     columns: Sequence[Column] = ()
     groups: list[tuple[str, int]] = field(default_factory=list)
     data_summary: str | None = None
@@ -90,17 +91,23 @@ def _auc_name(tasks: Sequence[str]) -> str:
     return "Gold AUC" if len(tasks) == 1 else "Mean gold AUC over tasks"
 
 
-def _scatter(entries: Sequence[ResultEntry], colors: dict[str, str], tasks: Sequence[str]) -> Markup:
+def _scatter(
+    entries: Sequence[ResultEntry], colors: dict[str, str], tasks: Sequence[str], task: str | None = None
+) -> Markup:
+    """Gold AUC against peak memory, one point per model: of ``task``, or the mean over the tasks."""
+    name = f"Gold AUC of {task}" if task is not None else _auc_name(tasks)
     points = []
     for entry in entries:
-        memory, auc = float(entry.cost.peak_memory_bytes), entry.mean_gold("auc")
+        memory = float(entry.cost.peak_memory_bytes)
+        auc = entry.gold_metric(task, "auc") if task is not None else entry.mean_gold("auc")
         if auc is not None:
-            tooltip = f"{entry.model}: {_auc_name(tasks).lower()} {format_metric(auc)}, peak memory {format_bytes(memory)}"
+            tooltip = (
+                f"{entry.model}: {name[0].lower()}{name[1:]} {format_metric(auc)}, peak memory {format_bytes(memory)}"
+            )
             points.append(charts.Point(entry.model, memory, auc, colors[entry.model], tooltip))
     svg = charts.scatter_svg(
-        points, title=f"{_auc_name(tasks)} vs peak memory", x_label="Peak memory", y_label=_auc_name(tasks),
-        x_format=_tick_bytes, x_bytes=True,
-    )  # fmt: skip
+        points, title=f"{name} vs peak memory", x_label="Peak memory", y_label=name, x_format=_tick_bytes, x_bytes=True
+    )
     return Markup(svg)
 
 
@@ -154,8 +161,19 @@ def dataset_sections(
                 value = column.value(entry)
                 best = entry.model in best_by_column[column.key]
                 cells.append(Cell(column.key, value, column.format(value), column.detail(entry), best))
-            rows.append(TableRow(entry.model, entry.arch, colors[entry.model], rank, cells, model_info=model_info_text(entry.model_info)))
-            extra += [_extra_output_view(entry.model, output, colors[entry.model]) for output in entry.gold.extra_outputs]
+            rows.append(
+                TableRow(
+                    entry.model,
+                    entry.arch,
+                    colors[entry.model],
+                    rank,
+                    cells,
+                    model_info=model_info_text(entry.model_info),
+                )
+            )
+            extra += [
+                _extra_output_view(entry.model, output, colors[entry.model]) for output in entry.gold.extra_outputs
+            ]
         rows += [TableRow(model, "", colors[model], missing=True) for model in missing_models]
         first = ranked[0] if ranked else None
         sections.append(
@@ -170,6 +188,9 @@ def dataset_sections(
                 notes=notes,
                 scatter_svg=_scatter(ranked, colors, tasks) if ranked else None,
                 curves_svg=_curves(ranked, colors) if ranked else None,
+                task_charts=[_scatter(ranked, colors, tasks, task) for task in tasks]
+                if ranked and len(tasks) > 1
+                else [],
                 columns=columns,
                 groups=column_groups(columns),
                 extra_outputs=extra,
@@ -199,7 +220,9 @@ def data_summary(manifest: DataManifest) -> str:
     text = " · ".join(parts) + " rows"
     rates = [split.label_rate for split in manifest.splits.values() if split.label_rate is not None]
     if rates:
-        text += f"; label rate {min(rates):.3f}–{max(rates):.3f}" if len(set(rates)) > 1 else f"; label rate {rates[0]:.3f}"
+        text += (
+            f"; label rate {min(rates):.3f}–{max(rates):.3f}" if len(set(rates)) > 1 else f"; label rate {rates[0]:.3f}"
+        )
     if manifest.split_times is not None:
         text += "; by time: " + ", ".join(f"{name} {span}" for name, span in _split_days(manifest.split_times).items())
     left_out = {**manifest.bad_rows, **manifest.dropped}

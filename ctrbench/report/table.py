@@ -56,6 +56,23 @@ def task_columns(task: str) -> list[Column]:
     ]  # fmt: skip
 
 
+MEAN_GROUP = "mean over tasks"  # a multi-task section's summary columns (no task is named so: tasks are label columns)
+
+
+def mean_columns() -> list[Column]:
+    """A multi-task section's means over its tasks of the gold metrics (tasks whose metric is undefined on the gold
+    split, e.g. one class, are left out of every model's mean alike: all models share the gold file)."""
+
+    def mean(name: str) -> Callable[[ResultEntry], float | None]:
+        return lambda e: e.mean_gold(name)
+
+    return [
+        Column("mean:gold_logloss", "Gold logloss", "min", mean("logloss"), format_metric, MEAN_GROUP),
+        Column("mean:gold_auc", "Gold AUC", "max", mean("auc"), format_metric, MEAN_GROUP),
+        Column("mean:gold_gauc", "Gold gAUC", "max", mean("gauc"), format_metric, MEAN_GROUP),
+    ]
+
+
 def _params_detail(entry: ResultEntry) -> str:
     groups = entry.cost.parameter_groups
     parts = [f"{format_count(g.params)} {name}" for name, g in groups.items() if g.params]
@@ -95,14 +112,17 @@ COST_COLUMNS: tuple[Column, ...] = (
 
 
 def section_columns(tasks: Sequence[str], reference: dict | None = None) -> list[Column]:
-    """Every task's quality columns, in task order, then the cost columns; the reference column (if any)
-    right after the column it is compared to."""
-    columns = [column for task in tasks for column in task_columns(task)] + list(COST_COLUMNS)
+    """Every task's quality columns, in task order, their means over the tasks when there are several, then the
+    cost columns; the reference column (if any) right after the column it is compared to."""
+    means = mean_columns() if len(tasks) > 1 else []
+    columns = [column for task in tasks for column in task_columns(task)] + means + list(COST_COLUMNS)
     if reference:
         key = f"{reference.get('task') or tasks[0]}:{reference['metric']}"
         index = next((i for i, column in enumerate(columns) if column.key == key), None)
         if index is None:
-            raise ValueError(f"the reference names task {reference.get('task')!r}, which the results do not have ({list(tasks)})")
+            raise ValueError(
+                f"the reference names task {reference.get('task')!r}, which the results do not have ({list(tasks)})"
+            )
         columns.insert(index + 1, reference_column(reference, columns[index]))
     return columns
 
