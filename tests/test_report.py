@@ -578,16 +578,17 @@ def test_reference_column_with_difference_only_where_references_are_given(tmp_pa
     parsed = _parse(html)
 
     headers = parsed.headers["taobao_synthetic"]
-    assert headers[headers.index("label:valid_auc") + 1] == "reference"  # right after the column it is compared to
-    assert "reference" not in parsed.headers["criteo_synthetic"]
-    assert not [key for key in parsed.cells if key[0] == "criteo_synthetic" and key[2] == "reference"]
-    assert "Val AUC" in parsed.header_details[("taobao_synthetic", "reference")]
+    key = "reference:label:valid_auc"
+    assert headers[headers.index("label:valid_auc") + 1] == key  # right after the column it is compared to
+    assert not [h for h in parsed.headers["criteo_synthetic"] if h.startswith("reference")]
+    assert not [key for key in parsed.cells if key[0] == "criteo_synthetic" and key[2].startswith("reference")]
+    assert "Val AUC" in parsed.header_details[("taobao_synthetic", key)]
 
     def cell(model: str) -> tuple[str, bool]:
-        return parsed.cells[("taobao_synthetic", model, "reference")]
+        return parsed.cells[("taobao_synthetic", model, key)]
 
     def detail(model: str) -> str:
-        return parsed.details[("taobao_synthetic", model, "reference")]
+        return parsed.details[("taobao_synthetic", model, key)]
 
     assert cell("deepfm")[0].startswith("0.6530") and detail("deepfm") == "+0.0120"
     assert cell("dcnv2")[0].startswith("0.9000") and detail("dcnv2") == "-0.2400"
@@ -607,15 +608,34 @@ def test_reference_on_gold_auc_is_compared_with_our_gold_auc(tmp_path):
     html = render_report(load_entries(pairs), tmp_path / "report.html", references=references).read_text()
     parsed = _parse(html)
     headers = parsed.headers["criteo_synthetic"]
-    assert headers[headers.index("label:gold_auc") + 1] == "reference"
-    assert "Gold AUC" in parsed.header_details[("criteo_synthetic", "reference")]
-    assert parsed.details[("criteo_synthetic", "autoint", "reference")] == "+0.0050"  # 0.7801 - 0.7751
-    assert "reference" not in parsed.headers["taobao_synthetic"]
+    assert headers[headers.index("label:gold_auc") + 1] == "reference:label:gold_auc"
+    assert "Gold AUC" in parsed.header_details[("criteo_synthetic", "reference:label:gold_auc")]
+    assert parsed.details[("criteo_synthetic", "autoint", "reference:label:gold_auc")] == "+0.0050"  # 0.7801 - 0.7751
+    assert not [h for h in parsed.headers["taobao_synthetic"] if h.startswith("reference")]
+
+
+def test_several_references_each_beside_its_task_and_metric(tmp_path):
+    """A multi-task paper's table: one reference per (task, metric), each right after the column it is compared to."""
+    pairs = _write_results(tmp_path / "results")
+    references = {
+        "criteo_synthetic": [
+            {"metric": "gold_auc", "source": "Table 1", "values": {"autoint": 0.7751}},
+            {"metric": "gold_logloss", "source": "Table 1", "values": {"deepfm": 0.5}},
+        ]
+    }
+    parsed = _parse(render_report(load_entries(pairs), tmp_path / "report.html", references=references).read_text())
+    headers = parsed.headers["criteo_synthetic"]
+    assert headers[headers.index("label:gold_auc") + 1] == "reference:label:gold_auc"
+    assert headers[headers.index("label:gold_logloss") + 1] == "reference:label:gold_logloss"
+    assert parsed.details[("criteo_synthetic", "autoint", "reference:label:gold_auc")] == "+0.0050"
+    twice = {"criteo_synthetic": [references["criteo_synthetic"][0]] * 2}
+    with pytest.raises(ValueError, match="two references of one task and metric"):
+        render_report(load_entries(pairs), tmp_path / "again.html", references=twice)
 
 
 def test_no_reference_column_without_references(report):
     parsed = _parse(report)
-    assert all("reference" not in headers for headers in parsed.headers.values())
+    assert not [h for headers in parsed.headers.values() for h in headers if h.startswith("reference")]
     assert "Reference" not in report
 
 

@@ -133,7 +133,8 @@ def dataset_sections(
 ) -> list[DatasetSection]:
     """One section per dataset, in the order datasets first appear (results, then missing ones).
 
-    ``references`` (checked by ``check_references``) adds a reference column to its datasets' sections.
+    ``references`` (checked by ``check_references``: a list per dataset) adds reference columns to its datasets'
+    sections.
     """
     order = list(dict.fromkeys([e.dataset for e in entries] + [d for d, _ in missing]))
     anchors: set[str] = set()
@@ -142,16 +143,16 @@ def dataset_sections(
         ranked = rank_entries([e for e in entries if e.dataset == dataset])
         tasks = ranked[0].tasks if ranked else []
         missing_models = list(dict.fromkeys(m for d, m in missing if d == dataset))
-        reference = (references or {}).get(dataset)
-        columns = section_columns(tasks, reference) if ranked else []
+        dataset_references = (references or {}).get(dataset, [])
+        columns = section_columns(tasks, dataset_references) if ranked else []
         notes = []
         best_by_column = {}
         for column in columns:
             best_by_column[column.key], note = best_models(ranked, column)
             if note:
                 notes.append(note)
-        if reference and ranked:
-            compared = columns[[c.key for c in columns].index("reference") - 1]
+        for reference in dataset_references if ranked else []:
+            compared = next(c for c in columns if c.key == f"{reference['task'] or tasks[0]}:{reference['metric']}")
             label = compared.label if len(tasks) == 1 else f"{compared.label} of {compared.group}"
             notes += reference_notes(reference, label, [entry.model for entry in ranked])
         rows, extra = [], []

@@ -111,17 +111,17 @@ COST_COLUMNS: tuple[Column, ...] = (
 )  # fmt: skip
 
 
-def section_columns(tasks: Sequence[str], reference: dict | None = None) -> list[Column]:
+def section_columns(tasks: Sequence[str], references: Sequence[dict] = ()) -> list[Column]:
     """Every task's quality columns, in task order, their means over the tasks when there are several, then the
-    cost columns; the reference column (if any) right after the column it is compared to."""
+    cost columns; each reference column right after the column it is compared to."""
     means = mean_columns() if len(tasks) > 1 else []
     columns = [column for task in tasks for column in task_columns(task)] + means + list(COST_COLUMNS)
-    if reference:
+    for reference in references:
         key = f"{reference.get('task') or tasks[0]}:{reference['metric']}"
         index = next((i for i, column in enumerate(columns) if column.key == key), None)
         if index is None:
             raise ValueError(
-                f"the reference names task {reference.get('task')!r}, which the results do not have ({list(tasks)})"
+                f"a reference names task {reference.get('task')!r}, which the results do not have ({list(tasks)})"
             )
         columns.insert(index + 1, reference_column(reference, columns[index]))
     return columns
@@ -191,37 +191,47 @@ class TableRow:
 # ---------------------------------------------------------------- reference values
 
 
-def check_references(references: dict[str, dict] | None) -> dict[str, dict]:
-    """Validate ``{dataset: {"metric": ..., "source": text, "values": {model: number}, "task": optional}}``.
+def check_references(references: dict[str, dict | list[dict]] | None) -> dict[str, list[dict]]:
+    """Validate ``{dataset: reference or [reference, ...]}``, each ``{"metric": ..., "source": text, "values":
+    {model: number}, "task": optional}``, at most one per (task, metric) of a dataset.
 
-    Returns a normalised copy (values as floats; null values dropped, as if not given).
+    Returns a normalised copy: a list per dataset, values as floats, null values dropped (as if not given).
     """
     checked = {}
-    for dataset, reference in (references or {}).items():
-        where = f"references[{dataset!r}]"
-        if not isinstance(reference, dict):
-            raise ValueError(f"{where} must be a mapping with metric, source and values")  # noqa: TRY004
-        metric = reference.get("metric")
-        if metric not in REFERENCE_METRICS:
-            raise ValueError(f"{where}: metric must be one of {', '.join(REFERENCE_METRICS)}, got {metric!r}")
-        values = reference.get("values")
-        if not isinstance(values, dict):
-            raise ValueError(f"{where}: values must be a mapping of model name to number")  # noqa: TRY004
-        numbers = {}
-        for model, value in values.items():
-            if value is None:
-                continue
-            if finite(value) is None:
-                raise ValueError(f"{where}: value of {model!r} must be a finite number, got {value!r}")
-            numbers[str(model)] = float(value)
-        source = reference.get("source")
-        checked[str(dataset)] = {
-            "metric": metric,
-            "task": reference.get("task"),
-            "source": "" if source is None else str(source),
-            "values": numbers,
-        }
+    for dataset, given in (references or {}).items():
+        checked[str(dataset)] = []
+        for i, reference in enumerate(given if isinstance(given, list) else [given]):
+            where = f"references[{dataset!r}]" + (f"[{i}]" if isinstance(given, list) else "")
+            checked[str(dataset)].append(_checked_reference(reference, where))
+        compared = [(r["task"], r["metric"]) for r in checked[str(dataset)]]
+        if len(set(compared)) != len(compared):
+            raise ValueError(f"references[{dataset!r}]: two references of one task and metric: {compared}")
     return checked
+
+
+def _checked_reference(reference: dict, where: str) -> dict:
+    if not isinstance(reference, dict):
+        raise ValueError(f"{where} must be a mapping with metric, source and values")  # noqa: TRY004
+    metric = reference.get("metric")
+    if metric not in REFERENCE_METRICS:
+        raise ValueError(f"{where}: metric must be one of {', '.join(REFERENCE_METRICS)}, got {metric!r}")
+    values = reference.get("values")
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: values must be a mapping of model name to number")  # noqa: TRY004
+    numbers = {}
+    for model, value in values.items():
+        if value is None:
+            continue
+        if finite(value) is None:
+            raise ValueError(f"{where}: value of {model!r} must be a finite number, got {value!r}")
+        numbers[str(model)] = float(value)
+    source = reference.get("source")
+    return {
+        "metric": metric,
+        "task": reference.get("task"),
+        "source": "" if source is None else str(source),
+        "values": numbers,
+    }
 
 
 def reference_column(reference: dict, compared: Column) -> Column:
@@ -233,7 +243,7 @@ def reference_column(reference: dict, compared: Column) -> Column:
         return "" if ours is None or theirs is None else format_difference(ours - theirs)
 
     return Column(
-        "reference",
+        f"reference:{compared.key}",
         "Reference",
         compared.better,
         lambda entry: values.get(entry.model),
