@@ -1,0 +1,394 @@
+"""Seeded synthetic data in the KuaiRand-Pure layout, with planted multi-task signals.
+
+``write_synthetic_kuairand`` writes the four files of a KuaiRand-Pure ``data/`` directory: the standard log
+``LOG_FILE`` (19 integer columns) and the user, video basic and video statistic feature files
+(``synthetic_features``), with the real headers and value styles, so they go through exactly the reader real
+data goes through. Quirks kept: one request shows several videos, so its rows share one ``time_ms`` (request
+sizes geometric, mean ``MEAN_REQUEST_SIZE``); ``date``/``hourmin`` are Beijing time at hour granularity and are
+the hour of ``time_ms + U(0, LOG_DELAY_MS)``, so a request late in an hour is often logged under the next one
+(real rows: 05:57 logged ``600``, 23:44 logged as the next day's ``0``; about 1 request in 6); ``ABSENT_SHARE``
+of the users and videos of the log are missing from the feature files (users from the user file; videos from
+the basic file, the statistics file, or both). The log is user-major and time-ordered; ``is_rand`` is 0.
+
+Generative model. Videos have a quality ``q_v ~ N(0, 1)``, a primary tag ``t_v`` (Zipf over ``N_TAGS``), an
+author ``a_v`` and a log-normal duration (median ``DURATION_MEDIAN_MS``) with standardised log ``d_v``; users a
+group ``g_u`` (written as ``onehot_feat1``) and a bias ``b_u ~ N(0, USER_BIAS_SD)``; ``X[g, t]`` is a random
++-1 table, the user x video-feature interaction. Each user's requests are simulated in time order with state
+from the user's *earlier requests* only (events of one request never inform each other, as a reader's histories
+must not): ``C`` = the user's clicks and ``L`` = likes on videos of tag ``t_v``; ``A_like`` / ``A_long`` =
+[``a_v`` is among the authors of the user's last ``RING`` likes / long views]. A request's videos come from
+popularity (Zipf), or, each with probability ``P_FROM_HISTORY``, from an author in those rings (the
+recommender's feedback loop). For an exposure in tab ``tab`` at Beijing hour ``h``, with ``e ~ N(0, 1)``
+shared by the exposure's tasks (weights in ``WEIGHTS``, ``NOISE_WEIGHT``, ``TAB_EFFECT``):
+
+    z_click = B_click + b_u + 0.6 q_v + 0.5 X[g_u, t_v] - 0.3 d_v + TAB_EFFECT[tab]
+              + HOUR_AMPLITUDE cos(2 pi (h - HOUR_PEAK) / 24) + 0.5 log1p(C) + 0.6 e
+    z_like  = B_like + 0.8 q_v + 1.2 X[g_u, t_v] + 1.0 log1p(L) + 1.5 A_like + 0.6 e
+    z_long  = B_long + 0.5 b_u + 0.4 q_v - 0.9 d_v + 0.4 log1p(C) + 0.8 A_long + 0.6 e
+
+and ``y ~ Bernoulli(sigmoid(z))``. Like and click share the interaction, click and long view share duration and
+click history, and each has a term of its own (like: like history; long view: long-view history; click: tab and
+hour), so sharing across tasks helps and task-aware sharing helps more. The biases ``B`` are solved (bisection
+on a seeded calibration sample of exposures without history) for ``STATIC_RATES``; histories and the feedback
+loop raise the realised rates to about click 0.35, like 0.04, long view 0.25 (``facts["rates"]``). The rarer
+labels follow the main ones (``MINOR_LABELS``: follow, comment, forward from like; profile entry from click;
+hate from low quality); ``play_time_ms`` agrees with ``long_view`` under the threshold ``min(duration_ms,
+LONG_VIEW_MS)``; the statistics file carries ``q_v`` (its rates scale with ``exp(w q_v)``) and popularity.
+
+Bytes depend only on ``(rows, seed)``: latents come from one generator keyed by ``seed``, each chunk of
+``CHUNK_USERS`` users of the log (and of rows of a feature file) from its own generator keyed by
+``(seed, file, chunk)``; memory is bounded by a chunk and the per-user and per-video latents. Every file is
+written under a partial name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
+from ctrbench.atomic import atomic_path
+from ctrbench.data.formats.kuairand.synthetic_features import write_feature_files
+
+LOG_FILE = "log_standard_4_08_to_4_21_pure.csv"
+LOG_HEADER = (
+    "user_id,video_id,date,hourmin,time_ms,is_click,is_like,is_follow,is_comment,is_forward,is_hate,long_view,"
+    "play_time_ms,duration_ms,profile_stay_time,comment_stay_time,is_profile_enter,is_rand,tab"
+)
+LOG_COLUMNS = LOG_HEADER.split(",")
+TASKS = ("is_click", "is_like", "long_view")  # the planted tasks, in the order of WEIGHTS
+LABELS = (*TASKS, "is_follow", "is_comment", "is_forward", "is_hate", "is_profile_enter")
+
+CHUNK_USERS = 4096  # part of the format: changing it changes the bytes for a given seed
+EVENTS_PER_USER, EVENTS_SIGMA = 50, 0.6  # log rows per user: mean and log-normal spread
+ROWS_PER_VIDEO, VIDEOS_PER_AUTHOR, VIDEOS_PER_MUSIC = 20, 3, 4
+N_TAGS, TAG_ZIPF, POPULARITY_ZIPF, MUSIC_ZIPF = 30, 0.8, 0.6, 0.7
+USER_GROUP_P = (0.03, 0.21, 0.16, 0.13, 0.29, 0.14, 0.04)  # onehot_feat1 = g_u, the user side of X
+MEAN_REQUEST_SIZE = 4.0
+START_MS = 1_649_347_200_000  # 2022-04-08 00:00 Beijing time (UTC+8)
+START_DATE, DAYS = np.datetime64("2022-04-08"), 14
+DATE_INTS = np.char.replace((START_DATE + np.arange(DAYS + 1)).astype(str), "-", "").astype(np.int64)  # +1: late
+LOG_DELAY_MS = 20 * 60_000
+ABSENT_SHARE = 0.01
+DURATION_MEDIAN_MS, DURATION_LOG_SD = 30_000, 0.9
+LONG_VIEW_MS = 18_000
+USER_BIAS_SD = 0.5
+RING, P_FROM_HISTORY = 8, 0.3
+STATIC_RATES = (0.31, 0.03, 0.21)  # click, like, long view without history terms: what the biases are solved for
+CALIBRATION_SAMPLE = 20_000
+WEIGHTS = {
+    "is_click": {"user": 1.0, "quality": 0.6, "interaction": 0.5, "duration": -0.3, "click_history": 0.5},
+    "is_like": {"quality": 0.8, "interaction": 1.2, "like_history": 1.0, "liked_author": 1.5},
+    "long_view": {"user": 0.5, "quality": 0.4, "duration": -0.9, "click_history": 0.4, "long_viewed_author": 0.8},
+}
+NOISE_WEIGHT = 0.6  # of e, shared by the tasks of an exposure
+TABS, TAB_P, TAB_EFFECT = np.array([0, 1, 2, 4, 6]), [0.45, 0.3, 0.18, 0.04, 0.03], np.array([0.3, -0.6, 0.2, 0, -0.3])
+HOUR_AMPLITUDE, HOUR_PEAK = 0.4, 13
+HOUR_EFFECT = HOUR_AMPLITUDE * np.cos(2 * np.pi * (np.arange(24) - HOUR_PEAK) / 24)
+_ACTIVITY = np.exp(0.9 * np.cos(2 * np.pi * (np.arange(24) - 21) / 24))  # requests per hour: evening peak
+HOUR_CDF = np.cumsum(_ACTIVITY / _ACTIVITY.sum())
+MINOR_LABELS = {  # label -> (bias, {driver: weight}); drivers: the exposure's main labels and q_v
+    "is_follow": (-7.0, {"is_like": 2.5, "quality": 0.5}),
+    "is_comment": (-6.5, {"is_like": 2.0, "quality": 0.5}),
+    "is_forward": (-7.0, {"is_like": 2.0, "quality": 0.5}),
+    "is_hate": (-8.0, {"quality": -1.0}),
+    "is_profile_enter": (-5.0, {"is_click": 1.5}),
+}
+
+
+def synthetic_sizes(rows: int) -> dict[str, int]:
+    """Users, videos, authors and music tracks for a log of ``rows`` rows."""
+    videos = max(20, rows // ROWS_PER_VIDEO)
+    return {
+        "users": max(1, rows // EVENTS_PER_USER),
+        "videos": videos,
+        "authors": max(5, videos // VIDEOS_PER_AUTHOR),
+        "music": max(5, videos // VIDEOS_PER_MUSIC),
+    }
+
+
+def _zipf_cdf(rng: np.random.Generator, n: int, s: float) -> np.ndarray:
+    """Cumulative Zipf(s) probabilities over ``n`` values, the popularity order seeded."""
+    p = 1.0 / np.arange(1, n + 1) ** s
+    return np.cumsum(p[rng.permutation(n)] / p.sum())
+
+
+def _draw(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
+    return np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+@dataclass
+class KuaiRandLatents:
+    """What the log and the feature files share: per-user and per-video latents and the planted tables."""
+
+    sizes: dict[str, int]
+    user_group: np.ndarray  # [users] g_u, written as onehot_feat1
+    user_bias: np.ndarray  # [users] b_u
+    video_tag: np.ndarray  # [videos] primary tag t_v
+    video_author: np.ndarray  # [videos] author index a_v
+    video_quality: np.ndarray  # [videos] q_v
+    video_duration_ms: np.ndarray  # [videos]
+    duration_z: np.ndarray  # [videos] d_v, standardised log duration
+    video_popularity: np.ndarray  # [videos] cumulative probabilities of a popularity draw
+    video_music: np.ndarray  # [videos] music index (Zipf: tracks are shared)
+    author_videos: np.ndarray  # video indices grouped by author
+    author_offset: np.ndarray  # [authors] start of each author's block in author_videos
+    author_size: np.ndarray  # [authors]
+    author_raw_id: np.ndarray  # [authors] 7-digit ids, as the real author_id
+    music_raw_id: np.ndarray  # [music] 10-digit ids, as the real music_id
+    interaction: np.ndarray  # [len(USER_GROUP_P), N_TAGS] X, +-1
+    absent_users: np.ndarray  # [users] bool: not in the user file
+    absent_basic: np.ndarray  # [videos] bool: not in the video basic file
+    absent_statistic: np.ndarray  # [videos] bool: not in the video statistic file
+    biases: np.ndarray | None = None  # [3] B of TASKS, solved by make_latents
+
+
+def _task_logits(lat: KuaiRandLatents, user, video, tab, hour, noise, clicks, likes, liked_author, viewed_author):
+    """z of TASKS without their biases, [3, n], as the module docstring writes them."""
+    q, d = lat.video_quality[video], lat.duration_z[video]
+    cross, b = lat.interaction[lat.user_group[user], lat.video_tag[video]], lat.user_bias[user]
+    terms = {
+        "user": b, "quality": q, "interaction": cross, "duration": d, "click_history": np.log1p(clicks),
+        "like_history": np.log1p(likes), "liked_author": liked_author, "long_viewed_author": viewed_author,
+    }  # fmt: skip
+    z = np.stack([sum(w * terms[k] for k, w in WEIGHTS[task].items()) for task in TASKS]) + NOISE_WEIGHT * noise
+    z[0] += TAB_EFFECT[np.searchsorted(TABS, tab)] + HOUR_EFFECT[hour]
+    return z
+
+
+def _solve_biases(lat: KuaiRandLatents, rng: np.random.Generator) -> np.ndarray:
+    """B of TASKS such that a calibration sample of exposures without history has ``STATIC_RATES``."""
+    n = CALIBRATION_SAMPLE
+    user, video = rng.integers(0, lat.sizes["users"], n), _draw(lat.video_popularity, rng.random(n))
+    tab, hour = TABS[rng.choice(len(TABS), n, p=TAB_P)], _draw(HOUR_CDF, rng.random(n))
+    zero = np.zeros(n)
+    z = _task_logits(lat, user, video, tab, hour, rng.standard_normal(n), zero, zero, zero, zero)
+    lo, hi = np.full((3, 1), -20.0), np.full((3, 1), 20.0)
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        low = _sigmoid(z + mid).mean(axis=1, keepdims=True) < np.array(STATIC_RATES)[:, None]
+        lo, hi = np.where(low, mid, lo), np.where(low, hi, mid)
+    return ((lo + hi) / 2).ravel()
+
+
+def make_latents(rows: int, seed: int) -> KuaiRandLatents:
+    rng = np.random.default_rng([seed, 0])
+    sizes = synthetic_sizes(rows)
+    n_users, n_videos, n_authors = sizes["users"], sizes["videos"], sizes["authors"]
+    video_author = rng.integers(0, n_authors, n_videos)
+    video_author[:n_authors] = np.arange(n_authors)  # every author has a video
+    author_size = np.bincount(video_author, minlength=n_authors)
+    duration = np.clip(np.round(np.exp(rng.normal(np.log(DURATION_MEDIAN_MS), DURATION_LOG_SD, n_videos))), 2e3, 6e5)
+    popularity = _zipf_cdf(rng, n_videos, POPULARITY_ZIPF)
+    # absent videos among the popular ones (ranks 5..), so that they occur in the log
+    by_rank = np.argsort(-np.diff(popularity, prepend=0.0), kind="stable")
+    n_absent = int(np.ceil(ABSENT_SHARE * n_videos))
+    absent = by_rank[5 : 5 + 3 * n_absent][rng.permutation(3 * n_absent)[: 2 * n_absent]]
+    absent_basic, absent_statistic = np.zeros(n_videos, bool), np.zeros(n_videos, bool)
+    absent_basic[absent[: n_absent + n_absent // 2]] = True  # overlapping: some videos lack both files
+    absent_statistic[absent[n_absent // 2 :]] = True
+    absent_users = np.zeros(n_users, bool)
+    if n_users >= 10:
+        absent_users[rng.choice(n_users, int(np.ceil(ABSENT_SHARE * n_users)), replace=False)] = True
+    lat = KuaiRandLatents(
+        sizes=sizes,
+        user_group=rng.choice(len(USER_GROUP_P), n_users, p=USER_GROUP_P),
+        user_bias=rng.normal(0.0, USER_BIAS_SD, n_users),
+        video_tag=_draw(_zipf_cdf(rng, N_TAGS, TAG_ZIPF), rng.random(n_videos)),
+        video_author=video_author,
+        video_quality=rng.standard_normal(n_videos),
+        video_duration_ms=duration.astype(np.int64),
+        duration_z=(np.log(duration) - np.log(DURATION_MEDIAN_MS)) / DURATION_LOG_SD,
+        video_popularity=popularity,
+        video_music=_draw(_zipf_cdf(rng, sizes["music"], MUSIC_ZIPF), rng.random(n_videos)),
+        author_videos=np.argsort(video_author, kind="stable"),
+        author_offset=np.concatenate([[0], np.cumsum(author_size)[:-1]]),
+        author_size=author_size,
+        author_raw_id=1_000_000 + rng.choice(9_000_000, n_authors, replace=False),
+        music_raw_id=rng.integers(10**9, 10**10, sizes["music"]),
+        interaction=rng.choice([-1.0, 1.0], (len(USER_GROUP_P), N_TAGS)),
+        absent_users=absent_users,
+        absent_basic=absent_basic,
+        absent_statistic=absent_statistic,
+    )
+    lat.biases = _solve_biases(lat, np.random.default_rng([seed, 5]))
+    return lat
+
+
+def _push(rings: np.ndarray, pointer: np.ndarray, which: int, users: np.ndarray, authors: np.ndarray) -> None:
+    """Append authors to ring ``which`` of their users (ascending), in order; each user's ``RING`` newest stay."""
+    if not len(users):
+        return
+    rank = np.arange(len(users)) - np.searchsorted(users, users, side="left")  # among the user's pushes now
+    keep = rank < RING
+    slot = which * RING + (pointer[users, which] + rank) % RING
+    rings[users[keep], slot[keep]] = authors[keep]
+    np.add.at(pointer[:, which], users, 1)
+
+
+def _requests(rng: np.random.Generator, n_users: int, n_rows: int):
+    """Rows per user, split into requests with times: (user [rows], request [rows], step [rows], offset ms from
+    START_MS [requests], logged hour since START_DATE [requests]); a user's requests are consecutive and their
+    times strictly increase."""
+    weights = rng.lognormal(0.0, EVENTS_SIGMA, n_users)
+    counts = 1 + rng.multinomial(n_rows - n_users, weights / weights.sum())
+    user = np.repeat(np.arange(n_users), counts)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    starts = rng.random(n_rows) < 1.0 / MEAN_REQUEST_SIZE
+    starts[first] = True
+    request = np.cumsum(starts) - 1
+    step = request - request[first][user]  # index of the request within its user's
+    request_user = user[starts]
+    n = len(request_user)
+    offset = rng.integers(0, DAYS, n) * 86_400_000 + _draw(HOUR_CDF, rng.random(n)) * 3_600_000
+    offset = np.sort(offset + rng.integers(0, 3_600_000, n) + request_user * (DAYS * 86_400_000))
+    offset -= request_user * (DAYS * 86_400_000)  # sorted within each user
+    while (tie := np.flatnonzero((request_user[1:] == request_user[:-1]) & (offset[1:] <= offset[:-1])) + 1).size:
+        offset[tie] = offset[tie - 1] + 1
+    logged_hour = (offset + rng.integers(0, LOG_DELAY_MS, n)) // 3_600_000
+    return user, request, step, offset, logged_hour
+
+
+def _simulate_log(lat: KuaiRandLatents, rng: np.random.Generator, user_start: int, n_users: int, n_rows: int):
+    """Log rows of users ``user_start ..+ n_users``, ``n_rows`` in all: {column: int64 array}, user-major and
+    time-ordered, plus ``late`` (date/hourmin is the hour after time_ms)."""
+    user, request, step, offset, logged_hour = _requests(rng, n_users, n_rows)
+    tab = TABS[rng.choice(len(TABS), len(offset), p=TAB_P)]
+    hour = (offset // 3_600_000) % 24
+    video = np.empty(n_rows, np.int64)
+    labels = np.empty((len(LABELS), n_rows), np.int64)
+    click_tag, like_tag = np.zeros((n_users, N_TAGS), np.int64), np.zeros((n_users, N_TAGS), np.int64)
+    rings = np.full((n_users, 2 * RING), -1, np.int64)  # [:, :RING] liked authors, [:, RING:] long-viewed
+    pointer = np.zeros((n_users, 2), np.int64)
+    by_step = np.argsort(step, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(step))])
+    for lo, hi in itertools.pairwise(bounds):
+        rows = by_step[lo:hi]  # each user's request number `step`, users ascending
+        u, req, n = user[rows], request[rows], hi - lo
+        candidate = rings[u, rng.integers(0, 2 * RING, n)]
+        from_history = (rng.random(n) < P_FROM_HISTORY) & (candidate >= 0)
+        author = np.where(from_history, candidate, 0)
+        pick = lat.author_offset[author] + (rng.random(n) * lat.author_size[author]).astype(np.int64)
+        v = np.where(from_history, lat.author_videos[pick], _draw(lat.video_popularity, rng.random(n)))
+        t, a = lat.video_tag[v], lat.video_author[v]
+        liked_author = (rings[u, :RING] == a[:, None]).any(axis=1)
+        viewed_author = (rings[u, RING:] == a[:, None]).any(axis=1)
+        noise = rng.standard_normal(n)
+        z = _task_logits(
+            lat, user_start + u, v, tab[req], hour[req], noise, click_tag[u, t], like_tag[u, t], liked_author,
+            viewed_author,
+        ) + lat.biases[:, None]  # fmt: skip
+        y = rng.random((3, n)) < _sigmoid(z)
+        drivers = {"is_click": y[0], "is_like": y[1], "quality": lat.video_quality[v]}
+        minor = np.stack([b + sum(w * drivers[k] for k, w in ws.items()) for b, ws in MINOR_LABELS.values()])
+        video[rows], labels[:3, rows] = v, y
+        labels[3:, rows] = rng.random((len(MINOR_LABELS), n)) < _sigmoid(minor)
+        np.add.at(click_tag, (u, t), y[0])
+        np.add.at(like_tag, (u, t), y[1])
+        _push(rings, pointer, 0, u[y[1]], a[y[1]])
+        _push(rings, pointer, 1, u[y[2]], a[y[2]])
+
+    columns = dict(zip(LABELS, labels, strict=True))
+    duration = lat.video_duration_ms[video]
+    threshold = np.minimum(duration, LONG_VIEW_MS)
+    watched = rng.random(n_rows)
+    long_play = threshold + watched * 1.2 * np.maximum(duration - threshold, 0)
+    comment_open = (columns["is_comment"] == 1) | (rng.random(n_rows) < 0.02)
+    stays = rng.geometric(1 / 30, (2, n_rows))
+    columns.update(
+        user_id=user_start + user,
+        video_id=video,
+        date=DATE_INTS[logged_hour[request] // 24],
+        hourmin=logged_hour[request] % 24 * 100,
+        time_ms=START_MS + offset[request],
+        play_time_ms=np.where(columns["long_view"] == 1, long_play, watched * 0.95 * threshold).astype(np.int64),
+        duration_ms=duration,
+        profile_stay_time=np.where(columns["is_profile_enter"] == 1, stays[0], 0),
+        comment_stay_time=np.where(comment_open, stays[1], 0),
+        is_rand=np.zeros(n_rows, np.int64),
+        tab=tab[request],
+        late=(logged_hour != offset // 3_600_000)[request],
+    )
+    return columns
+
+
+def write_synthetic_kuairand(directory: str | Path, rows: int, seed: int = 0) -> dict:
+    """Write a KuaiRand-Pure ``data/`` directory whose standard log has ``rows`` rows into ``directory``.
+
+    Returns facts: ``rows``, ``seed``, the sizes (``users``, ``videos``, ``authors``, ``music``, ``tags``),
+    ``requests``, ``files`` (rows and bytes of each), ``rates`` (realised rate of each label), ``late_rows``
+    (rows whose date/hourmin is the hour after their time_ms), ``absent`` (users and videos of the log missing
+    from each feature file) and ``planted`` (the parameters of the equations in the module docstring).
+    """
+    if rows < 1:
+        raise ValueError(f"rows must be >= 1, got {rows}")
+    directory = Path(directory)
+    lat = make_latents(rows, seed)
+    n_users = lat.sizes["users"]
+    files = write_feature_files(directory, lat, seed)
+    positives = np.zeros(len(LABELS), np.int64)
+    seen_videos = np.zeros(lat.sizes["videos"], bool)
+    late_rows = requests = 0
+    base, rem = divmod(rows, n_users)  # rows per chunk: each user rows // users, the first rows % users one more
+    bounds = np.append(np.arange(0, n_users, CHUNK_USERS), n_users)
+    cum = bounds * base + np.minimum(bounds, rem)
+    schema = pa.schema([(c, pa.int64()) for c in LOG_COLUMNS])
+    options = pa_csv.WriteOptions(include_header=False, quoting_style="none")
+    with atomic_path(directory / LOG_FILE) as temp:
+        temp.write_bytes((LOG_HEADER + "\n").encode())  # pyarrow would quote the names
+        with open(temp, "ab") as handle, pa_csv.CSVWriter(handle, schema, write_options=options) as writer:
+            for k in range(len(bounds) - 1):
+                chunk_rng = np.random.default_rng([seed, 1, k])
+                log = _simulate_log(lat, chunk_rng, int(bounds[k]), int(np.diff(bounds)[k]), int(np.diff(cum)[k]))
+                writer.write_table(pa.table([log[c] for c in LOG_COLUMNS], schema=schema))
+                positives += [int(log[label].sum()) for label in LABELS]
+                seen_videos[log["video_id"]] = True
+                late_rows += int(log["late"].sum())
+                new_request = (np.diff(log["time_ms"], prepend=-1) != 0) | (np.diff(log["user_id"], prepend=-1) != 0)
+                requests += int(new_request.sum())
+    files[LOG_FILE] = {"rows": rows, "bytes": (directory / LOG_FILE).stat().st_size}
+    return {
+        "rows": rows,
+        "seed": seed,
+        **lat.sizes,
+        "tags": N_TAGS,
+        "requests": requests,
+        "files": files,
+        "rates": {label: int(p) / rows for label, p in zip(LABELS, positives, strict=True)},
+        "late_rows": late_rows,
+        "absent": {
+            "users": int(lat.absent_users.sum()),  # every user has log rows
+            "videos_basic": int((seen_videos & lat.absent_basic).sum()),
+            "videos_statistic": int((seen_videos & lat.absent_statistic).sum()),
+            "videos_both": int((seen_videos & lat.absent_basic & lat.absent_statistic).sum()),
+        },
+        "planted": {
+            "biases": dict(zip(TASKS, lat.biases.tolist(), strict=True)),
+            "static_rates": dict(zip(TASKS, STATIC_RATES, strict=True)),
+            "weights": WEIGHTS,
+            "noise_weight": NOISE_WEIGHT,
+            "minor_labels": {label: {"bias": b, **w} for label, (b, w) in MINOR_LABELS.items()},
+            "interaction_user_column": "onehot_feat1",
+            "interaction": lat.interaction.astype(int).tolist(),  # [onehot_feat1][primary tag]
+            "tab_effect": {int(t): float(e) for t, e in zip(TABS, TAB_EFFECT, strict=True)},
+            "hour_amplitude": HOUR_AMPLITUDE,
+            "hour_peak": HOUR_PEAK,
+            "user_bias_sd": USER_BIAS_SD,
+            "ring": RING,
+            "p_from_history": P_FROM_HISTORY,
+            "long_view_ms": LONG_VIEW_MS,
+            "duration_median_ms": DURATION_MEDIAN_MS,
+            "duration_log_sd": DURATION_LOG_SD,
+            "log_delay_ms": LOG_DELAY_MS,
+            "start": "2022-04-08T00:00:00+08:00",
+            "days": DAYS,
+        },
+    }
