@@ -49,17 +49,25 @@ def data_settings(wildcards):
     return {k: v for k, v in dataset_config(wildcards).items() if k not in ("models", "training", "reference")}
 
 
+def synthetic_raw(wildcards):
+    """Where generate_synthetic writes a dataset's raw input, in its format's layout: the folder itself for a
+    format whose input is a directory, else a file in it."""
+    folder = f"results/{wildcards.dataset}/raw"
+    return folder if FORMATS[dataset_config(wildcards)["format"]].directory_files else f"{folder}/data.txt"
+
+
 def raw_input(wildcards):
-    """The configured raw file(s) (a directory's files for directory formats), or the synthetic file a rule writes."""
+    """The configured raw file(s) (a directory's files for directory formats), or the folder generate_synthetic
+    writes."""
     dataset = dataset_config(wildcards)
     if "path" in dataset:
         return FORMATS[dataset["format"]].raw_files(dataset["path"])
-    return f"results/{wildcards.dataset}/raw/data.txt"
+    return f"results/{wildcards.dataset}/raw"
 
 
 def raw_path(wildcards):
-    """What the reader opens: the configured path (file or directory), or the synthetic file."""
-    return dataset_config(wildcards).get("path", f"results/{wildcards.dataset}/raw/data.txt")
+    """What the reader opens: the configured path (file or directory), or the synthetic input."""
+    return dataset_config(wildcards).get("path") or synthetic_raw(wildcards)
 
 
 def model_config(wildcards):

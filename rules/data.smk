@@ -1,7 +1,8 @@
 rule generate_synthetic:
     output:
-        raw="results/{dataset}/raw/data.txt",
+        raw=directory("results/{dataset}/raw"),
     params:
+        target=synthetic_raw,
         format=lambda wc: dataset_config(wc)["format"],
         synthetic=lambda wc: dataset_config(wc)["synthetic"],
     conda:

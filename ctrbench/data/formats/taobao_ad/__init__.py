@@ -10,12 +10,13 @@ valid.csv), each row carrying the user's click sequence, kept at a fixed length.
 from ctrbench.data.formats.base import DatasetFormat
 from ctrbench.data.formats.taobao_ad.options import OPTIONS
 from ctrbench.data.formats.taobao_ad.preprocess import SPLIT_FILES, preprocess_taobao_ad
+from ctrbench.data.formats.taobao_ad.synthetic import write_synthetic_taobao_ad
 
 FORMAT = DatasetFormat(
     name="taobao_ad",
     options=OPTIONS,
     preprocess=preprocess_taobao_ad,
-    write_synthetic=None,  # its raw input is a directory; tests call write_synthetic_taobao_ad directly
+    write_synthetic=write_synthetic_taobao_ad,
     has_sequences=True,
     directory_files=(SPLIT_FILES["train"], SPLIT_FILES["gold"], SPLIT_FILES["valid"]),
 )
