@@ -2,7 +2,7 @@
 
 # ruff: noqa: F821  (`snakemake`: the object Snakemake's script directive defines)
 
-import _source_tree  # noqa: F401  (first: this checkout's ctrbench, in conda envs and containers too)
+import _source_tree  # noqa: F401, I001  (first: this checkout's ctrbench, in conda envs and containers too)
 
 from pathlib import Path
 
