@@ -36,18 +36,24 @@ Where the paper is silent or loose, and what this implementation does:
   stage", §3.2.2); eq. 14 writes the superscripts inconsistently (C~^(l) for C, T~^(l) for T).
 - Sequence proxies: eq. 5 makes one per behaviour (F), while §4.4 varies "sequence proxies" (2 / 4 / 8, default
   4) as a free count. With ``sequence_proxies_per_behaviour = p`` φ_seq maps to ``p * d`` and each behaviour's
-  sum is reshaped into p tokens (the Reshape of eq. 3), F * p proxies in all; p = 1 is eq. 5. The paper's
-  default 4 is F = 4 behaviours with p = 1 (its QB-Video has 12 sequence features: 4 behaviours x 3 fields);
-  the ablation's other counts are not reachable one-per-behaviour.
+  sum is reshaped into p tokens (the Reshape of eq. 3), F * p proxies in all; p = 1 (the default) is eq. 5.
+  Our reading of the paper's 4: F = 4 behaviours at p = 1 (its QB-Video has 12 sequence features, plausibly
+  4 behaviours x 3 fields; the paper does not list them); 2 and 8 are then not one per behaviour. On
+  ctrbench's KuaiRand (7 behaviours by default) p = 1 gives 7 sequence proxies.
+- Event tokens: eq. 4 says only that s_{a,t} comes from "its embedding table"; here s_{a,t} = W_a [e(id_1);
+  ...; e(id_k)] + b_a over the event's fields, the ids looked up in the target fields' tables.
 - Empty sets: a CA whose keys are all padding (an empty history) returns zero; a behaviour without events has
   S~_a = 0. A dataset without sequences runs with S empty: every S term is left out (no S proxies, no S PGU),
   so flat multi-task datasets (AliExpress) and single-task ones work too.
 - Only the task side of the last block reaches a head, so the last block computes T~' and T' alone (its
   C~', S~', C', S' would be dead weights); with one block the proxies C~ and S~ are not built.
 - Not given in the paper, chosen here: CA without biases (eq. 9 has none), one head by default; φ_cat, the PGU
-  MLPs and the heads' hidden widths; no normalisation layers (none is mentioned); no positions or time in S
-  (attention and sum pooling ignore order, as the paper's equations do); tokens T and T~ start at
-  U(±1/sqrt(d)); the embedding tables at N(0, embedding_init_std).
+  MLPs and the heads' hidden widths; no normalisation layers (none is mentioned); tokens T and T~ start at
+  U(±1/sqrt(d)); the tables at N(0, 1e-4), FuxiCTR's default (the paper's models ran in FuxiCTR, §4.1).
+- Order: eqs. 4-5 and 9 carry no position or time, so the flows ignore the order of a behaviour's events.
+  ``sequence_positions=True`` (ours, off by default) adds a learned vector per slot of each behaviour to S.
+- The dropout rate (tuned in §4.1, placement unsaid) applies to the attention weights and the heads' hidden
+  layers.
 
 The paper's settings, for the presets (§4.1, §4.4): batch 4096, Adam or Adagrad, lr in {1e-4, 3e-4, 1e-3},
 embedding size in {8, 16, 32, 64, 96, 128}, L2 in {0, 1e-7, 1e-6, 1e-5}, dropout in {0, 0.1, 0.2}, early
@@ -151,6 +157,7 @@ class INFNet(CTRModel):
         gate_mlp_hidden: Sequence[int] = (),
         head_hidden: Sequence[int] = (32,),
         residual: bool = True,
+        sequence_positions: bool = False,
         dropout: float = 0.0,
     ):
         super().__init__(feature_map, sparse_embeddings=sparse_embeddings)
@@ -167,7 +174,11 @@ class INFNet(CTRModel):
         )
         # one sequence group per behaviour; without any, S is empty
         self.has_sequences = bool(behaviour_fields(feature_map))
-        self.sequence = BehaviourSequenceTokens(feature_map, self.embedding, d) if self.has_sequences else None
+        self.sequence = (
+            BehaviourSequenceTokens(feature_map, self.embedding, d, positions=sequence_positions)
+            if self.has_sequences
+            else None
+        )
         self.per_behaviour = sequence_proxies_per_behaviour
         num_behaviours = self.sequence.num_behaviours if self.has_sequences else 0
         counts = {"cat_proxies": categorical_proxies, "seq_proxies": num_behaviours * self.per_behaviour,

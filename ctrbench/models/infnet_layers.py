@@ -19,6 +19,8 @@ from ctrbench.data.batch import Batch
 from ctrbench.data.schema import MISSING_ID, FeatureMap
 from ctrbench.models.layers import MLP, FeatureEmbedding, activation
 
+POSITION_INIT_STD = 0.02
+
 
 class CrossAttention(nn.Module):
     """``CA(Q, K, V) = softmax(Q W_Q (K W_K)^T / sqrt(d_k)) (V W_V)`` (eq. 9), queries ``[B, n, d]`` reading
@@ -29,6 +31,10 @@ class CrossAttention(nn.Module):
     True on real keys; masked keys get no weight. A row with no real key at all (an empty history) has
     nothing to read: its output is zero, so no padding reaches it and nothing is NaN (softmax over an
     empty set is undefined; the row attends to all positions to keep the kernel finite, then is zeroed).
+
+    Computed query-side, the same numbers in another order: ``(Q W_Q)(K W_K)^T = (Q W_Q W_K^T) K^T`` per
+    head and ``softmax(.) (V W_V) = (softmax(.) V) W_V``, so the few queries (proxies, task tokens) are
+    projected and the L keys (every history event) never are: O(n L d) instead of O(L d^2).
     """
 
     def __init__(self, d: int, *, num_heads: int = 1, dropout: float = 0.0):
@@ -37,26 +43,26 @@ class CrossAttention(nn.Module):
             raise ValueError(f"token size {d} is not divisible by num_heads={num_heads}")
         self.num_heads = num_heads
         self.dropout = dropout
-        self.query = nn.Linear(d, d, bias=False)  # W_Q
+        self.query = nn.Linear(d, d, bias=False)  # W_Q (as nn.Linear stores it: [d_out, d_in])
         self.key = nn.Linear(d, d, bias=False)  # W_K
         self.value = nn.Linear(d, d, bias=False)  # W_V
 
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        B, n, d = x.shape
-        return x.view(B, n, self.num_heads, d // self.num_heads).transpose(1, 2)  # [B, H, n, d_k]
-
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        q, k, v = self._heads(self.query(queries)), self._heads(self.key(keys)), self._heads(self.value(keys))
-        dropout = self.dropout if self.training else 0.0
-        if key_mask is None:
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
-        else:
+        (B, n, d), H, L = queries.shape, self.num_heads, keys.shape[1]
+        per_head = lambda linear: linear.weight.view(H, d // H, d)  # [H, d_k, d]
+        query_key = torch.einsum("hkd,hke->hde", per_head(self.query), per_head(self.key))  # W_Q,h^T W_K,h
+        q = torch.einsum("bnd,hde->bhne", queries, query_key)  # [B, H, n, d]
+        kv = keys.unsqueeze(1).expand(B, H, L, d)
+        mask, has_key = None, None
+        if key_mask is not None:
             has_key = key_mask.any(dim=1)  # [B]
-            readable = key_mask | ~has_key.unsqueeze(1)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=readable[:, None, None, :], dropout_p=dropout)
-            out = torch.where(has_key[:, None, None, None], out, torch.zeros((), dtype=out.dtype, device=out.device))
-        B, _, n, _ = out.shape
-        return out.transpose(1, 2).reshape(B, n, -1)
+            mask = (key_mask | ~has_key.unsqueeze(1))[:, None, None, :]
+        dropout = self.dropout if self.training else 0.0
+        read = F.scaled_dot_product_attention(q, kv, kv, attn_mask=mask, dropout_p=dropout, scale=(d // H) ** -0.5)
+        out = torch.einsum("bhne,hke->bnhk", read, per_head(self.value)).reshape(B, n, d)
+        if has_key is not None:
+            out = torch.where(has_key[:, None, None], out, torch.zeros((), dtype=out.dtype, device=out.device))
+        return out
 
 
 class ProxyGatedUnit(nn.Module):
@@ -145,28 +151,35 @@ class BehaviourSequenceTokens(nn.Module):
     ``membership [F, L]`` (a buffer) marks which behaviour each position belongs to, for per-behaviour pooling.
     """
 
-    def __init__(self, feature_map: FeatureMap, embedding: FeatureEmbedding, d: int):
+    def __init__(self, feature_map: FeatureMap, embedding: FeatureEmbedding, d: int, *, positions: bool = False):
         super().__init__()
         self.embedding = embedding
         self.behaviours = behaviour_fields(feature_map)
         width = embedding.embedding_dim
         self.project = nn.ModuleList(nn.Linear(len(pairs) * width, d) for _, pairs in self.behaviours)
+        # the first table row of each event field, behaviour after behaviour: one lookup per behaviour
+        rows = [embedding.offsets[embedding.field_index[field]] for _, pairs in self.behaviours for _, field in pairs]
+        self.register_buffer("first_rows", torch.stack(rows), persistent=False)
         lengths = [feature_map.sequence_group(name).max_len for name, _ in self.behaviours]
         owner = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths, dtype=torch.long))
         self.register_buffer("membership", (owner == torch.arange(len(lengths)).unsqueeze(1)).float(), persistent=False)
+        # optional: a learned vector per slot of each behaviour (slot max_len - 1 = the most recent event)
+        self.positions = nn.Parameter(torch.empty(len(owner), d).normal_(std=POSITION_INIT_STD)) if positions else None
 
     @property
     def num_behaviours(self) -> int:
         return len(self.behaviours)
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens, masks = [], []
+        tokens, masks, start = [], [], 0
         for (_, pairs), project in zip(self.behaviours, self.project):
-            ids = [batch.sequences[name] for name, _ in pairs]
-            fields = [self.embedding.embed_field(field, seq) for seq, (_, field) in zip(ids, pairs)]
-            tokens.append(project(torch.cat(fields, dim=-1)))
-            masks.append(torch.stack([seq != MISSING_ID for seq in ids]).any(dim=0))
-        return torch.cat(tokens, dim=1), torch.cat(masks, dim=1)
+            ids = torch.stack([batch.sequences[name] for name, _ in pairs], dim=-1)  # [B, L_a, k]
+            rows = self.embedding.embedding(ids + self.first_rows[start : start + len(pairs)])  # [B, L_a, k, d_e]
+            tokens.append(project(rows.flatten(2)))
+            masks.append((ids != MISSING_ID).any(dim=-1))
+            start += len(pairs)
+        tokens = torch.cat(tokens, dim=1)
+        return tokens if self.positions is None else tokens + self.positions, torch.cat(masks, dim=1)
 
     def pool(self, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``[B, L, x]`` -> ``[B, F, x]``: each behaviour's sum over its real events (zero for an empty history)."""
