@@ -52,7 +52,7 @@ def embedding_weights(model: nn.Module) -> set[int]:
 
 
 def test_registry_has_every_model():
-    assert ARCHS == ["autoint", "dcnv2", "dcnv3", "deepfm", "ft_transformer"]
+    assert ARCHS == ["autoint", "dcnv2", "dcnv3", "deepfm", "ft_transformer", "infnet"]
     assert sorted(set(PACKAGE_MODELS) - set(ARCHS)) == ["bst", "mamba4rec", "mdaf"]
     for arch, cls in MODELS.items():
         assert issubclass(cls, CTRModel) and cls.arch == arch
