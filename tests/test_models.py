@@ -52,7 +52,7 @@ def embedding_weights(model: nn.Module) -> set[int]:
 
 
 def test_registry_has_every_model():
-    assert ARCHS == ["autoint", "dcnv2", "dcnv3", "deepfm", "ft_transformer", "infnet"]
+    assert ARCHS == ["autoint", "dcnv2", "dcnv3", "deepfm", "ft_transformer", "infnet", "mmoe", "omoe", "ple", "shared_bottom"]
     assert sorted(set(PACKAGE_MODELS) - set(ARCHS)) == ["bst", "mamba4rec", "mdaf"]
     for arch, cls in MODELS.items():
         assert issubclass(cls, CTRModel) and cls.arch == arch
@@ -120,6 +120,10 @@ def test_deterministic_given_seed(arch):
         ("deepfm", {"mlp_hidden": [8, 4], "batch_norm": True, "embedding_dim": 4}),
         ("autoint", {"embedding_dim": 8, "num_heads": 4, "num_layers": 1}),
         ("ft_transformer", {"dense_tokens": "per_feature", "pooling": "mean"}),
+        ("shared_bottom", {"bottom_hidden": [8, 4], "tower_hidden": [], "batch_norm": True, "dropout": 0.1}),
+        ("mmoe", {"num_experts": 2, "expert_hidden": [8, 4], "gate_hidden": [4], "batch_norm": True}),
+        ("omoe", {"num_experts": 3, "tower_hidden": [4, 2], "dropout": 0.1}),
+        ("ple", {"num_levels": 3, "num_specific_experts": 2, "num_shared_experts": 1, "gate_hidden": [4]}),
     ],
 )
 @pytest.mark.parametrize("fm_name", ["basic", "two_labels"])

@@ -20,7 +20,21 @@ def register(cls: type[CTRModel]) -> type[CTRModel]:
 def _load_models() -> None:
     # imported here, not at module import, so that registering cannot be circular; every time (imports are
     # cached), since importing one model module first registers that model alone
-    from ctrbench.models import autoint, bst, dcnv2, dcnv3, deepfm, ft_transformer, infnet, mamba4rec, mdaf  # noqa: F401
+    from ctrbench.models import (  # noqa: F401
+        autoint,
+        bst,
+        dcnv2,
+        dcnv3,
+        deepfm,
+        ft_transformer,
+        infnet,
+        mamba4rec,
+        mdaf,
+        mmoe,
+        omoe,
+        ple,
+        shared_bottom,
+    )
 
 
 def model_class(arch: str) -> type[CTRModel]:
