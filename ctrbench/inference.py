@@ -58,9 +58,12 @@ class _Columns:
 @torch.no_grad()
 def predict(model: CTRModel, batches: Iterable[Batch], device: torch.device, precision: str = "fp32") -> dict:
     """``{'labels': [N, T], 'probs': [N, T], 'mask': [N, T] bool or None, 'groups': [N] or None, 'aux': {key: [N, ...]}}``
-    over ``batches`` (concatenated in order); probabilities in float32 whatever the precision. A process whose
-    share of a split is empty gets arrays of 0 rows of the same kinds."""
+    over ``batches`` (concatenated in order); probabilities in float32 whatever the precision. Of the model's aux
+    outputs, only those its ``extra_outputs()`` describes are kept (a gate of several experts per task would cost
+    tens of bytes per row over a large split). A process whose share of a split is empty gets arrays of 0 rows of
+    the same kinds."""
     fm = model.feature_map
+    kept_aux = {description.key for description in model.extra_outputs()}
     was_training = model.training
     model.eval()
     columns = _Columns()
@@ -71,7 +74,7 @@ def predict(model: CTRModel, batches: Iterable[Batch], device: torch.device, pre
             found["mask"] = batch.label_mask.numpy()
         if batch.group is not None:
             found["groups"] = batch.group.numpy()
-        found |= {f"aux:{key}": value.cpu().numpy() for key, value in output.aux.items()}
+        found |= {f"aux:{key}": value.cpu().numpy() for key, value in output.aux.items() if key in kept_aux}
         columns.add(len(batch), **found)
     model.train(was_training)
     if columns.rows == 0:

@@ -15,6 +15,7 @@ from sklearn.metrics import roc_auc_score
 
 from ctrbench.data.batch import Batch, EventTable, TensorDataset
 from ctrbench.data.schema import Feature, FeatureMap, SequenceGroup, Task
+from ctrbench.inference import predict
 from ctrbench.models.multitask import ParallelLinear
 from ctrbench.models.registry import build_model
 from ctrbench.train.checkpoint import load_checkpoint
@@ -464,3 +465,14 @@ def test_each_task_learns_its_planted_signal_through_the_trainer(planted, tmp_pa
     probs = torch.sigmoid(model.eval()(valid).logits).detach().numpy()
     known = valid.label_mask[:, 1].numpy()
     assert roc_auc_score(valid.labels[known, 1].numpy(), probs[known, 1]) == pytest.approx(aucs["like"], abs=1e-4)
+
+
+
+def test_prediction_keeps_only_the_aux_outputs_a_model_describes():
+    """MMoE's gates are [B, tasks, experts]: kept for a whole gold split they would cost tens of bytes per row, and
+    no extra output describes them, so predict leaves them out (the forward pass still returns them)."""
+    model = build_model("mmoe", FM)
+    batch = make_batch()
+    assert model(batch).aux["gates"].shape[:2] == (len(batch), FM.num_tasks)
+    scored = predict(model, [batch, make_batch(seed=1)], torch.device("cpu"))
+    assert scored["aux"] == {} and scored["probs"].shape == (2 * len(batch), FM.num_tasks)
