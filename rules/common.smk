@@ -49,17 +49,24 @@ def data_settings(wildcards):
     return {k: v for k, v in dataset_config(wildcards).items() if k not in ("models", "training", "reference")}
 
 
+def synthetic_raw(wildcards):
+    """Where the seeded generator writes the dataset's raw input (generate_synthetic), or its raw directory for the
+    formats whose raw input is one (generate_synthetic_directory)."""
+    directory = bool(FORMATS[dataset_config(wildcards)["format"]].directory_files)
+    return f"results/{wildcards.dataset}/raw/{'data' if directory else 'data.txt'}"
+
+
 def raw_input(wildcards):
-    """The configured raw file(s) (a directory's files for directory formats), or the synthetic file a rule writes."""
+    """The configured raw file(s) (a directory's files for directory formats), or the synthetic input a rule writes."""
     dataset = dataset_config(wildcards)
     if "path" in dataset:
         return FORMATS[dataset["format"]].raw_files(dataset["path"])
-    return f"results/{wildcards.dataset}/raw/data.txt"
+    return synthetic_raw(wildcards)
 
 
 def raw_path(wildcards):
-    """What the reader opens: the configured path (file or directory), or the synthetic file."""
-    return dataset_config(wildcards).get("path", f"results/{wildcards.dataset}/raw/data.txt")
+    """What the reader opens: the configured path (file or directory), or the synthetic input."""
+    return dataset_config(wildcards).get("path") or synthetic_raw(wildcards)
 
 
 def model_config(wildcards):

@@ -17,6 +17,26 @@ rule generate_synthetic:
         "../workflow_scripts/generate_synthetic.py"
 
 
+# formats whose raw input is a directory (aliexpress): the generator writes the directory
+rule generate_synthetic_directory:
+    output:
+        raw=directory("results/{dataset}/raw/data"),
+    params:
+        format=lambda wc: dataset_config(wc)["format"],
+        synthetic=lambda wc: dataset_config(wc)["synthetic"],
+    conda:
+        "../envs/ctrbench.yaml"
+    container:
+        container_image("cpu")
+    log:
+        "results/{dataset}/logs/generate_synthetic.log",
+    resources:
+        mem_mb=job_resources("preprocess")["mem_mb"],
+        runtime=job_resources("preprocess")["runtime"],
+    script:
+        "../workflow_scripts/generate_synthetic.py"
+
+
 rule preprocess:
     input:
         raw=raw_input,
