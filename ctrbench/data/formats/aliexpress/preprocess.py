@@ -154,7 +154,8 @@ def preprocess_aliexpress(
             empty_hint=empty_hint,
         )
         written = {name: w.rows for name, w in writers.items()}
-        check_split_files({k: staged.temps[k] for k in SPLITS}, expected_total=sum(written.values()))
+        read = sum(r.rows for r in readers.values())  # good rows the readers gave: each in exactly one split
+        check_split_files({k: staged.temps[k] for k in SPLITS}, expected_total=read, expected_counts=written)
         _feature_map(dataset_name, readers).save(staged.temps["feature_map"])
         manifest = DataManifest(
             dataset=dataset_name,
