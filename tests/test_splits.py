@@ -148,7 +148,9 @@ def split_of_rows(out: Path) -> dict[int, str]:
 def test_preprocess_splits_are_seeded_and_independent_of_bad_rows(tmp_path):
     raw = tmp_path / "raw.tsv"
     write_synthetic_criteo(raw, 2000, seed=3)
-    run = lambda src, out, seed, **kw: preprocess_criteo(src, tmp_path / out, options={"hash_bins": 100, "split_seed": seed}, progress=False, **kw)
+    run = lambda src, out, seed, **kw: preprocess_criteo(
+        src, tmp_path / out, options={"hash_bins": 100, "split_seed": seed}, progress=False, **kw
+    )
     run(raw, "a", 1)
     run(raw, "b", 1, block_bytes=10_000)
     run(raw, "c", 2)
@@ -160,14 +162,18 @@ def test_preprocess_splits_are_seeded_and_independent_of_bad_rows(tmp_path):
     lines[99] = "2" + lines[99][1:]  # line 100: bad label, skipped
     broken = tmp_path / "broken.tsv"
     broken.write_text("".join(lines))
-    manifest = preprocess_criteo(broken, tmp_path / "d", options={"hash_bins": 100, "split_seed": 1, "max_bad_rows": 1}, progress=False)
+    manifest = preprocess_criteo(
+        broken, tmp_path / "d", options={"hash_bins": 100, "split_seed": 1, "max_bad_rows": 1}, progress=False
+    )
     d = split_of_rows(tmp_path / "d")
     assert 100 not in d and {k: v for k, v in a.items() if k != 100} == d  # no other row moved
     assert manifest["splits"][a[100]]["rows"] == manifest["splits"][a[100]]["planned_rows"] - 1
 
 
 def test_preprocess_with_row_counts(tmp_path):
-    manifest = preprocess_criteo(HEAD50, tmp_path, options={"hash_bins": 100, "splits": {"valid": 7, "gold": 3}}, progress=False)
+    manifest = preprocess_criteo(
+        HEAD50, tmp_path, options={"hash_bins": 100, "splits": {"valid": 7, "gold": 3}}, progress=False
+    )
     assert {k: v["rows"] for k, v in manifest["splits"].items()} == {"train": 40, "valid": 7, "gold": 3}
     with pytest.raises(ValueError, match=r"criteo_dac options: splits: 'valid' is a required property"):
         preprocess_criteo(HEAD50, tmp_path / "x", options={"splits": {"train": 0.9, "test": 0.1}}, progress=False)
@@ -198,3 +204,30 @@ def test_check_split_labels_names_the_first_unusable_split():
     check_split_labels({"train": (10, None)}, source="raw.txt", empty_hint=hint)
     with pytest.raises(UnusableSplitError, match="train split is empty"):
         check_split_labels({"train": (0, None)}, source="raw.txt", empty_hint=hint)
+
+
+def test_check_split_labels_of_several_tasks_allows_a_single_class_task_but_not_all():
+    """Multi-task: a task with one class in a split is returned (its AUC there is undefined), not an error;
+    an empty split, or one where every task has one class, is."""
+    hint = lambda name: f"why {name}"
+    counts = {
+        "train": (10, {"click": 3.0, "like": 0.0}),
+        "valid": (5, {"click": 1.0, "like": 5.0}),
+        "gold": (5, {"click": 2.0, "like": 1.0}),
+    }
+    assert check_split_labels(counts, source="raw", empty_hint=hint) == {
+        "train": ["like"],
+        "valid": ["like"],
+        "gold": [],
+    }
+    with pytest.raises(UnusableSplitError) as error:
+        check_split_labels({**counts, "gold": (5, {"click": 0.0, "like": 5.0})}, source="raw", empty_hint=hint)
+    assert str(error.value) == (
+        "raw: gold split has a single class in every task: all its 5 rows have click=0, like=1 "
+        "(AUC needs both labels of at least one task)"
+    )
+    with pytest.raises(UnusableSplitError, match="raw: valid split is empty: why valid"):
+        check_split_labels({**counts, "valid": (0, {"click": 0.0, "like": 0.0})}, source="raw", empty_hint=hint)
+    # one task given as a mapping is the one-task rule
+    with pytest.raises(UnusableSplitError, match="train split has a single class: all its 10 rows have label 1"):
+        check_split_labels({"train": (10, {"click": 10.0})}, source="raw", empty_hint=hint)

@@ -297,17 +297,3 @@ def test_a_failing_model_is_retried_others_finish_and_the_partial_report_names_i
     assert f"{dcnv2_auc:.4f}" in html
     assert re.search(r"Missing models.*broken", html, flags=re.DOTALL)
 
-
-def test_a_directory_format_is_generated_as_a_folder_and_read_from_it(tmp_path):
-    """generate_synthetic writes a directory-format dataset's files into results/<dataset>/raw/, which preprocess
-    reads as the directory (a file format's file goes into the same folder)."""
-    work = workflow_copy(tmp_path)
-    ads = {"format": "taobao_ad", "synthetic": {"rows": 600, "seed": 1}, "hash_bins": 1000}
-    config = with_changes(TINY_CONFIG, lambda c: c["datasets"].update(tiny_ads=ads))
-    run = snakemake(work, "results/tiny_ads/data/manifest.json", "results/tiny_criteo/data/manifest.json", config=config)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    manifest = json.loads((work / "results/tiny_ads/data/manifest.json").read_text())
-    assert {k: Path(v["path"]).name for k, v in manifest["inputs"].items()} == {"train": "train.csv", "gold": "test.csv"}
-    assert Path(manifest["inputs"]["train"]["path"]).parent == Path("results/tiny_ads/raw")  # relative to the workflow
-    criteo = json.loads((work / "results/tiny_criteo/data/manifest.json").read_text())
-    assert Path(criteo["inputs"]["raw"]["path"]) == Path("results/tiny_criteo/raw/data.txt")

@@ -86,6 +86,12 @@ def _parse_int_long(padded: np.ndarray, starts: np.ndarray, lens: np.ndarray, ne
 
 def parse_int(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Optional-minus decimal integers of at most 18 digits -> (float64 values, missing, bad)."""
+    values, missing, bad = parse_int64(arr)
+    return values.astype(np.float64), missing, bad
+
+
+def parse_int64(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Optional-minus decimal integers of at most 18 digits -> (exact int64 values, missing, bad); 0 where not ok."""
     offsets, padded = binary_views(arr, front=8)
     lens = np.diff(offsets)
     missing = lens == 0
@@ -110,7 +116,7 @@ def parse_int(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         neg[long] = padded[starts] == ord("-")
         values[long], ok[long] = _parse_int_long(padded, starts, lens[long], neg[long])
     np.negative(values, out=values, where=neg)
-    return values.astype(np.float64), missing, ~missing & ~ok
+    return values, missing, ~missing & ~ok
 
 
 def parse_float(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

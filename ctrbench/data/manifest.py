@@ -38,6 +38,7 @@ class SplitSummary(_Record):
     positives: int  # of the first task
     label_rate: float | None  # None for an empty split
     planned_rows: int | None = None  # before bad rows were dropped, where the split is drawn by count
+    task_positives: dict[str, int] | None = None  # multi-task datasets: positives of every task
 
 
 class SplitTimes(_Record):

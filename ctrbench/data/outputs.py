@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -60,10 +60,12 @@ def output_paths(out_dir: str | Path | None, outputs: Mapping[str, str | Path] |
 class SplitWriter:
     """Streams one split to parquet in row groups of exactly ``row_group_rows`` rows.
 
-    Takes blocks (``len``, ``take``, ``to_arrow`` and a ``columns[label]`` array), joined by
-    ``concat`` (a list of blocks -> one block) before each row group is cut. With ``background``
-    the parquet encoding runs on a thread of its own (pyarrow releases the GIL), one table at a
-    time and in order, so the bytes are the same; call ``settle`` before discarding after a failure.
+    Takes blocks (``len``, ``take``, ``to_arrow`` and a ``columns[label]`` array per label), joined by
+    ``concat`` (a list of blocks -> one block) before each row group is cut. ``label``: the label
+    column, or the task columns of a multi-task dataset (``positives`` counts the first one's,
+    ``task_positives`` each one's). With ``background`` the parquet encoding runs on a thread of its
+    own (pyarrow releases the GIL), one table at a time and in order, so the bytes are the same;
+    call ``settle`` before discarding after a failure.
     """
 
     WRITES_QUEUED = 2
@@ -76,18 +78,18 @@ class SplitWriter:
         compression: str,
         *,
         concat: Callable[[list], object],
-        label: str,
+        label: str | Sequence[str],
         background: bool = False,
     ):
         self.path = path
         self.row_group_rows = row_group_rows
         self.concat = concat
-        self.label = label
+        self.labels = (label,) if isinstance(label, str) else tuple(label)
+        self.task_positives = dict.fromkeys(self.labels, 0.0)
         self.writer = pq.ParquetWriter(path, schema, compression=compression)
         self.pending: list = []
         self.pending_rows = 0
         self.rows = 0
-        self.positives = 0.0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet") if background else None
         self._writing: deque[Future] = deque()
 
@@ -95,11 +97,17 @@ class SplitWriter:
         if not len(block):
             return
         self.rows += len(block)
-        self.positives += float(block.columns[self.label].sum(dtype=np.float64))
+        for label in self.labels:
+            self.task_positives[label] += float(block.columns[label].sum(dtype=np.float64))
         self.pending.append(block)
         self.pending_rows += len(block)
         if self.pending_rows >= self.row_group_rows:
             self._flush(final=False)
+
+    @property
+    def positives(self) -> float:
+        """Positives of the (first) label."""
+        return self.task_positives[self.labels[0]]
 
     def _flush(self, final: bool) -> None:
         merged = self.concat(self.pending)

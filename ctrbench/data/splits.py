@@ -38,30 +38,46 @@ class UnusableSplitError(ValueError):
 
 
 def check_split_labels(
-    counts: Mapping[str, tuple[int, float | None]],
+    counts: Mapping[str, tuple[int, float | Mapping[str, float] | None]],
     *,
     source: str | Path,
     empty_hint: Callable[[str], str],
     single_class_hint: Callable[[str], str] | None = None,
-) -> None:
-    """Raise ``UnusableSplitError`` for the first split (in ``counts`` order) that is empty or single-class.
+) -> dict[str, list[str]]:
+    """Raise ``UnusableSplitError`` for the first split (in ``counts`` order) that training or evaluation cannot use.
 
-    ``counts`` maps each split to (rows, positives); positives None skips the label check (a
-    split planned before reading). Training divides by a split's size and AUC
-    needs both labels, so such a split would fail only later, in training; every reader calls
-    this before publishing. ``empty_hint(name)`` says why that reader's split came out empty and
+    ``counts`` maps each split to (rows, positives): positives of the one label, a mapping task -> positives for
+    several tasks, or None to skip the label check (a split planned before reading). An empty split is always
+    an error (training divides by a split's size). With one task, a single-class split is an error (its AUC, the
+    only metric early stopping and the report rank by, needs both labels). With several tasks, a task with one
+    class in a split is allowed (its AUC there is undefined and reported as such), unless no task of the split
+    has both classes. Returns the tasks with one class, by split (empty lists when there are none). Every
+    reader calls this before publishing. ``empty_hint(name)`` says why that reader's split came out empty and
     what to change; ``single_class_hint(name)``, if given, adds to the single-class message.
     """
+    single_class: dict[str, list[str]] = {}
     for name, (rows, positives) in counts.items():
         if rows == 0:
             raise UnusableSplitError(f"{source}: {name} split is empty: {empty_hint(name)}")
-        if positives is not None and positives in (0, rows):
-            label = 0 if positives == 0 else 1
-            hint = f"; {single_class_hint(name)}" if single_class_hint is not None else ""
+        if positives is None:
+            continue
+        tasks = dict(positives) if isinstance(positives, Mapping) else {"": positives}
+        single_class[name] = [task for task, n in tasks.items() if n in (0, rows)]
+        if len(single_class[name]) < len(tasks):
+            continue
+        hint = f"; {single_class_hint(name)}" if single_class_hint is not None else ""
+        if len(tasks) == 1:
+            label = 0 if next(iter(tasks.values())) == 0 else 1
             raise UnusableSplitError(
                 f"{source}: {name} split has a single class: all its {rows} rows have label {label} "
                 f"(AUC needs both){hint}"
             )
+        labels = ", ".join(f"{task}={0 if n == 0 else 1}" for task, n in tasks.items())
+        raise UnusableSplitError(
+            f"{source}: {name} split has a single class in every task: all its {rows} rows have {labels} "
+            f"(AUC needs both labels of at least one task){hint}"
+        )
+    return {name: [task for task in tasks if task] for name, tasks in single_class.items()}
 
 
 def resolve_split_counts(total: int, spec: Mapping[str, float | int | str]) -> dict[str, int]:

@@ -2,8 +2,9 @@
 
 ``bucket_events`` validates the events (``UserBehaviorReader``), drops those outside the time window
 and, with ``user_fraction < 1``, those of users outside the subsample, appends the rest to bucket
-parquet files by ``user_id % n_buckets``, and returns what it found (``BucketedEvents``): the events
-by fate, the kept events' time span and the vocabularies built from the kept users' events.
+files by ``user_id % n_buckets`` (``ctrbench.data.buckets``), and returns what it found
+(``BucketedEvents``): the events by fate, the kept events' time span and the vocabularies built from
+the kept users' events.
 """
 
 from __future__ import annotations
@@ -12,13 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from ctrbench.data.buckets import BUCKET_COMPRESSION, KeyBuckets
 from ctrbench.data.formats.taobao_userbehavior.reader import BUCKET_SCHEMA, UserBehaviorFormatError, UserBehaviorReader
 from ctrbench.data.formats.taobao_userbehavior.vocab import DistinctCounts, Vocab, user_sampled
-
-BUCKET_COMPRESSION = "lz4"
 
 
 @dataclass
@@ -62,14 +61,13 @@ def bucket_events(
     """Pass 1: validate, filter by time (``window``: [lo, hi) unix seconds; ``time_range`` names it in errors) and
     by user, bucket by user, count.
 
-    The events of history or target behaviours go to ``n_buckets`` parquet files in ``work`` by
+    The events of history or target behaviours go to ``n_buckets`` bucket files in ``work`` by
     ``user_id % n_buckets`` (their writers appended to ``opened``); the distinct users and the per-(item,
     category) event counts are accumulated on the way and become the vocabularies (``_vocabulary``).
     """
     raw_path = reader.path
-    found = BucketedEvents(bucket_paths=[work / f"bucket{i:05d}.parquet" for i in range(n_buckets)])
-    bucket_writers = [pq.ParquetWriter(p, BUCKET_SCHEMA, compression=BUCKET_COMPRESSION) for p in found.bucket_paths]
-    opened.extend(bucket_writers)
+    buckets = KeyBuckets(work, n_buckets, BUCKET_SCHEMA, opened=opened)
+    found = BucketedEvents(bucket_paths=buckets.paths)
     users = DistinctCounts(1)
     pairs = DistinctCounts(2)
     useful_codes = np.union1d(hist_codes, target_codes)
@@ -104,14 +102,8 @@ def bucket_events(
             found.t_max = max(int(block.timestamp.max()), found.t_max if found.t_max is not None else -(2**63))
             pairs.add(block.item, block.category)
             block = block.take(np.isin(block.behavior, useful_codes))
-            bucket = block.user % n_buckets
-            order = np.argsort(bucket, kind="stable")
-            bounds = np.searchsorted(bucket[order], np.arange(n_buckets + 1))
-            table = block.take(order).to_arrow()
-            for i in np.flatnonzero(np.diff(bounds)):
-                bucket_writers[i].write_table(table.slice(bounds[i], bounds[i + 1] - bounds[i]))
-    for w in bucket_writers:
-        w.close()
+            buckets.add(block.to_arrow(), block.user)
+    buckets.close()
     found.sha256 = hasher.hexdigest() if hasher is not None else None
     if found.in_range == 0:
         raise UserBehaviorFormatError(

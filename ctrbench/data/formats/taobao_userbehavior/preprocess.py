@@ -11,7 +11,7 @@ histories, with memory bounded by the block size, one user bucket and the vocabu
 1. pass 1 streams the file, validates it, drops events outside ``time_range`` (counted as
    ``out_of_range``), then, with ``user_fraction < 1``, the events of users outside the user
    subsample (counted as ``user_sampled_out``), appends the rest to
-   ``N = ceil(file size * user_fraction / bucket_bytes)`` bucket parquet files by
+   ``N = ceil(file size * user_fraction / bucket_bytes)`` bucket files by
    ``user_id % N`` in a temporary folder beside the outputs, and accumulates the distinct users,
    the per-(item, category) event counts and the time span (each block reduced with a sort,
    merged with the running result now and then);

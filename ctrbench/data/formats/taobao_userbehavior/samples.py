@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ctrbench.data.buckets import read_bucket
 from ctrbench.data.formats.taobao_userbehavior.reader import UserBehaviorBlock
 from ctrbench.data.formats.taobao_userbehavior.vocab import NegativeSampler, Vocab
 from ctrbench.data.schema import ROW_ID
@@ -160,8 +161,7 @@ class SampleWriter:
     def add_bucket(self, path: Path) -> None:
         """Read the bucket file at ``path`` (deleted once read), sort it by (user, timestamp, line), append its
         history events to the event table and write the rows of its targets, a chunk of targets at a time."""
-        events = UserBehaviorBlock.from_arrow(pq.read_table(path))
-        path.unlink()
+        events = UserBehaviorBlock.from_arrow(read_bucket(path))
         order = np.lexsort((events.line, events.timestamp, events.user))
         events = events.take(order)
         del order

@@ -1,7 +1,7 @@
 """From events to ids and draws: distinct-key counting, the vocabularies, the user subsample, negatives.
 
-- ``DistinctCounts``: distinct keys with summed counts, accumulated block by block in bounded memory
-  (pass 1 counts the distinct users and the (item, category) pairs with it);
+- ``DistinctCounts`` (``ctrbench.data.distinct``): pass 1 counts the distinct users and the (item, category)
+  pairs with it;
 - ``Vocab``: raw id -> local id (1..V, 0 = padding) of users, items and categories, with each item's
   event count and most frequent category;
 - ``user_sampled``: the seeded user subsample, a splitmix64 hash of ``(seed, raw user id)``;
@@ -15,54 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-class DistinctCounts:
-    """Distinct keys (tuples of int64 columns, sorted lexicographically) with summed counts.
-
-    Blocks are reduced with a sort on arrival and merged with the running result only when the
-    unmerged parts outgrow it, so merging costs O(total log total) over the whole file.
-    """
-
-    MERGE_ROWS = 1 << 20  # unmerged rows tolerated before merging, at least
-
-    def __init__(self, n_keys: int):
-        self.n_keys = n_keys
-        self.merged: tuple[list[np.ndarray], np.ndarray] | None = None
-        self.parts: list[tuple[list[np.ndarray], np.ndarray]] = []
-        self.part_rows = 0
-
-    @staticmethod
-    def _reduce(keys: list[np.ndarray], counts: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-        if len(counts) == 0:
-            return keys, counts
-        order = np.lexsort(keys[::-1])  # first key primary
-        keys = [k[order] for k in keys]
-        change = np.zeros(len(counts), bool)
-        change[0] = True
-        for k in keys:
-            change[1:] |= k[1:] != k[:-1]
-        starts = np.flatnonzero(change)
-        return [k[starts] for k in keys], np.add.reduceat(counts[order], starts)
-
-    def add(self, *keys: np.ndarray) -> None:
-        part = self._reduce(list(keys), np.ones(len(keys[0]), np.int64))
-        self.parts.append(part)
-        self.part_rows += len(part[1])
-        if self.part_rows > max(self.MERGE_ROWS, len(self.merged[1]) if self.merged else 0):
-            self._merge()
-
-    def _merge(self) -> None:
-        parts = self.parts + ([self.merged] if self.merged else [])
-        if not parts:
-            self.merged = ([np.zeros(0, np.int64) for _ in range(self.n_keys)], np.zeros(0, np.int64))
-        else:
-            keys = [np.concatenate([p[0][i] for p in parts]) for i in range(self.n_keys)]
-            self.merged = self._reduce(keys, np.concatenate([p[1] for p in parts]))
-        self.parts, self.part_rows = [], 0
-
-    def result(self) -> tuple[list[np.ndarray], np.ndarray]:
-        self._merge()
-        return self.merged
+from ctrbench.data.distinct import DistinctCounts
 
 
 @dataclass
