@@ -12,18 +12,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import DATA, REPO
+from conftest import REPO
+from preset_data import stand_ins
 from test_workflow import snakemake, workflow_copy
 
 PRESETS = sorted((REPO / "config" / "presets").glob("*.yaml"))
 
 # the data paths the documentation names, and the samples that stand in for them here
-PLACEHOLDERS = {
-    "/data/criteo/train.txt": str(DATA / "criteo" / "train_head50.txt"),
-    "/data/taobao/UserBehavior.csv": str(DATA / "taobao_userbehavior" / "UserBehavior_head1000.csv"),
-    "/data/TaobaoAd_x1": None,  # a directory of train.csv / test.csv, made from the samples in the work copy
-}
-
 
 def shown_commands() -> list[tuple[str, str]]:
     """(where, command) of every snakemake command in README.md (fenced blocks and `inline` spans, which
@@ -68,8 +63,9 @@ def substituted(command: str, work: Path) -> list[str]:
 
 
 def replace_placeholders(text: str, work: Path) -> str:
-    for placeholder, sample in PLACEHOLDERS.items():
-        text = text.replace(placeholder, sample or str(work / "TaobaoAd_x1"))
+    """The presets' data paths pointed at data in their layouts (tests/preset_data.py), made under ``work``."""
+    for placeholder, stand_in in stand_ins(work).items():
+        text = text.replace(placeholder, stand_in)
     return text
 
 
@@ -77,10 +73,6 @@ def scratch_workflow(tmp_path: Path) -> Path:
     """The workflow with the presets' data paths pointed at the samples (the profiles are used as they are)."""
     work = workflow_copy(tmp_path)
     shutil.copytree(REPO / "profiles", work / "profiles")
-    ads = work / "TaobaoAd_x1"
-    ads.mkdir()
-    for split in ("train", "test"):
-        shutil.copy(DATA / "taobao_ad" / f"{split}_sample.csv", ads / f"{split}.csv")
     for preset in (work / "config" / "presets").glob("*.yaml"):
         preset.write_text(replace_placeholders(preset.read_text(), work))
     return work

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO
+from preset_data import stand_ins
 
 # ctrbench (and its report templates) too: Snakemake and the jobs then import this checkout's package, whatever
 # `pip install -e` points at
@@ -174,27 +175,19 @@ def test_lint_is_clean(tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-PRESET_SAMPLES = {
-    "criteo_dac": {"criteo_dac": "tests/data/criteo/train_head50.txt"},
-    "taobao_userbehavior": {"taobao_userbehavior": "tests/data/taobao_userbehavior/UserBehavior_head1000.csv"},
-    "taobao_ad": {"taobao_ad": None},  # a directory of train.csv / test.csv, made from the samples below
-}
+PRESETS = sorted(path.stem for path in (REPO / "config" / "presets").glob("*.yaml"))
 
 
-@pytest.mark.parametrize("preset", sorted(PRESET_SAMPLES))
+@pytest.mark.parametrize("preset", PRESETS)
 def test_presets_plan_every_model_on_a_sample(tmp_path, preset):
-    """Each preset is a valid config whose DAG trains every model it lists, once its path points at data."""
-    config = yaml.safe_load((REPO / "config" / "presets" / f"{preset}.yaml").read_text())
-    assert (REPO / "config" / "presets" / f"{preset}.yaml").read_text().count("snakemake --cores all results/report.html --configfile") == 1
-    for dataset, sample in PRESET_SAMPLES[preset].items():
-        if sample is None:
-            directory = tmp_path / "TaobaoAd_x1"
-            directory.mkdir()
-            for split in ("train", "test"):
-                shutil.copy(REPO / f"tests/data/taobao_ad/{split}_sample.csv", directory / f"{split}.csv")
-            config["datasets"][dataset]["path"] = str(directory)
-        else:
-            config["datasets"][dataset]["path"] = str(REPO / sample)
+    """Each preset is a valid config whose DAG trains every model it lists, once its path points at data in its
+    layout (a real sample, or a generated file where no sample exists: tests/preset_data.py)."""
+    text = (REPO / "config" / "presets" / f"{preset}.yaml").read_text()
+    assert text.count("snakemake --cores all results/report.html --configfile") == 1
+    config = yaml.safe_load(text)
+    stand_in = stand_ins(tmp_path)
+    for dataset in config["benchmark"]["datasets"]:
+        config["datasets"][dataset]["path"] = stand_in[config["datasets"][dataset]["path"]]
     run = snakemake(workflow_copy(tmp_path), "-n", "results/report.html", config=config)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     jobs = planned_jobs(run.stdout + run.stderr)

@@ -1,0 +1,46 @@
+"""Small inputs in each preset's raw layout, put where a preset's `path` placeholder points: real samples where
+tests/data holds them, else files the format's own generator writes in the exact layout (no public sample)."""
+
+import shutil
+from pathlib import Path
+
+from conftest import DATA
+
+from ctrbench.data.formats.tenrec.synthetic import write_synthetic_tenrec
+
+# placeholder path in config/presets/*.yaml -> how to make a stand-in under a scratch folder
+FILES = {
+    "/data/criteo/train.txt": lambda work: DATA / "criteo" / "train_head50.txt",
+    "/data/taobao/UserBehavior.csv": lambda work: DATA / "taobao_userbehavior" / "UserBehavior_head1000.csv",
+}
+
+
+def _taobao_ad(work: Path) -> Path:
+    folder = work / "TaobaoAd_x1"
+    folder.mkdir(exist_ok=True)
+    for split in ("train", "test"):
+        shutil.copy(DATA / "taobao_ad" / f"{split}_sample.csv", folder / f"{split}.csv")
+    return folder
+
+
+def _aliexpress(work: Path) -> Path:
+    folder = work / "AliExpress_NL"
+    folder.mkdir(exist_ok=True)
+    for split in ("train", "test"):
+        shutil.copy(DATA / "aliexpress" / f"{split}.csv", folder / f"{split}.csv")
+    return folder
+
+
+def _tenrec(work: Path) -> Path:
+    path = work / "QB-video.csv"
+    if not path.exists():
+        write_synthetic_tenrec(path, rows=3000, seed=1)
+    return path
+
+
+MADE = {"/data/TaobaoAd_x1": _taobao_ad, "/data/AliExpress_NL": _aliexpress, "/data/Tenrec/QB-video.csv": _tenrec}
+
+
+def stand_ins(work: Path) -> dict[str, str]:
+    """{placeholder: a path under ``work`` (or a sample) holding data in that layout}."""
+    return {placeholder: str(make(work)) for placeholder, make in {**FILES, **MADE}.items()}
