@@ -8,6 +8,8 @@ time of a per-character ``[rows, width]`` byte matrix.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -84,39 +86,58 @@ def _parse_int_long(padded: np.ndarray, starts: np.ndarray, lens: np.ndarray, ne
     return values, ok
 
 
+def _swar_digits(w: np.ndarray, n_digits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 values, ok) of the ``n_digits`` (0..8) ASCII digits at the top of each little-endian word ``w`` (the
+    word ends with the last digit); lanes below them are ignored. 0 digits read as 0, ok."""
+    n = n_digits.astype(np.uint64)
+    # a shift by 64 is undefined: no lane kept is spelt out with a zero mask
+    keep = np.where(n > 0, _U64(2**64 - 1) << ((_U64(8) - np.maximum(n, _U64(1))) * _U64(8)), _U64(0))
+    d = (w ^ _U64(0x30 * _LANES)) & keep
+    # a lane is a digit iff it is now 0..9: no high nibble, and adding 6 does not carry into one
+    ok = ((d | (d + _U64(0x06 * _LANES))) & _U64(0xF0 * _LANES)) == 0
+    # 8 digit lanes (most significant first) -> one integer in three multiply-shift steps
+    d = ((d * _U64(10 * 256 + 1)) >> _U64(8)) & _U64(0x00FF00FF00FF00FF)
+    d = ((d * _U64(100 * 65536 + 1)) >> _U64(16)) & _U64(0x0000FFFF0000FFFF)
+    return ((d * _U64(10000 * 2**32 + 1)) >> _U64(32)).view(np.int64), ok
+
+
+def parse_int64(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Optional-minus decimal integers of at most 18 digits -> (int64 values, missing, bad); 0 where not valid.
+
+    A column with no bad or missing value (the common case) is one Arrow cast (same grammar: Arrow takes an optional
+    ``-`` and digits; more than 18 digits are refused here by length). Otherwise, to find which values fail, up to 16
+    digits take two words (the last 8 digits and the 8 before them: millisecond timestamps are 13), longer ones a
+    per-byte pass."""
+    if len(arr):
+        lens = np.diff(np.frombuffer(arr.buffers()[1], np.int32, count=len(arr) + 1, offset=arr.offset * 4))
+        with contextlib.suppress(pa.ArrowInvalid):
+            # writable: callers overwrite values in place (missing codes)
+            values = pc.cast(arr.view(pa.string()), pa.int64()).to_numpy(zero_copy_only=False, writable=True)
+            if lens.max() <= MAX_INT_DIGITS:  # (a sign adds a byte: such values are checked below)
+                return values, np.zeros(len(arr), bool), np.zeros(len(arr), bool)
+    offsets, padded = binary_views(arr, front=16)
+    lens = np.diff(offsets)
+    missing = lens == 0
+    neg = (padded[offsets[:-1] + 16] == ord("-")) & ~missing  # first byte (a zero pad byte when empty)
+    n_digits = lens - neg
+    ends = offsets[1:] + 8  # word index whose 8 bytes end with the value's last byte (16 front bytes)
+    low, ok = _swar_digits(_words(padded, ends), np.clip(n_digits, 0, _SWAR_DIGITS))
+    high, ok_high = _swar_digits(_words(padded, ends - 8), np.clip(n_digits - _SWAR_DIGITS, 0, _SWAR_DIGITS))
+    ok &= ok_high & (n_digits >= 1) & (n_digits <= 2 * _SWAR_DIGITS)
+    values = high * 10**_SWAR_DIGITS + low
+    values[~ok] = 0
+    long = np.flatnonzero(n_digits > 2 * _SWAR_DIGITS)
+    if len(long):
+        starts = offsets[long] + 16
+        values[long], ok[long] = _parse_int_long(padded, starts, lens[long], neg[long])
+    np.negative(values, out=values, where=neg)
+    return values, missing, ~missing & ~ok
+
+
 def parse_int(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Optional-minus decimal integers of at most 18 digits -> (float64 values, missing, bad)."""
     values, missing, bad = parse_int64(arr)
     return values.astype(np.float64), missing, bad
-
-
-def parse_int64(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Optional-minus decimal integers of at most 18 digits -> (exact int64 values, missing, bad); 0 where not ok."""
-    offsets, padded = binary_views(arr, front=8)
-    lens = np.diff(offsets)
-    missing = lens == 0
-    # the 8 bytes that end with the value: a value of up to 8 bytes fills its top ``lens`` lanes
-    w = _words(padded, offsets[1:])  # (offsets shifted by the 8 front bytes: word ends at the value's end)
-    short = np.minimum(lens, 8).astype(np.uint64)
-    neg = (((w >> ((_U64(8) - short) * _U64(8))) & _U64(0xFF)) == ord("-")) & ~missing  # first byte
-    n_digits = lens - neg
-    keep = _U64(2**64 - 1) << ((_U64(8) - np.clip(n_digits, 0, _SWAR_DIGITS).astype(np.uint64)) * _U64(8))
-    d = (w ^ _U64(0x30 * _LANES)) & keep
-    # a lane is a digit iff it is now 0..9: no high nibble, and adding 6 does not carry into one
-    ok = ((d | (d + _U64(0x06 * _LANES))) & _U64(0xF0 * _LANES)) == 0
-    ok &= (n_digits >= 1) & (n_digits <= _SWAR_DIGITS)
-    # 8 digit lanes (most significant first) -> one integer in three multiply-shift steps
-    d = ((d * _U64(10 * 256 + 1)) >> _U64(8)) & _U64(0x00FF00FF00FF00FF)
-    d = ((d * _U64(100 * 65536 + 1)) >> _U64(16)) & _U64(0x0000FFFF0000FFFF)
-    values = ((d * _U64(10000 * 2**32 + 1)) >> _U64(32)).view(np.int64)
-    values[~ok] = 0
-    long = np.flatnonzero(lens > _SWAR_DIGITS)  # also 8 digits after a sign: the first byte is outside the word
-    if len(long):
-        starts = offsets[long] + 8
-        neg[long] = padded[starts] == ord("-")
-        values[long], ok[long] = _parse_int_long(padded, starts, lens[long], neg[long])
-    np.negative(values, out=values, where=neg)
-    return values, missing, ~missing & ~ok
 
 
 def parse_float(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

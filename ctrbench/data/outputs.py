@@ -65,7 +65,8 @@ class SplitWriter:
     column, or the task columns of a multi-task dataset (``positives`` counts the first one's,
     ``task_positives`` each one's). With ``background`` the parquet encoding runs on a thread of its
     own (pyarrow releases the GIL), one table at a time and in order, so the bytes are the same;
-    call ``settle`` before discarding after a failure.
+    call ``settle`` before discarding after a failure. ``use_dictionary`` as ``pq.ParquetWriter``'s (e.g. only the
+    low-cardinality columns: dictionary pages of nearly unique columns cost time and bytes).
     """
 
     WRITES_QUEUED = 2
@@ -80,13 +81,14 @@ class SplitWriter:
         concat: Callable[[list], object],
         label: str | Sequence[str],
         background: bool = False,
+        use_dictionary: bool | list[str] = True,
     ):
         self.path = path
         self.row_group_rows = row_group_rows
         self.concat = concat
         self.labels = (label,) if isinstance(label, str) else tuple(label)
         self.task_positives = dict.fromkeys(self.labels, 0.0)
-        self.writer = pq.ParquetWriter(path, schema, compression=compression)
+        self.writer = pq.ParquetWriter(path, schema, compression=compression, use_dictionary=use_dictionary)
         self.pending: list = []
         self.pending_rows = 0
         self.rows = 0

@@ -80,15 +80,24 @@ def _separated(delimiter: str) -> str:
     return f"{DELIMITER_NAMES.get(delimiter, repr(delimiter))}-separated"
 
 
-def field_count_problem(text: bytes, n_fields: int, delimiter: str, delimiter_option: str | None) -> str:
+def _unquoted(text: bytes, quote_char: str | None) -> bytes:
+    """``text`` without its quoted parts (for counting the delimiters that separate fields; one line only)."""
+    return text if quote_char is None else b"".join(text.split(quote_char.encode())[::2])
+
+
+def field_count_problem(
+    text: bytes, n_fields: int, delimiter: str, delimiter_option: str | None, quote_char: str | None = None
+) -> str:
     """What is wrong with a line (without its line end) that does not have ``n_fields`` fields.
 
     When another common delimiter splits it into exactly ``n_fields`` fields, the file is most
     likely in another layout, and the message says so (and names ``delimiter_option``, the
-    setting that changes the delimiter, if the reader has one).
+    setting that changes the delimiter, if the reader has one). Delimiters inside ``quote_char`` quotes are not
+    counted.
     """
     if not text:
         return "empty line"
+    text = _unquoted(text, quote_char)
     problem = f"expected {n_fields} {_separated(delimiter)} fields, found {text.count(delimiter.encode()) + 1}"
     for other in DELIMITER_NAMES:
         if other != delimiter and text.count(other.encode()) == n_fields - 1:
@@ -114,11 +123,13 @@ def record_bad_rows(
     value_problem: Callable[[int], str],
     max_bad_rows: int,
     error: Callable[[str], Exception],
+    odd_quote: np.ndarray | None = None,
+    quote_char: str | None = None,
 ) -> None:
     """Record one block's bad rows in line order (``BadRows.record``).
 
     Malformed lines (``line_bad``, per line of the block from ``first_line``: wrong field count,
-    empty, or a stray CR) are of kind 0 (``field_count``); ``line_text(k)`` is the k-th line's
+    empty, a stray CR, or a quote left open, ``odd_quote``) are of kind 0 (``field_count``); ``line_text(k)`` is the k-th line's
     bytes, line end excluded (only called for the lines a message is written for). The rows whose
     values failed are at physical lines ``value_lines``, of kinds ``value_kinds``, and
     ``value_problem(j)`` describes the j-th (``column X: 'value' is not ...``).
@@ -137,11 +148,14 @@ def record_bad_rows(
             return f"{path}:{line}: {value_problem(k)}"
         if stray_cr is not None and stray_cr[k]:
             return f"{path}:{line}: carriage return inside the line"
+        if odd_quote is not None and odd_quote[k]:
+            return f"{path}:{line}: a {quote_char} quote opened and not closed on the line"
         last = k == len(line_bad) - 1 and not terminated
         hint = " (last line has no newline: truncated file?)" if last else ""
         text = line_text(k)
         text = text[:-1] if text.endswith(b"\r") else text  # CRLF line end
-        return f"{path}:{line}: {field_count_problem(text, n_fields, delimiter, delimiter_option)}{hint}"
+        problem = field_count_problem(text, n_fields, delimiter, delimiter_option, quote_char)
+        return f"{path}:{line}: {problem}{hint}"
 
     bad.record(kinds, message, max_bad_rows, error)
 
@@ -209,8 +223,8 @@ class LineScan:
     """Where a block's lines are and which are bad before any value is parsed (``read_csv_lines``).
 
     ``ends``: end offset of every line in ``raw`` (the block's bytes); ``line_bad``: per line,
-    empty, holding a stray CR or (when Arrow skipped lines) with the wrong field count;
-    ``good_lines``: physical line number of each row Arrow read.
+    empty, holding a stray CR, a quote left open (``odd_quote``, quoted files) or (when Arrow skipped lines) with the
+    wrong field count; ``good_lines``: physical line number of each row Arrow read.
     """
 
     raw: np.ndarray
@@ -220,15 +234,25 @@ class LineScan:
     good_lines: np.ndarray
     delimiter: int
     n_delims: np.ndarray | None = None
+    quote: int | None = None  # the quote byte of a quoted file: delimiters inside quotes separate no field
+    odd_quote: np.ndarray | None = None
 
     def line_text(self, k: int) -> bytes:
         """The k-th line's bytes without its newline (a stray CR shows as the byte that replaced it)."""
         return self.raw[int(self.ends[k - 1]) + 1 if k else 0 : int(self.ends[k])].tobytes()
 
     def delimiters(self) -> np.ndarray:
-        """Delimiters per line (counted on first use: ~2x the block in temporaries)."""
+        """Delimiters per line outside quotes (counted on first use: ~2x the block in temporaries)."""
         if self.n_delims is None:
-            self.n_delims = np.diff(np.searchsorted(np.flatnonzero(self.raw == self.delimiter), self.ends), prepend=0)
+            delims = np.flatnonzero(self.raw == self.delimiter)
+            if self.quote is not None:
+                # outside quotes: an even number of quotes between the line's start and the delimiter
+                quotes = np.flatnonzero(self.raw == self.quote)
+                starts = np.concatenate([[0], self.ends[:-1] + 1])
+                line_start = starts[np.searchsorted(self.ends, delims)]
+                inside = (np.searchsorted(quotes, delims) - np.searchsorted(quotes, line_start)) % 2 == 1
+                delims = delims[~inside]
+            self.n_delims = np.diff(np.searchsorted(delims, self.ends), prepend=0)
         return self.n_delims
 
 
@@ -249,12 +273,17 @@ def read_csv_lines(
     first_line: int,
     columns: list[str],
     delimiter: str,
+    *,
+    quote_char: str | None = None,
+    include_columns: list[str] | None = None,
 ) -> tuple[pa.Table, LineScan]:
-    """Read the complete lines ``data[start:end]`` with every column as raw bytes, quoting off.
+    """Read the complete lines ``data[start:end]`` with every column as raw bytes, quoting off unless ``quote_char``.
 
     The last line lacks its newline only when ``terminated`` is false (end of file);
     ``first_line`` is the physical number of the first. Returns Arrow's table of the lines with
-    ``len(columns)`` fields (the others are skipped) and the ``LineScan`` that places its rows.
+    ``len(columns)`` fields (the others are skipped), only ``include_columns`` if given, and the ``LineScan`` that
+    places its rows. With ``quote_char``, quoted fields may hold the delimiter (``"12,54"``); a line with an odd number
+    of quotes is bad (a quote left open would run into the next line), and nothing else may span lines.
     """
     raw = np.frombuffer(data, np.uint8, count=end - start, offset=start)
     body = pa.py_buffer(data).slice(start, end - start)  # zero-copy view for Arrow
@@ -270,19 +299,24 @@ def read_csv_lines(
     stray_cr = np.zeros(n_lines, bool)
     if data.find(b"\r", start, end) >= 0:
         # Arrow ends a line at a lone CR, numpy only at LF: a CR inside a line would split it in
-        # two for Arrow and shift every later row. Such lines are bad; they are overwritten with
-        # a non-delimiter byte, a one-field line that Arrow skips as a wrong-count row.
+        # two for Arrow and shift every later row. Such lines are bad.
         cr = np.flatnonzero(raw == 13)
         cr = cr[(cr + 1 < len(raw)) & (raw[np.minimum(cr + 1, len(raw) - 1)] != 10)]
         cr = cr[~empty[np.searchsorted(ends, cr)]]
-        if len(cr):
-            stray_cr[np.searchsorted(ends, cr)] = True
-            edges = np.zeros(len(raw) + 1, np.int32)
-            np.add.at(edges, starts[stray_cr], 1)
-            np.add.at(edges, ends[stray_cr], -1)
-            raw = raw.copy()
-            raw[np.cumsum(edges[:-1]) > 0] = ord("x") if delim != ord("x") else ord("y")
-            body = pa.py_buffer(raw)
+        stray_cr[np.searchsorted(ends, cr)] = True
+    odd_quote = np.zeros(n_lines, bool)
+    if quote_char is not None and data.find(quote_char.encode(), start, end) >= 0:
+        # a quote left open would make Arrow read on into the next line: such lines are bad
+        quotes_per_line = np.bincount(np.searchsorted(ends, find_bytes(raw, ord(quote_char))), minlength=n_lines)
+        odd_quote = quotes_per_line % 2 == 1
+    if (stray_cr | odd_quote).any():
+        # the bad lines are overwritten with a non-delimiter byte: one-field lines that Arrow skips as wrong-count rows
+        edges = np.zeros(len(raw) + 1, np.int32)
+        np.add.at(edges, starts[stray_cr | odd_quote], 1)
+        np.add.at(edges, ends[stray_cr | odd_quote], -1)
+        raw = raw.copy()
+        raw[np.cumsum(edges[:-1]) > 0] = ord("x") if delim != ord("x") else ord("y")
+        body = pa.py_buffer(raw)
 
     n_skipped = 0
 
@@ -300,7 +334,7 @@ def read_csv_lines(
         ),
         parse_options=pa_csv.ParseOptions(
             delimiter=delimiter,
-            quote_char=False,
+            quote_char=quote_char or False,
             escape_char=False,
             # Arrow reads an empty line as a row of empty fields, not as an invalid row, so it
             # must drop them for its rows to stay aligned with the well-formed lines.
@@ -310,10 +344,21 @@ def read_csv_lines(
         convert_options=pa_csv.ConvertOptions(
             column_types={c: pa.binary() for c in columns},  # raw bytes: no UTF-8 check, no inference
             strings_can_be_null=False,
+            include_columns=include_columns,
         ),
     )
     del body
-    scan = LineScan(raw, ends, empty | stray_cr, stray_cr, np.empty(0, np.int64), delim)
+    quote = ord(quote_char) if quote_char is not None else None
+    scan = LineScan(
+        raw,
+        ends,
+        empty | stray_cr | odd_quote,
+        stray_cr,
+        np.empty(0, np.int64),
+        delim,
+        quote=quote,
+        odd_quote=odd_quote,
+    )
     if n_skipped:
         # only now count delimiters per line: which lines did Arrow skip? (vectorised, but it
         # costs ~2x the block in temporaries, so the clean common case avoids it)

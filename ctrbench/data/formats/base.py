@@ -68,6 +68,19 @@ class FormatOptions:
 
 
 @dataclass(frozen=True)
+class DirectoryFile:
+    """Files of a directory input: a glob ``pattern`` inside the directory (a plain name matches itself); a
+    ``required`` kind must match at least one file."""
+
+    pattern: str
+    required: bool = True
+
+    def matches(self, directory: Path) -> list[Path]:
+        """The files it matches, in name order."""
+        return sorted(p for p in directory.glob(self.pattern) if p.is_file())
+
+
+@dataclass(frozen=True)
 class DatasetFormat:
     name: str
     options: FormatOptions
@@ -78,8 +91,8 @@ class DatasetFormat:
     history_groups: tuple[
         str, ...
     ] = ()  # sequence groups stored by reference (training.history_max_len may set their length)
-    # the raw input: one file, or a directory holding these files (the first two at least)
-    directory_files: tuple[str, ...] = ()
+    # the raw input: one file, or a directory holding files of these kinds
+    directory_files: tuple[DirectoryFile, ...] = ()
     # what a schema cannot say about the options (resolved, defaults filled), as messages
     option_problems: Callable[[Mapping], list[str]] = field(default=lambda options: [])
 
@@ -88,13 +101,14 @@ class DatasetFormat:
         path = Path(path)
         if not self.directory_files:
             return None if path.is_file() else f"{str(path)!r} does not exist or is not a file"
+        required = [f.pattern for f in self.directory_files if f.required]
         if not path.is_dir():
-            return f"{str(path)!r} must be a directory holding {', '.join(self.directory_files)}"
-        missing = [name for name in self.directory_files[:2] if not (path / name).is_file()]
+            return f"{str(path)!r} must be a directory holding {', '.join(required)}"
+        missing = [f.pattern for f in self.directory_files if f.required and not f.matches(path)]
         return f"{str(path)!r} lacks {', '.join(missing)}" if missing else None
 
     def raw_files(self, path: str | Path) -> list[str]:
-        """The files a preprocessing job reads (its Snakemake inputs)."""
+        """The files a preprocessing job reads (its Snakemake inputs), kind by kind."""
         if not self.directory_files:
             return [str(path)]
-        return [str(Path(path) / name) for name in self.directory_files if (Path(path) / name).is_file()]
+        return [str(p) for f in self.directory_files for p in f.matches(Path(path))]

@@ -10,12 +10,12 @@ Multitask-Recommendation-Library (a directory with train.csv and test.csv), two 
 from ctrbench.data.formats.aliexpress.options import OPTIONS
 from ctrbench.data.formats.aliexpress.preprocess import SPLIT_FILES, preprocess_aliexpress
 from ctrbench.data.formats.aliexpress.synthetic import write_synthetic_aliexpress
-from ctrbench.data.formats.base import DatasetFormat
+from ctrbench.data.formats.base import DatasetFormat, DirectoryFile
 
 FORMAT = DatasetFormat(
     name="aliexpress",
     options=OPTIONS,
     preprocess=preprocess_aliexpress,
     write_synthetic=write_synthetic_aliexpress,  # writes the directory (rule generate_synthetic_directory)
-    directory_files=(SPLIT_FILES["train"], SPLIT_FILES["gold"]),
+    directory_files=(DirectoryFile(SPLIT_FILES["train"]), DirectoryFile(SPLIT_FILES["gold"])),
 )

@@ -7,7 +7,7 @@ valid.csv), each row carrying the user's click sequence, kept at a fixed length.
 - ``options.yaml``: the dataset-config keys it takes, with their defaults.
 """
 
-from ctrbench.data.formats.base import DatasetFormat
+from ctrbench.data.formats.base import DatasetFormat, DirectoryFile
 from ctrbench.data.formats.taobao_ad.options import OPTIONS
 from ctrbench.data.formats.taobao_ad.preprocess import SPLIT_FILES, preprocess_taobao_ad
 from ctrbench.data.formats.taobao_ad.synthetic import write_synthetic_taobao_ad
@@ -18,5 +18,9 @@ FORMAT = DatasetFormat(
     preprocess=preprocess_taobao_ad,
     write_synthetic=write_synthetic_taobao_ad,
     has_sequences=True,
-    directory_files=(SPLIT_FILES["train"], SPLIT_FILES["gold"], SPLIT_FILES["valid"]),
+    directory_files=(
+        DirectoryFile(SPLIT_FILES["train"]),
+        DirectoryFile(SPLIT_FILES["gold"]),
+        DirectoryFile(SPLIT_FILES["valid"], required=False),
+    ),
 )

@@ -1,0 +1,29 @@
+"""Format ``kuairand``: the KuaiRand release's ``data/`` directory (Pure, 1K or 27K), turned into multi-task samples
+(one per exposure) with behaviour-specific histories stored by reference.
+
+- ``layout``: the files and columns of the release, the bad-row kinds;
+- ``logs``: the streaming log reader; ``sides``: the feature-file readers (users, video basics, statistics);
+- ``preprocess``: the run, in two passes over the logs: ``events`` (pass 1: bucket by user, count) and ``samples``
+  (pass 2: rows and the event table), with ``features`` and ``vocab`` (ids, quantile buckets) and ``records``
+  (feature map, manifest);
+- ``synthetic`` (with ``synthetic_features``): a seeded directory in the KuaiRand-Pure layout with planted
+  multi-task signals, read by the same readers (the embedded default);
+- ``options.yaml``: the dataset-config keys it takes, with their defaults.
+"""
+
+from ctrbench.data.formats.base import DatasetFormat
+from ctrbench.data.formats.kuairand.layout import BEHAVIOR_LABELS, FILES
+from ctrbench.data.formats.kuairand.options import OPTIONS, option_problems
+from ctrbench.data.formats.kuairand.preprocess import preprocess_kuairand
+from ctrbench.data.formats.kuairand.synthetic import write_synthetic_kuairand
+
+FORMAT = DatasetFormat(
+    name="kuairand",
+    options=OPTIONS,
+    preprocess=preprocess_kuairand,
+    write_synthetic=write_synthetic_kuairand,  # writes the directory (rule generate_synthetic)
+    has_sequences=True,
+    history_groups=tuple(BEHAVIOR_LABELS),  # one group per behaviour, named after it
+    directory_files=tuple(FILES.values()),
+    option_problems=option_problems,
+)
