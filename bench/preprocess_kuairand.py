@@ -15,7 +15,9 @@ figure is exposures over the whole preprocessing, feature files included.
 Measured on 2 shared cores: 10 M exposures (758 MB of logs, 1.2 GB in all) in 46 s, 0.22 M exposures/s, peak RSS
 671 MiB; 20 M in 94 s at 772 MiB (ratio 1.15, of which the 1 M more videos' tables are most: with ``--videos
 400000`` fixed, 4 M -> 8 M exposures gave 643 -> 712 MiB). What grows with the log itself is the shared split
-check's byte per row id and the user buckets' size (``bucket_bytes`` of input each, ~64 MB).
+check's byte per row id and the user buckets' size (``bucket_bytes`` of input each, ~64 MB). (The 10 M run predates
+the Arrow IPC user buckets; rerun since at 2 M -> 4 M: 7.6 s -> 12.8 s, 552 -> 636 MiB, against 9.0 s -> 14.0 s,
+577 -> 652 MiB before.)
 """
 
 from __future__ import annotations
