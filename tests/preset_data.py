@@ -6,6 +6,7 @@ from pathlib import Path
 
 from conftest import DATA
 
+from ctrbench.data.formats.kuairand.synthetic import write_synthetic_kuairand
 from ctrbench.data.formats.tenrec.synthetic import write_synthetic_tenrec
 
 # placeholder path in config/presets/*.yaml -> how to make a stand-in under a scratch folder
@@ -38,7 +39,20 @@ def _tenrec(work: Path) -> Path:
     return path
 
 
-MADE = {"/data/TaobaoAd_x1": _taobao_ad, "/data/AliExpress_NL": _aliexpress, "/data/Tenrec/QB-video.csv": _tenrec}
+def _kuairand(work: Path) -> Path:
+    folder = work / "KuaiRand" / "data"
+    if not folder.exists():
+        write_synthetic_kuairand(folder, rows=3000, seed=1)
+    return folder
+
+
+MADE = {
+    "/data/TaobaoAd_x1": _taobao_ad,
+    "/data/AliExpress_NL": _aliexpress,
+    "/data/Tenrec/QB-video.csv": _tenrec,
+    "/data/KuaiRand-Pure/data": _kuairand,
+    "/data/KuaiRand-27K/data": _kuairand,  # the Pure layout: the reader takes both (27K's logs come in _part files)
+}
 
 
 def stand_ins(work: Path) -> dict[str, str]:
