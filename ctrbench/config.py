@@ -173,8 +173,12 @@ def check_config(config: dict) -> None:
                 for problem in distributed_problems(training, config.get("resources", {}).get("train", {}))
             ]
             if dataset_name is not None and (lengths := training.get("history_max_len")):
-                data_format = FORMATS.get(config["datasets"][dataset_name]["format"])
-                groups = data_format.history_groups if data_format else ()
+                entry = config["datasets"][dataset_name]
+                data_format = FORMATS.get(entry["format"])
+                try:
+                    groups = data_format.history_groups(data_format.options.resolve(data_format.options.of_entry(entry)))
+                except (AttributeError, OptionsError):  # an unknown format or bad options: reported above
+                    groups = ()
                 if unknown := sorted(set(lengths) - set(groups)):
                     problems.append(
                         f"{where}: training.history_max_len names {unknown}, but this dataset's histories stored by "

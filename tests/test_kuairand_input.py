@@ -197,3 +197,16 @@ def test_feature_file_values_and_headers(tmp_path):
     path.write_text("user_id,onehot_feat4,fans_user_num_range,user_id\n0,1,0,0\n")
     with pytest.raises(KuaiRandFormatError, match=r"user_features_x.csv:1: header names column user_id more than once"):
         read_side([path], table, np.arange(3), bad, max_bad_rows=0, input_hash="sha256")
+
+
+@pytest.mark.parametrize("column", ["time_ms", "is_click", "user_id"])
+def test_an_empty_log_value_is_a_bad_row_not_a_zero(column, release, tmp_path):
+    """The release writes every log column: an empty user, time or label would otherwise read as 0 (a 1970 event in
+    train, user 0, a negative label)."""
+    raw = tmp_path / "data"
+    shutil.copytree(release, raw)
+    edit_line(raw / PART1, 5, set_field(column, ""))
+    with pytest.raises(KuaiRandFormatError, match=rf"{PART1}:5: column {column}: .*is empty"):
+        run(raw, tmp_path / "out")
+    m = run(raw, tmp_path / "kept", max_bad_rows=1)
+    assert m["bad_rows"]["bad_integer"] == 1 and m["rows"]["bad"] == 1

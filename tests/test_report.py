@@ -352,7 +352,7 @@ def test_dataset_section_summarises_its_manifest(tmp_path):
     dataset = next(iter(RESULTS))
     manifest = _manifest(GOLD_HASH[dataset], bad_rows={"field_count": 2, "bad_label": 1, "bad_dense": 0})
     html = render_report(load_entries(pairs), tmp_path / "report.html", manifests={dataset: manifest}).read_text()
-    assert "data: train 800 · valid 100 · gold 100 rows; label rate 0.250; rows left out: field count 2, bad label 1" in html
+    assert "data: train 800 · valid 100 · gold 100 rows; label rate 0.250; bad rows skipped: field count 2, bad label 1" in html
     assert html.count("data: train") == 1  # only the dataset whose manifest was given
 
 
@@ -370,6 +370,21 @@ def _manifest(gold_sha256: str, bad_rows: dict | None = None, **more) -> DataMan
     return DataManifest.model_validate({**fields, **more})
 
 
+
+def test_a_multi_task_manifest_shows_each_task_label_rate(tmp_path):
+    pairs = _write_results(tmp_path / "results")
+    dataset = next(iter(RESULTS))
+    sizes = {"train": 800, "valid": 100, "gold": 100}
+    positives = {"train": {"click": 320, "like": 16}, "valid": {"click": 40, "like": 3}, "gold": {"click": 40, "like": 2}}
+    splits = {
+        name: {"rows": rows, "positives": positives[name]["click"], "label_rate": positives[name]["click"] / rows,
+               "task_positives": positives[name]}
+        for name, rows in sizes.items()
+    }  # fmt: skip
+    manifest = _manifest(GOLD_HASH[dataset], splits=splits)
+    html = render_report(load_entries(pairs), tmp_path / "report.html", manifests={dataset: manifest}).read_text()
+    assert "rows; label rates click 0.400, like 0.020–0.030; bad rows skipped: none" in html
+
 def test_time_split_ranges_and_every_kind_of_dropped_row_are_shown(tmp_path):
     pairs = _write_results(tmp_path / "results")
     times = {"first_event": "2017-11-25T00:00:05+08:00", "valid_start": "2017-12-02T00:00:00+08:00",
@@ -377,8 +392,8 @@ def test_time_split_ranges_and_every_kind_of_dropped_row_are_shown(tmp_path):
     manifest = _manifest(GOLD_HASH["taobao_synthetic"], bad_rows={"bad_id": 0}, dropped={"out_of_range": 35, "user_sampled_out": 0},
                          split_times=times)  # fmt: skip
     html = render_report(load_entries(pairs), tmp_path / "report.html", manifests={"taobao_synthetic": manifest}).read_text()
-    assert ("by time: train 2017-11-25 – 2017-12-01, valid 2017-12-02, gold 2017-12-03; rows left out: out of range 35"
-            in _section(html, "taobao_synthetic"))  # fmt: skip
+    assert ("by time: train 2017-11-25 – 2017-12-01, valid 2017-12-02, gold 2017-12-03; bad rows skipped: none; "
+            "rows left out: out of range 35" in _section(html, "taobao_synthetic"))  # fmt: skip
 
 
 def test_results_scored_on_another_gold_file_than_the_manifest_names_are_refused(tmp_path):

@@ -181,7 +181,8 @@ def test_manifest_and_feature_map(processed):
         "click_history",
     )
     assert fm.event_columns() == ["item_id", "video_category"]
-    assert set(FORMATS["tenrec"].history_groups) == {g.name for g in fm.sequence_groups}
+    fmt = FORMATS["tenrec"]
+    assert set(fmt.history_groups(fmt.options.resolve({}))) == {g.name for g in fm.sequence_groups}
 
 
 def test_the_planted_signals_are_in_the_histories(processed):

@@ -155,12 +155,18 @@ def with_changes(config: dict, change) -> dict:
         (lambda c: c["training"].update(precision="fp16"), "'fp16' is not one of ['fp32', 'bf16']"),
         (lambda c: c["models"]["dcnv2"].update(training={"history_max_len": {"history": 100}}),
          "models.dcnv2 on dataset 'tiny_criteo': training.history_max_len names ['history'], but this dataset's histories"),
+        # a group the dataset's options do not make (KuaiRand makes one per configured behaviour)
+        (lambda c: (c["datasets"].update(kr={"format": "kuairand", "synthetic": {"rows": 500}, "history": {"behaviors": ["click"]},
+                                             "models": ["dcnv2"], "training": {"history_max_len": {"like": 5}}}),
+                    c["benchmark"]["datasets"].append("kr")),
+         "models.dcnv2 on dataset 'kr': training.history_max_len names ['like'], but this dataset's histories stored by reference are ['click']"),
     ],
     ids=["unknown-arch", "unknown-model", "unknown-dataset", "unknown-param", "wrong-type", "missing-path",
          "splits-over-one", "splits-mixed", "reserved-name", "sequence-model-on-flat-data", "time-split-with-fractions",
          "unknown-dataset-model", "empty-history", "taobao-ad-file-not-directory", "key-of-another-format",
          "dataset-training-override-checked", "training-typo", "dataset-training-typo", "model-training-typo",
-         "optimizer-typo", "ddp-batch-not-divisible", "ddp-sparse-on-nccl", "unknown-precision", "history-length-on-flat-data"],
+         "optimizer-typo", "ddp-batch-not-divisible", "ddp-sparse-on-nccl", "unknown-precision", "history-length-on-flat-data",
+         "history-length-of-a-group-not-made"],
 )
 def test_config_errors_are_reported_before_any_job(tmp_path, change, message):
     work = workflow_copy(tmp_path)

@@ -214,18 +214,31 @@ def _split_days(times: SplitTimes) -> dict[str, str]:
     return spans
 
 
+def _rate_range(rates: list[float]) -> str:
+    return f"{min(rates):.3f}–{max(rates):.3f}" if len(set(rates)) > 1 else f"{rates[0]:.3f}"
+
+
+def _label_rates(manifest: DataManifest) -> str:
+    """The label rate over the splits: one range, or one per task of a multi-task dataset (named)."""
+    splits = [split for split in manifest.splits.values() if split.rows]
+    if not splits:
+        return ""
+    if splits[0].task_positives:
+        rates = {task: [split.task_positives[task] / split.rows for split in splits] for task in splits[0].task_positives}
+        return "; label rates " + ", ".join(f"{task} {_rate_range(values)}" for task, values in rates.items())
+    return f"; label rate {_rate_range([split.positives / split.rows for split in splits])}"
+
+
 def data_summary(manifest: DataManifest) -> str:
     """One line about a dataset's processed splits, from its preprocessing manifest: rows and label rate per
-    split, each split's time range where the data is split by time, and every kind of row left out."""
+    split (per task on a multi-task dataset), each split's time range where the data is split by time, the bad rows
+    skipped by kind and every other kind of row left out."""
     parts = [f"{name} {format_count(split.rows)}" for name, split in manifest.splits.items()]
     text = " · ".join(parts) + " rows"
-    rates = [split.label_rate for split in manifest.splits.values() if split.label_rate is not None]
-    if rates:
-        text += (
-            f"; label rate {min(rates):.3f}–{max(rates):.3f}" if len(set(rates)) > 1 else f"; label rate {rates[0]:.3f}"
-        )
+    text += _label_rates(manifest)
     if manifest.split_times is not None:
         text += "; by time: " + ", ".join(f"{name} {span}" for name, span in _split_days(manifest.split_times).items())
-    left_out = {**manifest.bad_rows, **manifest.dropped}
-    shown = ", ".join(f"{kind.replace('_', ' ')} {count}" for kind, count in left_out.items() if count)
-    return text + (f"; rows left out: {shown}" if shown else "; rows left out: none")
+    # bad rows of every input file (a feature file's too, which drops no sample), then the rows left out otherwise
+    bad = ", ".join(f"{kind.replace('_', ' ')} {count}" for kind, count in manifest.bad_rows.items() if count)
+    dropped = ", ".join(f"{kind.replace('_', ' ')} {count}" for kind, count in manifest.dropped.items() if count)
+    return text + f"; bad rows skipped: {bad or 'none'}" + (f"; rows left out: {dropped}" if dropped else "")

@@ -88,9 +88,8 @@ class DatasetFormat:
     preprocess: Callable[..., dict]
     write_synthetic: Callable[..., dict] | None  # (path, rows, seed) -> facts about what was planted
     has_sequences: bool = False  # behaviour histories, which sequence models need
-    history_groups: tuple[
-        str, ...
-    ] = ()  # sequence groups stored by reference (training.history_max_len may set their length)
+    # the sequence groups stored by reference, given the resolved options (training.history_max_len may set their length)
+    history_groups: Callable[[Mapping], tuple[str, ...]] = field(default=lambda options: ())
     # the raw input: one file, or a directory holding files of these kinds
     directory_files: tuple[DirectoryFile, ...] = ()
     # what a schema cannot say about the options (resolved, defaults filled), as messages

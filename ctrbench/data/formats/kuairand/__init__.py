@@ -12,7 +12,7 @@
 """
 
 from ctrbench.data.formats.base import DatasetFormat
-from ctrbench.data.formats.kuairand.layout import BEHAVIOR_LABELS, FILES
+from ctrbench.data.formats.kuairand.layout import FILES
 from ctrbench.data.formats.kuairand.options import OPTIONS, option_problems
 from ctrbench.data.formats.kuairand.preprocess import preprocess_kuairand
 from ctrbench.data.formats.kuairand.synthetic import write_synthetic_kuairand
@@ -23,7 +23,7 @@ FORMAT = DatasetFormat(
     preprocess=preprocess_kuairand,
     write_synthetic=write_synthetic_kuairand,  # writes the directory (rule generate_synthetic)
     has_sequences=True,
-    history_groups=tuple(BEHAVIOR_LABELS),  # one group per behaviour, named after it
+    history_groups=lambda options: tuple(options["history"]["behaviors"]),  # one group per behaviour, named after it
     directory_files=tuple(FILES.values()),
     option_problems=option_problems,
 )

@@ -135,7 +135,9 @@ class LogReader:
         values: dict[str, np.ndarray] = {}
         needed = {*LOG_KEYS, *self.labels}
         for name in block.reader.present:  # header order: a row reports its first bad column
-            parsed, _missing, bad = per_chunk(block.column(name), parse_int64)
+            parsed, missing, bad = per_chunk(block.column(name), parse_int64)
+            # every log column is an integer the release always writes: an empty one is a bad row, not a 0
+            block.mark(name, missing, BAD_INTEGER, "is empty (every log column holds an integer)")
             if name in _IDS:
                 bad |= parsed < 0
                 block.mark(name, bad, BAD_INTEGER, "is not a non-negative integer (at most 18 digits)")

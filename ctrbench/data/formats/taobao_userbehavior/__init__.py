@@ -21,5 +21,5 @@ FORMAT = DatasetFormat(
     preprocess=preprocess_userbehavior,
     write_synthetic=write_synthetic_userbehavior,
     has_sequences=True,
-    history_groups=(DEFAULT_SEQUENCE_GROUP,),
+    history_groups=lambda options: (DEFAULT_SEQUENCE_GROUP,),
 )

@@ -10,8 +10,7 @@ timestamp), four tasks (click, like, follow, share) and per-behaviour histories 
 
 from ctrbench.data.formats.base import DatasetFormat
 from ctrbench.data.formats.tenrec.options import OPTIONS
-from ctrbench.data.formats.tenrec.preprocess import option_problems, preprocess_tenrec
-from ctrbench.data.formats.tenrec.reader import BEHAVIORS
+from ctrbench.data.formats.tenrec.preprocess import history_groups, option_problems, preprocess_tenrec
 from ctrbench.data.formats.tenrec.synthetic import write_synthetic_tenrec
 
 FORMAT = DatasetFormat(
@@ -20,6 +19,6 @@ FORMAT = DatasetFormat(
     preprocess=preprocess_tenrec,
     write_synthetic=write_synthetic_tenrec,
     has_sequences=True,
-    history_groups=tuple(f"{b}_history" for b in BEHAVIORS),
+    history_groups=history_groups,
     option_problems=option_problems,
 )

@@ -61,6 +61,16 @@ def option_problems(options: Mapping) -> list[str]:
     return []
 
 
+def history_group(behavior: str) -> str:
+    """The sequence group of a behaviour's history (its start and end columns add ``_start`` / ``_end``)."""
+    return f"{behavior}_history"
+
+
+def history_groups(options: Mapping) -> tuple[str, ...]:
+    """The groups the resolved ``options`` make: one per ``history.behaviors``."""
+    return tuple(history_group(b) for b in options["history"]["behaviors"])
+
+
 def preprocess_tenrec(
     raw_path: str | Path,
     *,
@@ -200,7 +210,7 @@ def _feature_map(dataset_name: str, vocab: Vocab, options: Mapping) -> FeatureMa
                 "sequence",
                 vocab_size=vocab.size(f),
                 shares_vocab_with=f,
-                group=f"{b}_history",
+                group=history_group(b),
                 event_column=f,
             )
             for b in behaviors
@@ -208,11 +218,11 @@ def _feature_map(dataset_name: str, vocab: Vocab, options: Mapping) -> FeatureMa
         ],
         sequence_groups=[
             SequenceGroup(
-                f"{b}_history",
+                history_group(b),
                 history["max_len"],
                 storage="events",
-                start=f"{b}_history_start",
-                end=f"{b}_history_end",
+                start=f"{history_group(b)}_start",
+                end=f"{history_group(b)}_end",
             )
             for b in behaviors
         ],
