@@ -103,6 +103,17 @@ def test_every_bad_row_kind_names_file_line_and_problem_or_is_counted(tmp_path, 
     assert reader.bad.total == reader.bad.counts[kind] == 1
 
 
+def test_a_file_without_good_rows_has_no_data_rows(tmp_path):
+    lines = lines_of(SAMPLE / "train.csv")
+    path = tmp_path / "train.csv"
+    path.write_text(lines[0] + "\n")
+    with pytest.raises(AliExpressFormatError, match=r"train.csv: no data rows \(0 lines, all bad or none\)"):
+        read_aliexpress(path)
+    path.write_text("\n".join([lines[0], lines[1].rsplit(",", 1)[0], _replace(lines[2], "click", "2")]) + "\n")
+    with pytest.raises(AliExpressFormatError, match=r"train.csv: no data rows \(2 lines, all bad or none\)"):
+        read_aliexpress(path, max_bad_rows=2)
+
+
 def test_missing_file_header_lacking_a_column_and_empty_file(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()

@@ -73,6 +73,12 @@ def test_every_bad_row_kind_names_file_line_and_problem_or_is_counted(tmp_path, 
     assert reader.bad.examples[0].startswith(f"{path}:3: ")
 
 
+def test_a_file_of_bad_rows_only_has_no_data_rows(tmp_path):
+    path = write(tmp_path / "raw.csv", [GOOD[:-2], "x" + GOOD])
+    with pytest.raises(TenrecFormatError, match=r"raw.csv: no data rows \(2 lines, all bad or none\)"):
+        read_tenrec(path, max_bad_rows=5)
+
+
 def test_missing_file_header_lacking_a_column_and_empty_file_are_errors(tmp_path):
     out = output_paths(tmp_path / "out", None)
     with pytest.raises(FileNotFoundError, match=r"nope.csv: no such file"):

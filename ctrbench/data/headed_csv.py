@@ -6,6 +6,10 @@ the header has), placed on their physical lines by ``read_csv_lines``' line scan
 vectorised and marks the values that fail (``CsvBlock.mark``); ``CsvBlock.settle`` then records the block's bad
 rows (wrong field count, an open quote, a stray CR, the marked values) in line order under ``max_bad_rows`` and
 returns the rows to keep. The column order of a file does not matter, and columns no one asked for are skipped.
+
+A format's reader either iterates over a ``HeadedCsvReader`` (the KuaiRand files) or subclasses it and yields its own
+blocks, ``parsed`` from the raw ones (AliExpress, Tenrec, TaobaoAd_x1; the last overrides ``_read_header`` to demand
+its exact header).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +35,8 @@ from ctrbench.data.reading import (
     record_bad_rows,
 )
 
+T = TypeVar("T")
+
 
 @dataclass
 class CsvBlock:
@@ -43,7 +50,7 @@ class CsvBlock:
     first_bad: np.ndarray = field(init=False)  # per row: header index of its first bad value, -1 if none
     kind: np.ndarray = field(init=False)  # per row: the bad-row kind of that value
     problem: np.ndarray = field(init=False)  # per row: index into problems, what that value is not
-    problems: list[str] = field(default_factory=list)
+    problems: list[str | Callable[[object], str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.first_bad = np.full(self.table.num_rows, -1, np.int16)
@@ -60,9 +67,10 @@ class CsvBlock:
     def column(self, name: str) -> pa.ChunkedArray:
         return self.table.column(name)
 
-    def mark(self, name: str, bad: np.ndarray, kind: int, problem: str) -> None:
+    def mark(self, name: str, bad: np.ndarray, kind: int, problem: str | Callable[[object], str]) -> None:
         """Rows whose ``name`` value is bad (``kind``: index into the reader's bad-row kinds; ``problem``: what the
-        value is not, e.g. "is not an integer"). Mark columns in header order: a row reports its first bad one."""
+        value is not, e.g. "is not an integer", or a function of the value that says it). A row reports the first
+        column marked bad in it: mark the columns in the order they should be reported (e.g. header order)."""
         if bad.any():
             first = bad & (self.first_bad < 0)
             self.first_bad[first] = self.reader.header.index(name)
@@ -71,8 +79,10 @@ class CsvBlock:
             self.problems.append(problem)
 
     def settle(self, bad_rows: BadRows, max_bad_rows: int, error: Callable[[str], Exception]) -> np.ndarray:
-        """Record this block's bad rows; the bool mask of the rows to keep (or raise ``error``)."""
+        """Record this block's bad rows; the bool mask of the rows to keep (or raise ``error``). The kept rows are
+        counted in the reader's ``rows``."""
         row_bad = self.first_bad >= 0
+        self.reader.rows += len(row_bad) - int(row_bad.sum())
         if not self.scan.line_bad.any() and not row_bad.any():
             return ~row_bad
         value_rows = np.flatnonzero(row_bad)
@@ -81,7 +91,8 @@ class CsvBlock:
         def value_problem(j: int) -> str:
             row, col = int(value_rows[j]), int(self.first_bad[value_rows[j]])
             value = self.table.column(header[col])[row].as_py()
-            return f"column {header[col]}: {describe_value(value)} {self.problems[self.problem[row]]}"
+            problem = self.problems[self.problem[row]]
+            return f"column {header[col]}: {describe_value(value)} {problem(value) if callable(problem) else problem}"
 
         reader = self.reader
         record_bad_rows(
@@ -98,8 +109,10 @@ class HeadedCsvReader(CountsBytes):
     """Iterate over a CSV with a header line as ``CsvBlock``s.
 
     ``wanted``: the columns to read (those the header lacks are left out, unless ``required``); ``error`` builds
-    the exception raised for an unusable file. After iteration: ``header``, ``lines`` (physical, header included),
-    ``data_lines``, ``bytes_read``. ``hasher`` is fed every byte read, ``on_bytes`` the byte count of every block.
+    the exception raised for an unusable file: empty, a bad header, a line too long, or, with ``require_rows``, no
+    row kept (``CsvBlock.settle``) once the file is read. ``layout`` names the layout in those messages. After
+    iteration: ``header``, ``lines`` (physical, header included), ``data_lines``, ``rows`` (the rows ``settle`` kept),
+    ``bytes_read``. ``hasher`` is fed every byte read, ``on_bytes`` the byte count of every block.
     """
 
     def __init__(
@@ -115,6 +128,7 @@ class HeadedCsvReader(CountsBytes):
         block_bytes: int = DEFAULT_BLOCK_BYTES,
         hasher=None,
         on_bytes: Callable[[int], None] | None = None,
+        require_rows: bool = False,
     ):
         self.path = Path(path)
         self.wanted, self.required = list(wanted), list(required)
@@ -122,8 +136,9 @@ class HeadedCsvReader(CountsBytes):
         self.delimiter, self.quote_char = delimiter, quote_char
         self.block_bytes = int(block_bytes)
         self.hasher, self.on_bytes = hasher, on_bytes
+        self.require_rows = require_rows
         self.header: list[str] = []
-        self.lines = self.bytes_read = 0
+        self.lines = self.rows = self.bytes_read = 0
 
     @property
     def data_lines(self) -> int:
@@ -134,7 +149,13 @@ class HeadedCsvReader(CountsBytes):
         """The wanted columns the header has (the columns of every block's table)."""
         return [name for name in self.wanted if name in self.header]
 
+    @property
+    def extra_columns(self) -> list[str]:
+        """The header's columns that are not read."""
+        return [name for name in self.header if name not in self.wanted]
+
     def _read_header(self, line: bytes) -> None:
+        """Set ``header`` from the header ``line`` (line end excluded), or raise ``error``."""
         if self.delimiter != ",":
             raise ValueError("csv_header reads comma-separated headers only")
         if self.quote_char:  # a writer that quotes every string quotes the names too
@@ -142,7 +163,11 @@ class HeadedCsvReader(CountsBytes):
         self.header = header_columns(self.path, line, self.required, layout=self.layout, error=self.error)
 
     def __iter__(self) -> Iterator[CsvBlock]:
-        self.header, self.lines, self.bytes_read = [], 0, 0
+        return self.blocks()
+
+    def blocks(self) -> Iterator[CsvBlock]:
+        """The file's ``CsvBlock``s, in order (what iterating yields; a subclass parses them into its own blocks)."""
+        self.header, self.lines, self.rows, self.bytes_read = [], 0, 0, 0
         for data, end in line_blocks(
             self.path, self.block_bytes, MAX_LINE_BYTES, too_long=self._too_long, consumed=self._consumed,
             hasher=self.hasher,
@@ -154,16 +179,32 @@ class HeadedCsvReader(CountsBytes):
                 self.lines = 1
                 start = end if newline < 0 else newline + 1
             if end > start:
-                terminated = data[end - 1] == 10
-                table, scan = read_csv_lines(
-                    self.path, data, start, end, terminated, self.lines + 1, self.header, self.delimiter,
-                    quote_char=self.quote_char, include_columns=self.present,
-                )  # fmt: skip
-                block = CsvBlock(self, table, scan, self.lines + 1, terminated)
-                self.lines += len(scan.ends)
-                yield block
+                yield self._block(data, start, end)  # not held here: the raw table goes once the caller is done
         if not self.header:
-            raise self.error(f"{self.path}: empty file; expected a header line naming {', '.join(self.required)}")
+            raise self.error(f"{self.path}: empty file; expected a header line naming the {self.layout} columns")
+        if self.require_rows and not self.rows:
+            raise self.error(f"{self.path}: no data rows ({self.data_lines} lines, all bad or none)")
+
+    def parsed(self, parse: Callable[[CsvBlock], T]) -> Iterator[T]:
+        """``parse`` of every block, the empty results left out. Each raw block is let go (and Arrow's unused memory
+        released) before its result is yielded: memory holds one block's raw columns at a time."""
+        for raw in self.blocks():
+            block = parse(raw)
+            del raw
+            pa.default_memory_pool().release_unused()
+            if len(block):
+                yield block
+
+    def _block(self, data: bytearray, start: int, end: int) -> CsvBlock:
+        """The complete lines ``data[start:end]`` (the last lacks its newline only at the end of the file)."""
+        terminated = data[end - 1] == 10
+        table, scan = read_csv_lines(
+            self.path, data, start, end, terminated, self.lines + 1, self.header, self.delimiter,
+            quote_char=self.quote_char, include_columns=self.present,
+        )  # fmt: skip
+        block = CsvBlock(self, table, scan, self.lines + 1, terminated)
+        self.lines += len(scan.ends)
+        return block
 
     def _too_long(self) -> Exception:
         return self.error(f"{self.path}:{self.lines + 1}: line longer than {MAX_LINE_BYTES} bytes; not a CSV file?")

@@ -9,6 +9,7 @@ report does not read.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar, Literal
 
 from ctrbench.results import VersionedRecord, _Record
@@ -39,6 +40,25 @@ class SplitSummary(_Record):
     label_rate: float | None  # None for an empty split
     planned_rows: int | None = None  # before bad rows were dropped, where the split is drawn by count
     task_positives: dict[str, int] | None = None  # multi-task datasets: positives of every task
+
+    @classmethod
+    def of(
+        cls,
+        rows: int,
+        positives: float,
+        *,
+        planned_rows: int | None = None,
+        task_positives: Mapping[str, float] | None = None,
+    ) -> SplitSummary:
+        """The summary of a split of ``rows`` rows with ``positives`` positives (of the first task; counts may come
+        as floats, sums of float labels): the label rate, None for an empty split."""
+        return cls(
+            rows=rows,
+            positives=int(positives),
+            label_rate=positives / rows if rows else None,
+            planned_rows=planned_rows,
+            task_positives=None if task_positives is None else {t: int(n) for t, n in task_positives.items()},
+        )
 
 
 class SplitTimes(_Record):

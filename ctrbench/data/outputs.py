@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ctrbench.atomic import partial_path
-from ctrbench.data.manifest import DataManifest, OutputFile
+from ctrbench.data.manifest import DataManifest, OutputFile, SplitSummary
 from ctrbench.data.schema import EVENTS_FILE
 from ctrbench.provenance import sha256_file
 from ctrbench.results import write_record
@@ -63,9 +63,10 @@ class SplitWriter:
     Takes blocks (``len``, ``take``, ``to_arrow`` and a ``columns[label]`` array per label), joined by
     ``concat`` (a list of blocks -> one block) before each row group is cut. ``label``: the label
     column, or the task columns of a multi-task dataset (``positives`` counts the first one's,
-    ``task_positives`` each one's). With ``background`` the parquet encoding runs on a thread of its
-    own (pyarrow releases the GIL), one table at a time and in order, so the bytes are the same;
-    call ``settle`` before discarding after a failure. ``use_dictionary`` as ``pq.ParquetWriter``'s (e.g. only the
+    ``task_positives`` each one's, which ``summary`` lists for a multi-task dataset only). With
+    ``background`` the parquet encoding runs on a thread of its own (pyarrow releases the GIL), one
+    table at a time and in order, so the bytes are the same; call ``settle`` before discarding after
+    a failure. ``use_dictionary`` as ``pq.ParquetWriter``'s (e.g. only the
     low-cardinality columns: dictionary pages of nearly unique columns cost time and bytes).
     """
 
@@ -86,6 +87,7 @@ class SplitWriter:
         self.path = path
         self.row_group_rows = row_group_rows
         self.concat = concat
+        self.multi_task = not isinstance(label, str)
         self.labels = (label,) if isinstance(label, str) else tuple(label)
         self.task_positives = dict.fromkeys(self.labels, 0.0)
         self.writer = pq.ParquetWriter(path, schema, compression=compression, use_dictionary=use_dictionary)
@@ -110,6 +112,12 @@ class SplitWriter:
     def positives(self) -> float:
         """Positives of the (first) label."""
         return self.task_positives[self.labels[0]]
+
+    def summary(self, planned_rows: int | None = None) -> SplitSummary:
+        """The manifest's record of the split written: rows, positives, label rate, and the positives of every
+        task where ``label`` named the task columns."""
+        tasks = self.task_positives if self.multi_task else None
+        return SplitSummary.of(self.rows, self.positives, planned_rows=planned_rows, task_positives=tasks)
 
     def _flush(self, final: bool) -> None:
         merged = self.concat(self.pending)

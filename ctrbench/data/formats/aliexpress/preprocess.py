@@ -34,7 +34,7 @@ from ctrbench.data.formats.aliexpress.reader import (
     AliExpressReader,
     check_header,
 )
-from ctrbench.data.manifest import DataManifest, RowCounts, SplitSummary
+from ctrbench.data.manifest import DataManifest, RowCounts
 from ctrbench.data.outputs import COMPRESSION, ROW_GROUP_ROWS, SplitWriter, StagedOutputs, output_paths
 from ctrbench.data.raw_input import count_lines, input_file, input_hasher
 from ctrbench.data.reading import DEFAULT_BLOCK_BYTES, BadRows
@@ -182,7 +182,7 @@ def preprocess_aliexpress(
             bad_rows=dict(bad.counts),
             bad_row_examples=list(bad.examples),
             dropped={},
-            splits={name: _summary(w, planned[name]) for name, w in writers.items()},
+            splits={name: w.summary(planned[name]) for name, w in writers.items()},
             split_times=None,
             outputs=staged.describe((*SPLITS, "feature_map")),
             packages=package_versions(("numpy", "pyarrow")),
@@ -198,16 +198,6 @@ def preprocess_aliexpress(
     except BaseException:
         staged.discard(w.writer for w in writers.values())
         raise
-
-
-def _summary(writer: SplitWriter, planned: int) -> SplitSummary:
-    return SplitSummary(
-        rows=writer.rows,
-        positives=int(writer.positives),
-        label_rate=writer.positives / writer.rows if writer.rows else None,
-        planned_rows=planned,
-        task_positives={task: int(n) for task, n in writer.task_positives.items()},
-    )
 
 
 def _feature_map(dataset_name: str, readers: Mapping[str, AliExpressReader]) -> FeatureMap:

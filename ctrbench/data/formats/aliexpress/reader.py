@@ -24,7 +24,7 @@ done with it:
   gAUC group (int64, kept as is). It must be a non-negative integer (``bad_integer``). Rows of one search are
   not contiguous in the files.
 
-Reading streams like the other CSV readers (``ctrbench.data.reading``): byte blocks cut at the last newline, a
+Reading streams like the other CSV readers (``ctrbench.data.headed_csv``): byte blocks cut at the last newline, a
 numpy line scan (physical line numbers, field counts), ``pyarrow.csv`` with every column as raw bytes, then
 vectorised parsing (``fields.parse_int64`` for the integers; Arrow's string -> float cast for the numericals,
 with the per-row check of ``fields.parse_float`` only for a chunk the cast refuses). Bad rows are of four
@@ -41,19 +41,11 @@ import numpy as np
 import pyarrow as pa
 
 from ctrbench.data.blocks import ColumnBlock
-from ctrbench.data.csv_header import header_columns, read_header
+from ctrbench.data.csv_header import read_header
 from ctrbench.data.fields import parse_float, parse_int64, parse_label, per_chunk
 from ctrbench.data.formats.aliexpress.options import DEFAULTS
-from ctrbench.data.reading import (
-    DEFAULT_BLOCK_BYTES,
-    MAX_LINE_BYTES,
-    BadRows,
-    CountsBytes,
-    describe_value,
-    line_blocks,
-    read_csv_lines,
-    record_bad_rows,
-)
+from ctrbench.data.headed_csv import CsvBlock, HeadedCsvReader
+from ctrbench.data.reading import DEFAULT_BLOCK_BYTES, BadRows
 from ctrbench.data.schema import MISSING_ID, ROW_ID
 
 GROUP = "search_id"
@@ -91,7 +83,7 @@ def _parse_numbers(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return np.where(finite, values, 0.0), np.zeros(len(values), bool), ~finite
 
 
-class AliExpressReader(CountsBytes):
+class AliExpressReader(HeadedCsvReader):
     """Iterate over one AliExpress CSV as ``ColumnBlock``s (``OUTPUT_SCHEMA``) with bounded memory.
 
     ``row_id = row_id_offset + physical line``. ``bad`` may be a ``BadRows`` shared with other readers:
@@ -119,18 +111,17 @@ class AliExpressReader(CountsBytes):
             )
         if max_bad_rows < 0 or block_bytes < 1 or row_id_offset < 0:
             raise ValueError("max_bad_rows and row_id_offset must be >= 0 and block_bytes >= 1")
-        self.path = Path(path)
+        super().__init__(
+            path, wanted=COLUMNS, required=COLUMNS, error=AliExpressFormatError, layout=LAYOUT,
+            block_bytes=block_bytes, on_bytes=on_bytes, require_rows=True,
+        )  # fmt: skip
         self.max_categorical_value = int(max_categorical_value)
         self.max_bad_rows = int(max_bad_rows)
-        self.block_bytes = int(block_bytes)
         self.row_id_offset = int(row_id_offset)
-        self.on_bytes = on_bytes
         self._shared_bad = bad
         self._reset()
 
     def _reset(self) -> None:
-        self.lines = self.rows = self.bytes_read = 0
-        self.names: list[str] = []
         self.bad = self._shared_bad if self._shared_bad is not None else BadRows.of(BAD_ROW_KINDS)
         self._bad_before = self.bad.total
         self.categorical_max = np.full(len(CATEGORICAL), -1, np.int64)
@@ -140,112 +131,41 @@ class AliExpressReader(CountsBytes):
         self.conversion_without_click = 0
 
     @property
-    def data_lines(self) -> int:
-        return max(self.lines - 1, 0)
-
-    @property
     def bad_rows(self) -> int:
         """Bad rows of this file (the shared ``bad`` may also count other files')."""
         return self.bad.total - self._bad_before
 
-    @property
-    def extra_columns(self) -> list[str]:
-        return [name for name in self.names if name not in COLUMNS]
-
     def __iter__(self) -> Iterator[ColumnBlock]:
         self._reset()
-        for data, end in line_blocks(
-            self.path, self.block_bytes, MAX_LINE_BYTES, too_long=self._too_long, consumed=self._consumed
-        ):
-            start = 0
-            if not self.names and end:
-                nl = data.find(b"\n", 0, end)
-                line = bytes(data[: end if nl < 0 else nl])
-                self.names = header_columns(self.path, line, COLUMNS, layout=LAYOUT, error=AliExpressFormatError)
-                self.lines += 1
-                start = end if nl < 0 else nl + 1
-            if end > start:
-                block = self._parse_block(data, start, end, terminated=data[end - 1] == 10)
-                if len(block):
-                    self.rows += len(block)
-                    yield block
-        if not self.names:
-            raise AliExpressFormatError(f"{self.path}: empty file; expected a header line naming the {LAYOUT} columns")
-        if self.rows == 0:
-            skipped = f" ({self.bad_rows} bad rows skipped)" if self.bad_rows else ""
-            raise AliExpressFormatError(f"{self.path}: no data rows{skipped}")
+        yield from self.parsed(self._parse)
 
-    def _too_long(self) -> AliExpressFormatError:
-        return AliExpressFormatError(
-            f"{self.path}:{self.lines + 1}: line longer than {MAX_LINE_BYTES} bytes; not an {LAYOUT} CSV?"
-        )
-
-    def _parse_block(self, data: bytes, start: int, end: int, terminated: bool) -> ColumnBlock:
-        """Parse the complete lines ``data[start:end]`` (the last lacks its newline only at end of file)."""
-        first_line = self.lines + 1
-        table, scan = read_csv_lines(self.path, data, start, end, terminated, first_line, self.names, ",")
-        self.lines += len(scan.ends)
-        n = table.num_rows
-        first_bad = np.full(n, -1, np.int16)  # index into COLUMNS of each row's first bad column
-
-        def mark(bad: np.ndarray, name: str) -> None:
-            if bad.any():
-                first_bad[bad & (first_bad < 0)] = COLUMNS.index(name)
-
-        columns: dict[str, np.ndarray] = {ROW_ID: (scan.good_lines + self.row_id_offset).astype(np.int64)}
-        search_id, missing, bad = per_chunk(table.column(GROUP), parse_int64)
-        mark(bad | missing | (search_id < 0), GROUP)
+    def _parse(self, raw: CsvBlock) -> ColumnBlock:
+        """The good rows of ``raw``, checked in the layout's order (a row reports its first bad column)."""
+        columns: dict[str, np.ndarray] = {ROW_ID: (raw.lines + self.row_id_offset).astype(np.int64)}
+        search_id, missing, bad = per_chunk(raw.column(GROUP), parse_int64)
+        raw.mark(GROUP, bad | missing | (search_id < 0), _INTEGER, "is not a non-negative integer")
         columns[GROUP] = search_id
+        in_range = f"is not an integer in [0, max_categorical_value={self.max_categorical_value}]"
         for name in CATEGORICAL:
-            values, missing, bad = per_chunk(table.column(name), parse_int64)
-            mark(bad | (values < 0) | (values > self.max_categorical_value), name)
+            values, missing, bad = per_chunk(raw.column(name), parse_int64)
+            raw.mark(name, bad | (values < 0) | (values > self.max_categorical_value), _INTEGER, in_range)
             columns[name] = np.where(missing, MISSING_ID, values + 1).astype(np.int32)
-        missing_numbers = np.zeros(n, np.int64)
+        missing_numbers = np.zeros(len(raw), np.int64)
         for name in NUMERICAL:
-            values, missing, bad = per_chunk(table.column(name), _parse_numbers)
-            mark(bad, name)
+            values, missing, bad = per_chunk(raw.column(name), _parse_numbers)
+            raw.mark(name, bad, _NUMBER, "is not a number")
             missing_numbers += missing
             columns[name] = values.astype(np.float32)
         for name in TASKS:
-            label, bad = per_chunk(table.column(name), parse_label)
-            mark(bad, name)
+            label, bad = per_chunk(raw.column(name), parse_label)
+            raw.mark(name, bad, _LABEL, "is not 0 or 1")
             columns[name] = label
         block = ColumnBlock(OUTPUT_SCHEMA, {f.name: columns[f.name] for f in OUTPUT_SCHEMA})
-
-        row_bad = first_bad >= 0
-        if scan.line_bad.any() or row_bad.any():
-            value_rows = np.flatnonzero(row_bad)
-            kinds = np.where(
-                np.isin(first_bad[value_rows], [COLUMNS.index(t) for t in TASKS]),
-                _LABEL,
-                np.where(first_bad[value_rows] >= COLUMNS.index(NUMERICAL[0]), _NUMBER, _INTEGER),
-            )
-
-            def value_problem(j: int, table: pa.Table = table) -> str:
-                row = int(value_rows[j])
-                name = COLUMNS[int(first_bad[row])]
-                value = table.column(name)[row].as_py()
-                if name in TASKS:
-                    problem = "is not 0 or 1"
-                elif name in NUMERICAL:
-                    problem = "is not a number"
-                elif name == GROUP:
-                    problem = "is not a non-negative integer"
-                else:
-                    problem = f"is not an integer in [0, max_categorical_value={self.max_categorical_value}]"
-                return f"column {name}: {describe_value(value)} {problem}"
-
-            record_bad_rows(
-                self.bad, self.path, first_line=first_line, line_bad=scan.line_bad, line_text=scan.line_text,
-                stray_cr=scan.stray_cr, terminated=terminated, n_fields=len(self.names), delimiter=",",
-                value_lines=block.columns[ROW_ID][value_rows] - self.row_id_offset, value_kinds=kinds,
-                value_problem=value_problem, max_bad_rows=self.max_bad_rows, error=AliExpressFormatError,
-            )  # fmt: skip
-            block = block.take(~row_bad)
-            missing_numbers = missing_numbers[~row_bad]
-        del table
+        keep = raw.settle(self.bad, self.max_bad_rows, AliExpressFormatError)
+        if not keep.all():
+            block = block.take(keep)
+            missing_numbers = missing_numbers[keep]
         self._note_values(block, int(missing_numbers.sum()))
-        pa.default_memory_pool().release_unused()
         return block
 
     def _note_values(self, block: ColumnBlock, missing_numbers: int) -> None:

@@ -37,7 +37,7 @@ from ctrbench.data.formats.criteo_dac.reader import (
     CriteoBlock,
     CriteoReader,
 )
-from ctrbench.data.manifest import DataManifest, RowCounts, SplitSummary
+from ctrbench.data.manifest import DataManifest, RowCounts
 from ctrbench.data.outputs import (
     COMPRESSION,
     MAX_DISTINCT_BINS,
@@ -211,15 +211,7 @@ def preprocess_criteo(
             bad_rows=dict(reader.bad.counts),
             bad_row_examples=list(reader.bad.examples),
             dropped={},
-            splits={
-                name: SplitSummary(
-                    rows=w.rows,
-                    positives=int(w.positives),
-                    label_rate=w.positives / w.rows if w.rows else None,
-                    planned_rows=planned[name],
-                )
-                for name, w in writers.items()
-            },
+            splits={name: w.summary(planned[name]) for name, w in writers.items()},
             split_times=None,
             outputs=staged.describe((*planned, "feature_map")),
             packages=package_versions(("numpy", "pyarrow")),

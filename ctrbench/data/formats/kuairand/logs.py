@@ -112,23 +112,20 @@ class LogReader:
             hasher = input_hasher(self.input_hash)
             csv = HeadedCsvReader(
                 path, wanted=LOG_COLUMNS, required=[*LOG_KEYS, *self.labels], error=KuaiRandFormatError,
-                layout="KuaiRand log",
+                layout="KuaiRand log", require_rows=True,
                 block_bytes=self.block_bytes, hasher=hasher, on_bytes=self.on_bytes,
             )  # fmt: skip
             try:
                 for block in csv:
                     parsed = self._parse(block, offset)
                     if len(parsed):
-                        record.rows += len(parsed)
                         yield parsed
             except BaseException:
                 if hasher is not None:
                     hasher.close()
                 raise
             record.sha256 = hasher.hexdigest() if hasher is not None else None
-            record.lines, record.data_lines = csv.lines, csv.data_lines
-            if record.rows == 0:
-                raise KuaiRandFormatError(f"{path}: no data rows ({record.data_lines} lines, all bad or none)")
+            record.lines, record.data_lines, record.rows = csv.lines, csv.data_lines, csv.rows
             offset += csv.lines
 
     def _parse(self, block, offset: int) -> LogBlock:

@@ -10,7 +10,7 @@ from ctrbench.data.formats.kuairand.layout import BEHAVIOR_LABELS, USER_FEATURES
 from ctrbench.data.formats.kuairand.logs import LogFile
 from ctrbench.data.formats.kuairand.samples import SampleWriter
 from ctrbench.data.formats.kuairand.sides import SideFile
-from ctrbench.data.manifest import DataManifest, InputFile, RowCounts, SplitSummary, SplitTimes
+from ctrbench.data.manifest import DataManifest, InputFile, RowCounts, SplitTimes
 from ctrbench.data.outputs import StagedOutputs
 from ctrbench.data.raw_input import input_file
 from ctrbench.data.reading import BadRows
@@ -106,8 +106,7 @@ def manifest(
     input_hash = options["input_hash"]
     inputs = {r.path.name: _input(r, input_hash, r.row_id_offset) for r in logs}
     inputs |= {r.path.name: _input(r, input_hash) for records in sides.values() for r in records}
-    first = options["tasks"][0]
-    rows, positives = samples.rows, samples.positives
+    rows = samples.rows
     videos = len(logged.videos)
     return DataManifest(
         dataset=dataset_name,
@@ -118,15 +117,7 @@ def manifest(
         bad_rows=dict(bad.counts),
         bad_row_examples=list(bad.examples),
         dropped={},
-        splits={
-            name: SplitSummary(
-                rows=rows[name],
-                positives=positives[name][first],
-                label_rate=positives[name][first] / rows[name] if rows[name] else None,
-                task_positives=positives[name],
-            )
-            for name in SPLITS
-        },
+        splits={name: samples.writers[name].summary() for name in SPLITS},
         split_times=SplitTimes(**split_times),
         outputs=staged.describe((*SPLITS, "feature_map")),
         packages=package_versions(("numpy", "pyarrow")),

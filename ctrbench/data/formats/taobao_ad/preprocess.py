@@ -39,7 +39,7 @@ from ctrbench.data.formats.taobao_ad.reader import (
     check_header,
     output_schema,
 )
-from ctrbench.data.manifest import DataManifest, RowCounts, SplitSummary
+from ctrbench.data.manifest import DataManifest, RowCounts
 from ctrbench.data.outputs import (
     COMPRESSION,
     MAX_DISTINCT_BINS,
@@ -214,15 +214,7 @@ def preprocess_taobao_ad(
             bad_rows=dict(bad.counts),
             bad_row_examples=list(bad.examples),
             dropped={},
-            splits={
-                name: SplitSummary(
-                    rows=w.rows,
-                    positives=int(w.positives),
-                    label_rate=w.positives / w.rows if w.rows else None,
-                    planned_rows=planned[name],
-                )
-                for name, w in writers.items()
-            },
+            splits={name: w.summary(planned[name]) for name, w in writers.items()},
             split_times=None,
             outputs=staged.describe(("train", "valid", "gold", "feature_map")),
             packages=package_versions(("numpy", "pyarrow")),

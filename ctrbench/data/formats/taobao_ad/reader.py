@@ -43,8 +43,8 @@ Where this differs from FuxiCTR, on purpose:
 - an empty id inside a sequence (``1^^2``, ``^1``, ``1^``) and a non-integer id are bad rows here;
   FuxiCTR maps an empty token to padding.
 
-Reading streams like ``ctrbench.data.formats.criteo_dac.reader``: byte blocks cut at the last newline, a numpy line
-scan (physical line numbers, field counts), ``pyarrow.csv`` with every column as raw bytes, then
+Reading streams like the other CSV readers (``ctrbench.data.headed_csv``): byte blocks cut at the last newline, a
+numpy line scan (physical line numbers, field counts), ``pyarrow.csv`` with every column as raw bytes, then
 vectorised validation and transforms over the Arrow buffers (``fields`` parses the hashed ids and
 ``click_sequence``). No per-row Python anywhere. ``row_id = row_id_offset + physical line``.
 
@@ -74,16 +74,8 @@ from ctrbench.data.formats.taobao_ad.fields import (
     stable_hash,
 )
 from ctrbench.data.formats.taobao_ad.options import DEFAULTS
-from ctrbench.data.reading import (
-    DEFAULT_BLOCK_BYTES,
-    MAX_LINE_BYTES,
-    BadRows,
-    CountsBytes,
-    describe_value,
-    line_blocks,
-    read_csv_lines,
-    record_bad_rows,
-)
+from ctrbench.data.headed_csv import CsvBlock, HeadedCsvReader
+from ctrbench.data.reading import DEFAULT_BLOCK_BYTES, MAX_LINE_BYTES, BadRows
 from ctrbench.data.schema import ROW_ID
 
 HEADER = (
@@ -119,9 +111,7 @@ CATEGORICAL = [
 ]
 DENSE = [PRICE]
 
-BAD_ROW_KINDS = ("field_count", "bad_label", "bad_price", "bad_sequence")
-_KIND_OF_COLUMN = np.zeros(len(COLUMNS), np.int8)  # column -> index into BAD_ROW_KINDS (only these columns fail)
-_KIND_OF_COLUMN[[COLUMNS.index(LABEL), COLUMNS.index(PRICE), COLUMNS.index(SEQUENCE)]] = [1, 2, 3]
+BAD_ROW_KINDS = ("field_count", "bad_label", "bad_price", "bad_sequence")  # only these three columns fail
 
 
 class TaobaoAdFormatError(ValueError):
@@ -208,7 +198,7 @@ def _check_header_line(path: Path, line: bytes) -> None:
         )
 
 
-class TaobaoAdReader(CountsBytes):
+class TaobaoAdReader(HeadedCsvReader):
     """Iterate over one Taobao ad CSV as transformed ``TaobaoAdBlock``s with bounded memory.
 
     ``row_id_offset`` is added to the physical line numbers. ``bad`` may be a ``BadRows`` shared
@@ -234,124 +224,58 @@ class TaobaoAdReader(CountsBytes):
             raise ValueError(f"max_len must be >= 1, got {max_len}")
         if max_bad_rows < 0 or block_bytes < 1 or row_id_offset < 0:
             raise ValueError("max_bad_rows and row_id_offset must be >= 0 and block_bytes >= 1")
-        self.path = Path(path)
+        super().__init__(
+            path, wanted=COLUMNS, required=COLUMNS, error=TaobaoAdFormatError, layout="TaobaoAd_x1",
+            block_bytes=block_bytes, on_bytes=on_bytes, require_rows=True,
+        )  # fmt: skip
         self.hash_bins = int(hash_bins)
         self.max_len = int(max_len)
         self.max_bad_rows = int(max_bad_rows)
-        self.block_bytes = int(block_bytes)
         self.row_id_offset = int(row_id_offset)
-        self.on_bytes = on_bytes
         self._shared_bad = bad
         self._reset()
 
     def _reset(self) -> None:
-        self.lines = 0
-        self.rows = 0
-        self.bytes_read = 0
         self.bad = self._shared_bad if self._shared_bad is not None else BadRows.of(BAD_ROW_KINDS)
         self._bad_before = self.bad.total
-
-    @property
-    def data_lines(self) -> int:
-        return max(self.lines - 1, 0)
 
     @property
     def bad_rows(self) -> int:
         """Bad rows of this file (the shared ``bad`` may also count other files')."""
         return self.bad.total - self._bad_before
 
+    def _read_header(self, line: bytes) -> None:
+        _check_header_line(self.path, line)  # exactly HEADER, not just its names
+        self.header = list(COLUMNS)
+
     def __iter__(self) -> Iterator[TaobaoAdBlock]:
         self._reset()
-        header_pending = True
-        for data, end in line_blocks(
-            self.path, self.block_bytes, MAX_LINE_BYTES, too_long=self._too_long, consumed=self._consumed
-        ):
-            start = 0
-            if header_pending and end:
-                nl = data.find(b"\n", 0, end)
-                _check_header_line(self.path, data[: end if nl < 0 else nl])
-                self.lines += 1
-                start = end if nl < 0 else nl + 1
-                header_pending = False
-            if end > start:
-                block = self._parse_block(data, start, end, terminated=data[end - 1] == 10)
-                if len(block):
-                    self.rows += len(block)
-                    yield block
-        if header_pending:
-            raise TaobaoAdFormatError(f"{self.path}: empty file; expected the header line {HEADER!r}")
-        if self.rows == 0:
-            skipped = f" ({self.bad_rows} bad rows skipped)" if self.bad_rows else ""
-            raise TaobaoAdFormatError(f"{self.path}: no data rows{skipped}")
+        yield from self.parsed(self._parse)
 
-    def _too_long(self) -> TaobaoAdFormatError:
-        return TaobaoAdFormatError(
-            f"{self.path}:{self.lines + 1}: line longer than {MAX_LINE_BYTES} bytes; not a TaobaoAd_x1 CSV?"
-        )
-
-    def _parse_block(self, data: bytes, start: int, end: int, terminated: bool) -> TaobaoAdBlock:
-        """Parse the complete lines ``data[start:end]`` (the last lacks its newline only at end of file)."""
-        first_line = self.lines + 1
-        table, scan = read_csv_lines(self.path, data, start, end, terminated, first_line, COLUMNS, ",")
-        self.lines += len(scan.ends)
-        line_bad, good_lines = scan.line_bad, scan.good_lines
-
-        n = table.num_rows
-        first_bad_col = np.full(n, -1, np.int16)
-
-        def mark(bad: np.ndarray, name: str) -> None:
-            if bad.any():
-                first_bad_col[bad & (first_bad_col < 0)] = COLUMNS.index(name)
-
-        # checked in column order, so a row's first bad column is the one reported
-        label, bad = per_chunk(table.column(LABEL), parse_label)
-        mark(bad, LABEL)
+    def _parse(self, raw: CsvBlock) -> TaobaoAdBlock:
+        """The good rows of ``raw``, transformed; checked in column order (a row reports its first bad column)."""
+        label, bad = per_chunk(raw.column(LABEL), parse_label)
+        raw.mark(LABEL, bad, 1, "is not 0 or 1")
         columns: dict[str, np.ndarray] = {
-            ROW_ID: (good_lines + self.row_id_offset).astype(np.int64),
+            ROW_ID: (raw.lines + self.row_id_offset).astype(np.int64),
             LABEL: label.astype(np.float32),
         }
-        price, _missing, bad = per_chunk(table.column(PRICE), parse_float)
-        mark(bad, PRICE)
+        price, _missing, bad = per_chunk(raw.column(PRICE), parse_float)
+        raw.mark(PRICE, bad, 2, "is not a number")
         sequence, bad = per_chunk(
-            table.column(SEQUENCE), lambda chunk: parse_sequence(chunk, self.hash_bins, self.max_len)
+            raw.column(SEQUENCE), lambda chunk: parse_sequence(chunk, self.hash_bins, self.max_len)
         )
-        mark(bad, SEQUENCE)
+        raw.mark(SEQUENCE, bad, 3, sequence_problem)
         for name in CATEGORICAL:
-            ids, hashes = per_chunk(table.column(name), lambda chunk: hash_categorical(chunk, self.hash_bins))
+            ids, hashes = per_chunk(raw.column(name), lambda chunk: hash_categorical(chunk, self.hash_bins))
             columns[name] = ids
             if name == USER:
                 columns[GROUP] = (hashes >> np.uint64(1)).astype(np.int64)
         columns[PRICE] = (np.sign(price) * np.log1p(np.abs(price))).astype(np.float32)
-        columns[SEQUENCE] = sequence.reshape(n, self.max_len)
+        columns[SEQUENCE] = sequence.reshape(len(raw), self.max_len)
         block = TaobaoAdBlock({name: columns[name] for name, _ in _output_types(self.max_len)})
-
-        row_bad = first_bad_col >= 0
-        if line_bad.any() or row_bad.any():
-            value_rows = np.flatnonzero(row_bad)
-
-            def value_problem(j: int, table: pa.Table = table) -> str:  # bound now: `table` is deleted below
-                row = int(value_rows[j])
-                col = int(first_bad_col[row])
-                name, value = COLUMNS[col], table.column(col)[row].as_py()
-                if name == LABEL:
-                    problem = "is not 0 or 1"
-                elif name == PRICE:
-                    problem = "is not a number"
-                else:
-                    problem = sequence_problem(value)
-                return f"column {name}: {describe_value(value)} {problem}"
-
-            record_bad_rows(
-                self.bad, self.path, first_line=first_line, line_bad=line_bad, line_text=scan.line_text,
-                stray_cr=scan.stray_cr, terminated=terminated, n_fields=N_FIELDS, delimiter=",",
-                value_lines=block.row_id[value_rows] - self.row_id_offset,
-                value_kinds=_KIND_OF_COLUMN[first_bad_col[value_rows]],
-                value_problem=value_problem, max_bad_rows=self.max_bad_rows, error=TaobaoAdFormatError,
-            )  # fmt: skip
-            block = block.take(~row_bad)
-        del table
-        pa.default_memory_pool().release_unused()
-        return block
+        keep = raw.settle(self.bad, self.max_bad_rows, TaobaoAdFormatError)
+        return block if keep.all() else block.take(keep)
 
 
 def read_taobao_ad(path: str | Path, **options) -> TaobaoAdBlock:

@@ -239,12 +239,7 @@ def _manifest(
         bad_row_examples=list(reader.bad.examples),
         # events left out other than bad rows, by kind (the report lists them beside bad_rows)
         dropped={"out_of_range": found.out_of_range, "user_sampled_out": found.sampled_out},
-        splits={
-            name: SplitSummary(
-                rows=w.rows, positives=int(w.positives), label_rate=w.positives / w.rows if w.rows else None
-            )
-            for name, w in writers.items()
-        },
+        splits={name: SplitSummary.of(w.rows, w.positives) for name, w in writers.items()},
         split_times=SplitTimes(**split_times),
         outputs=staged.describe((*SPLITS, "feature_map")),
         packages=package_versions(("numpy", "pyarrow")),

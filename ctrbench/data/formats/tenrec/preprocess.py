@@ -30,7 +30,7 @@ from ctrbench.data.distinct import DistinctCounts
 from ctrbench.data.formats.tenrec.options import OPTIONS
 from ctrbench.data.formats.tenrec.reader import BLOCK_BYTES, BUCKET_SCHEMA, MISSING, PLAYS, TenrecReader, check_header
 from ctrbench.data.formats.tenrec.samples import CATEGORICAL, SampleWriter, Vocab
-from ctrbench.data.manifest import DataManifest, RowCounts, SplitSummary
+from ctrbench.data.manifest import DataManifest, RowCounts
 from ctrbench.data.outputs import COMPRESSION, ROW_GROUP_ROWS, StagedOutputs, output_paths
 from ctrbench.data.raw_input import input_file, input_hasher
 from ctrbench.data.schema import ROW_ID, Feature, FeatureMap, SequenceGroup, Task
@@ -156,15 +156,7 @@ def preprocess_tenrec(
             bad_rows=dict(reader.bad.counts),
             bad_row_examples=list(reader.bad.examples),
             dropped={},
-            splits={
-                name: SplitSummary(
-                    rows=w.rows,
-                    positives=int(w.positives),
-                    label_rate=w.positives / w.rows if w.rows else None,
-                    task_positives={task: int(n) for task, n in w.task_positives.items()},
-                )
-                for name, w in writers.items()
-            },
+            splits={name: w.summary() for name, w in writers.items()},
             split_times=None,
             outputs=staged.describe((*SPLITS, "feature_map")),
             packages=package_versions(("numpy", "pyarrow")),

@@ -15,7 +15,7 @@ order, so file order within a user is time order; the rows of one user need not 
   of the video, an outcome of the exposure, not a feature): a non-negative integer or missing. Anything else is
   ``bad_integer``.
 
-Reading streams like the other CSV readers (``ctrbench.data.reading``): byte blocks cut at the last newline, a
+Reading streams like the other CSV readers (``ctrbench.data.headed_csv``): byte blocks cut at the last newline, a
 numpy line scan, ``pyarrow.csv`` with every column as raw bytes, then ``fields.parse_int64`` / ``parse_label``
 per column. A block's good rows come as a ``ColumnBlock`` of ``BUCKET_SCHEMA`` (raw ids as int64, ``MISSING``
 where missing, the physical line number), the layout of preprocessing's user buckets. With ``max_bad_rows=0``
@@ -32,18 +32,11 @@ import numpy as np
 import pyarrow as pa
 
 from ctrbench.data.blocks import ColumnBlock
-from ctrbench.data.csv_header import header_columns, read_header
+from ctrbench.data.csv_header import read_header
 from ctrbench.data.fields import binary_views, parse_int64, parse_label, per_chunk
 from ctrbench.data.formats.tenrec.options import DEFAULTS
-from ctrbench.data.reading import (
-    MAX_LINE_BYTES,
-    BadRows,
-    CountsBytes,
-    describe_value,
-    line_blocks,
-    read_csv_lines,
-    record_bad_rows,
-)
+from ctrbench.data.headed_csv import CsvBlock, HeadedCsvReader
+from ctrbench.data.reading import BadRows
 
 IDS = ["user_id", "item_id"]
 BEHAVIORS = ["click", "follow", "like", "share"]  # the labels, in file order
@@ -58,6 +51,12 @@ BLOCK_BYTES = 4 << 20
 MISSING = np.iinfo(np.int64).min  # a missing code or play count in BUCKET_SCHEMA
 BAD_ROW_KINDS = ("field_count", "bad_id", "bad_label", "bad_integer")
 _KIND = {**dict.fromkeys(IDS, 1), **dict.fromkeys(BEHAVIORS, 2), **dict.fromkeys([*CODES, PLAYS], 3)}
+_PROBLEM = {
+    **dict.fromkeys(IDS, "is not a non-negative integer id"),
+    **dict.fromkeys(BEHAVIORS, "is not 0 or 1"),
+    **dict.fromkeys(CODES, "is not an integer or \\N"),
+    PLAYS: "is not a non-negative integer or \\N",
+}
 
 BUCKET_SCHEMA = pa.schema(
     [("line", pa.int64()), *((c, pa.int64()) for c in IDS), *((b, pa.int8()) for b in BEHAVIORS)]
@@ -87,7 +86,7 @@ def parse_optional_int(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndar
     return values, missing, bad
 
 
-class TenrecReader(CountsBytes):
+class TenrecReader(HeadedCsvReader):
     """Iterate over a Tenrec CSV as ``ColumnBlock``s of ``BUCKET_SCHEMA`` with bounded memory.
 
     After iteration: ``lines`` (physical, header included), ``data_lines``, ``rows`` (good rows yielded),
@@ -107,114 +106,44 @@ class TenrecReader(CountsBytes):
     ):
         if max_bad_rows < 0 or block_bytes < 1:
             raise ValueError("max_bad_rows must be >= 0 and block_bytes >= 1")
-        self.path = Path(path)
+        super().__init__(
+            path, wanted=COLUMNS, required=COLUMNS, error=TenrecFormatError, layout=LAYOUT, block_bytes=block_bytes,
+            hasher=hasher, on_bytes=on_bytes, require_rows=True,
+        )  # fmt: skip
         self.max_bad_rows = int(max_bad_rows)
-        self.block_bytes = int(block_bytes)
-        self.on_bytes = on_bytes
-        self.hasher = hasher
         self._reset()
 
     def _reset(self) -> None:
-        self.lines = self.rows = self.bytes_read = 0
-        self.names: list[str] = []
         self.bad = BadRows.of(BAD_ROW_KINDS)
         self.missing = dict.fromkeys([*CODES, PLAYS], 0)
 
-    @property
-    def data_lines(self) -> int:
-        return max(self.lines - 1, 0)
-
-    @property
-    def extra_columns(self) -> list[str]:
-        return [name for name in self.names if name not in COLUMNS]
-
     def __iter__(self) -> Iterator[ColumnBlock]:
         self._reset()
-        for data, end in line_blocks(
-            self.path,
-            self.block_bytes,
-            MAX_LINE_BYTES,
-            too_long=self._too_long,
-            consumed=self._consumed,
-            hasher=self.hasher,
-        ):
-            start = 0
-            if not self.names and end:
-                nl = data.find(b"\n", 0, end)
-                line = bytes(data[: end if nl < 0 else nl])
-                self.names = header_columns(self.path, line, COLUMNS, layout=LAYOUT, error=TenrecFormatError)
-                self.lines += 1
-                start = end if nl < 0 else nl + 1
-            if end > start:
-                block = self._parse_block(data, start, end, terminated=data[end - 1] == 10)
-                if len(block):
-                    self.rows += len(block)
-                    yield block
-        if not self.names:
-            raise TenrecFormatError(f"{self.path}: empty file; expected a header line naming the {LAYOUT} columns")
-        if self.rows == 0:
-            skipped = f" ({self.bad.total} bad rows skipped)" if self.bad.total else ""
-            raise TenrecFormatError(f"{self.path}: no data rows{skipped}")
+        yield from self.parsed(self._parse)
 
-    def _too_long(self) -> TenrecFormatError:
-        return TenrecFormatError(
-            f"{self.path}:{self.lines + 1}: line longer than {MAX_LINE_BYTES} bytes; not a {LAYOUT} CSV?"
-        )
-
-    def _parse_block(self, data: bytes, start: int, end: int, terminated: bool) -> ColumnBlock:
-        """Parse the complete lines ``data[start:end]`` (the last lacks its newline only at end of file)."""
-        first_line = self.lines + 1
-        table, scan = read_csv_lines(self.path, data, start, end, terminated, first_line, self.names, ",")
-        self.lines += len(scan.ends)
-        first_bad = np.full(table.num_rows, -1, np.int8)  # index into COLUMNS of each row's first bad column
-
-        def mark(bad: np.ndarray, name: str) -> None:
-            if bad.any():
-                first_bad[bad & (first_bad < 0)] = COLUMNS.index(name)
-
-        columns: dict[str, np.ndarray] = {"line": scan.good_lines.astype(np.int64)}
+    def _parse(self, raw: CsvBlock) -> ColumnBlock:
+        """The good rows of ``raw``, checked in the layout's order (a row reports its first bad column)."""
+        columns: dict[str, np.ndarray] = {"line": raw.lines.astype(np.int64)}
         missing: dict[str, np.ndarray] = {}
-        for name in COLUMNS:  # checked in the layout's order: a row's first bad column is the one reported
+        for name in COLUMNS:
             if name in BEHAVIORS:
-                label, bad = per_chunk(table.column(name), parse_label)
+                label, bad = per_chunk(raw.column(name), parse_label)
                 columns[name] = label.astype(np.int8)
             elif name in IDS:
-                columns[name], gone, bad = per_chunk(table.column(name), parse_int64)
+                columns[name], gone, bad = per_chunk(raw.column(name), parse_int64)
                 bad |= gone | (columns[name] < 0)
             else:
-                columns[name], missing[name], bad = per_chunk(table.column(name), parse_optional_int)
+                columns[name], missing[name], bad = per_chunk(raw.column(name), parse_optional_int)
                 if name == PLAYS:
                     bad |= ~missing[name] & (columns[name] < 0)
-            mark(bad, name)
+            raw.mark(name, bad, _KIND[name], _PROBLEM[name])
         block = ColumnBlock(BUCKET_SCHEMA, {f.name: columns[f.name] for f in BUCKET_SCHEMA})
-
-        row_bad = first_bad >= 0
-        if scan.line_bad.any() or row_bad.any():
-            value_rows = np.flatnonzero(row_bad)
-
-            def value_problem(j: int, table: pa.Table = table) -> str:
-                row = int(value_rows[j])
-                name = COLUMNS[int(first_bad[row])]
-                problem = {
-                    1: "is not a non-negative integer id",
-                    2: "is not 0 or 1",
-                    3: "is not an integer or \\N" if name != PLAYS else "is not a non-negative integer or \\N",
-                }[_KIND[name]]
-                return f"column {name}: {describe_value(table.column(name)[row].as_py())} {problem}"
-
-            kinds = np.array([_KIND[c] for c in COLUMNS], np.int8)[first_bad[value_rows]]
-            record_bad_rows(
-                self.bad, self.path, first_line=first_line, line_bad=scan.line_bad, line_text=scan.line_text,
-                stray_cr=scan.stray_cr, terminated=terminated, n_fields=len(self.names), delimiter=",",
-                value_lines=block.columns["line"][value_rows], value_kinds=kinds, value_problem=value_problem,
-                max_bad_rows=self.max_bad_rows, error=TenrecFormatError,
-            )  # fmt: skip
-            block = block.take(~row_bad)
-            missing = {name: flags[~row_bad] for name, flags in missing.items()}
+        keep = raw.settle(self.bad, self.max_bad_rows, TenrecFormatError)
+        if not keep.all():
+            block = block.take(keep)
+            missing = {name: flags[keep] for name, flags in missing.items()}
         for name, flags in missing.items():
             self.missing[name] += int(flags.sum())
-        del table
-        pa.default_memory_pool().release_unused()
         return block
 
 
