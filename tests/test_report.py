@@ -804,3 +804,12 @@ def test_results_scored_with_another_event_table_are_refused(tmp_path):
     _edit_json(tmp_path / "results" / "taobao_synthetic" / "autoint" / "gold_eval.json", lambda d: d.update(events_sha256="f" * 64))
     with pytest.raises(GoldHashMismatch, match=r"autoint: gold_sha256 b{64} \(events ffffffffffff\)"):
         build_report(pairs, tmp_path / "report.html")
+
+
+def test_a_reference_without_a_task_and_one_naming_the_first_task_are_one_column(tmp_path):
+    pairs = _write_results(tmp_path / "results")
+    same = {"criteo_synthetic": [{"metric": "gold_auc", "source": "a", "values": {"dcnv2": 0.7}},
+                                 {"metric": "gold_auc", "task": "label", "source": "b", "values": {"dcnv2": 0.8}}]}  # fmt: skip
+    with pytest.raises(ValueError, match="two references of one task and metric"):
+        render_report(load_entries(pairs), tmp_path / "report.html", references=same)
+    assert not (tmp_path / "report.html").exists()

@@ -31,10 +31,20 @@ TINY_CONFIG = {
     "models": {
         "dcnv2": {"arch": "dcnv2", "params": {"embedding_dim": 4, "num_cross_layers": 1, "mlp_hidden": [16]}},
         # attention models learn slowly from 6k rows: a per-model training override speeds them up
-        "autoint": {"arch": "autoint", "params": {"embedding_dim": 8, "num_layers": 1, "num_heads": 2},
-                    "training": {"optimizer": {"embedding": {"name": "sgd", "lr": 10.0}, "dense": {"name": "adamw", "lr": 0.01}}}},
-        "ft_transformer": {"arch": "ft_transformer", "params": {"d_token": 8, "num_layers": 1, "num_heads": 2},
-                           "training": {"optimizer": {"embedding": {"name": "sgd", "lr": 10.0}, "dense": {"name": "adamw", "lr": 0.01}}}},
+        "autoint": {
+            "arch": "autoint",
+            "params": {"embedding_dim": 8, "num_layers": 1, "num_heads": 2},
+            "training": {
+                "optimizer": {"embedding": {"name": "sgd", "lr": 10.0}, "dense": {"name": "adamw", "lr": 0.01}}
+            },
+        },
+        "ft_transformer": {
+            "arch": "ft_transformer",
+            "params": {"d_token": 8, "num_layers": 1, "num_heads": 2},
+            "training": {
+                "optimizer": {"embedding": {"name": "sgd", "lr": 10.0}, "dense": {"name": "adamw", "lr": 0.01}}
+            },
+        },
         "deepfm": {"arch": "deepfm", "params": {"embedding_dim": 4, "mlp_hidden": [16]}},
     },
     "training": {
@@ -124,49 +134,122 @@ def with_changes(config: dict, change) -> dict:
         (lambda c: c["models"]["deepfm"]["params"].update(embeding_dim=8), "no parameter(s) ['embeding_dim']"),
         (lambda c: c["training"].update(batch_size="big"), "'big' is not of type 'integer'"),
         (
-            lambda c: c["datasets"]["tiny_criteo"].pop("synthetic") and c["datasets"]["tiny_criteo"].update(path="/nonexistent/train.txt"),
+            lambda c: (
+                c["datasets"]["tiny_criteo"].pop("synthetic")
+                and c["datasets"]["tiny_criteo"].update(path="/nonexistent/train.txt")
+            ),
             "'/nonexistent/train.txt' does not exist",
         ),
         (lambda c: c["datasets"]["tiny_criteo"]["splits"].update(valid=0.6, gold=0.6), "datasets.tiny_criteo.splits"),
         (lambda c: c["datasets"]["tiny_criteo"]["splits"].update(valid=100), "do not mix fractions and row counts"),
         (lambda c: c["models"].update(data={"arch": "dcnv2"}), "models.data: the name is reserved"),
-        (lambda c: c["benchmark"]["models"].append("bst"), "models.bst (bst) reads behaviour sequences, but dataset 'tiny_criteo'"),
-        (lambda c: c["datasets"]["tiny_userbehavior"].update(splits={"valid": 0.1, "gold": 0.1}), "'splits' is not a key of a taobao_userbehavior dataset; it takes format, history, input_hash, max_bad_rows, models, path, reference, split_seed, synthetic, targets, time_range, time_split, training"),
-        (lambda c: c["datasets"]["tiny_userbehavior"]["models"].append("mdaf_bts"), "datasets.tiny_userbehavior.models names 'mdaf_bts'"),
-        (lambda c: c["datasets"]["tiny_userbehavior"].update(history={"max_len": 0}), "0 is less than the minimum of 1"),
-        (lambda c: c["datasets"].update(ads={"format": "taobao_ad", "path": str(REPO / "tests/data/taobao_ad/test_sample.csv")}),
-         "must be a directory holding train.csv, test.csv"),
-        (lambda c: c["datasets"]["tiny_criteo"].update(time_split={"valid_days": 1}), "datasets.tiny_criteo: 'time_split' is not a key of a criteo_dac dataset; it takes format, hash_bins"),
-        (lambda c: c["datasets"]["tiny_criteo"].update(training={"optimizer": {"embedding": {"name": "sgd", "lr": 1.0, "weight_decay": 0.1}}}),
-         "models.dcnv2 on dataset 'tiny_criteo': the sparse embedding optimizer 'sgd' takes no weight_decay"),
+        (
+            lambda c: c["benchmark"]["models"].append("bst"),
+            "models.bst (bst) reads behaviour sequences, but dataset 'tiny_criteo'",
+        ),
+        (
+            lambda c: c["datasets"]["tiny_userbehavior"].update(splits={"valid": 0.1, "gold": 0.1}),
+            "'splits' is not a key of a taobao_userbehavior dataset; it takes format, history, input_hash, max_bad_rows, models, path, reference, split_seed, synthetic, targets, time_range, time_split, training",
+        ),
+        (
+            lambda c: c["datasets"]["tiny_userbehavior"]["models"].append("mdaf_bts"),
+            "datasets.tiny_userbehavior.models names 'mdaf_bts'",
+        ),
+        (
+            lambda c: c["datasets"]["tiny_userbehavior"].update(history={"max_len": 0}),
+            "0 is less than the minimum of 1",
+        ),
+        (
+            lambda c: c["datasets"].update(
+                ads={"format": "taobao_ad", "path": str(REPO / "tests/data/taobao_ad/test_sample.csv")}
+            ),
+            "must be a directory holding train.csv, test.csv",
+        ),
+        (
+            lambda c: c["datasets"]["tiny_criteo"].update(time_split={"valid_days": 1}),
+            "datasets.tiny_criteo: 'time_split' is not a key of a criteo_dac dataset; it takes format, hash_bins",
+        ),
+        (
+            lambda c: c["datasets"]["tiny_criteo"].update(
+                training={"optimizer": {"embedding": {"name": "sgd", "lr": 1.0, "weight_decay": 0.1}}}
+            ),
+            "models.dcnv2 on dataset 'tiny_criteo': the sparse embedding optimizer 'sgd' takes no weight_decay",
+        ),
         # a misspelt training key is refused, named with where it is (it used to be ignored: six epochs ran)
-        (lambda c: c["training"].update(max_epoch=2), "- training: Additional properties are not allowed ('max_epoch' was unexpected)"),
-        (lambda c: c["datasets"]["tiny_userbehavior"]["training"].update(max_epoch=2),
-         "- datasets.tiny_userbehavior.training: Additional properties are not allowed ('max_epoch' was unexpected)"),
-        (lambda c: c["models"]["autoint"]["training"].update(max_epoch=2),
-         "- models.autoint.training: Additional properties are not allowed ('max_epoch' was unexpected)"),
-        (lambda c: c["training"]["optimizer"]["dense"].update(weight_decy=0.1),
-         "- training.optimizer.dense: Additional properties are not allowed ('weight_decy' was unexpected)"),
+        (
+            lambda c: c["training"].update(max_epoch=2),
+            "- training: Additional properties are not allowed ('max_epoch' was unexpected)",
+        ),
+        (
+            lambda c: c["datasets"]["tiny_userbehavior"]["training"].update(max_epoch=2),
+            "- datasets.tiny_userbehavior.training: Additional properties are not allowed ('max_epoch' was unexpected)",
+        ),
+        (
+            lambda c: c["models"]["autoint"]["training"].update(max_epoch=2),
+            "- models.autoint.training: Additional properties are not allowed ('max_epoch' was unexpected)",
+        ),
+        (
+            lambda c: c["training"]["optimizer"]["dense"].update(weight_decy=0.1),
+            "- training.optimizer.dense: Additional properties are not allowed ('weight_decy' was unexpected)",
+        ),
         # what data-parallel training cannot do is refused before any job
-        (lambda c: c["models"]["deepfm"]["training"].update(distributed={"processes": 3}),
-         "models.deepfm on dataset 'tiny_criteo': batch_size 256 does not split evenly over distributed.processes=3"),
-        (lambda c: c["models"]["dcnv2"].update(training={"device": "cuda", "distributed": {"processes": 2}}),
-         "sparse embedding gradients cannot be all-reduced by NCCL"),
+        (
+            lambda c: c["models"]["deepfm"]["training"].update(distributed={"processes": 3}),
+            "models.deepfm on dataset 'tiny_criteo': batch_size 256 does not split evenly over distributed.processes=3",
+        ),
+        (
+            lambda c: c["models"]["dcnv2"].update(training={"device": "cuda", "distributed": {"processes": 2}}),
+            "sparse embedding gradients cannot be all-reduced by NCCL",
+        ),
         (lambda c: c["training"].update(precision="fp16"), "'fp16' is not one of ['fp32', 'bf16']"),
-        (lambda c: c["models"]["dcnv2"].update(training={"history_max_len": {"history": 100}}),
-         "models.dcnv2 on dataset 'tiny_criteo': training.history_max_len names ['history'], but this dataset's histories"),
+        (
+            lambda c: c["models"]["dcnv2"].update(training={"history_max_len": {"history": 100}}),
+            "models.dcnv2 on dataset 'tiny_criteo': training.history_max_len names ['history'], but this dataset's histories",
+        ),
         # a group the dataset's options do not make (KuaiRand makes one per configured behaviour)
-        (lambda c: (c["datasets"].update(kr={"format": "kuairand", "synthetic": {"rows": 500}, "history": {"behaviors": ["click"]},
-                                             "models": ["dcnv2"], "training": {"history_max_len": {"like": 5}}}),
-                    c["benchmark"]["datasets"].append("kr")),
-         "models.dcnv2 on dataset 'kr': training.history_max_len names ['like'], but this dataset's histories stored by reference are ['click']"),
+        (
+            lambda c: (
+                c["datasets"].update(
+                    kr={
+                        "format": "kuairand",
+                        "synthetic": {"rows": 500},
+                        "history": {"behaviors": ["click"]},
+                        "models": ["dcnv2"],
+                        "training": {"history_max_len": {"like": 5}},
+                    }
+                ),
+                c["benchmark"]["datasets"].append("kr"),
+            ),
+            "models.dcnv2 on dataset 'kr': training.history_max_len names ['like'], but this dataset's histories stored by reference are ['click']",
+        ),
     ],
-    ids=["unknown-arch", "unknown-model", "unknown-dataset", "unknown-param", "wrong-type", "missing-path",
-         "splits-over-one", "splits-mixed", "reserved-name", "sequence-model-on-flat-data", "time-split-with-fractions",
-         "unknown-dataset-model", "empty-history", "taobao-ad-file-not-directory", "key-of-another-format",
-         "dataset-training-override-checked", "training-typo", "dataset-training-typo", "model-training-typo",
-         "optimizer-typo", "ddp-batch-not-divisible", "ddp-sparse-on-nccl", "unknown-precision", "history-length-on-flat-data",
-         "history-length-of-a-group-not-made"],
+    ids=[
+        "unknown-arch",
+        "unknown-model",
+        "unknown-dataset",
+        "unknown-param",
+        "wrong-type",
+        "missing-path",
+        "splits-over-one",
+        "splits-mixed",
+        "reserved-name",
+        "sequence-model-on-flat-data",
+        "time-split-with-fractions",
+        "unknown-dataset-model",
+        "empty-history",
+        "taobao-ad-file-not-directory",
+        "key-of-another-format",
+        "dataset-training-override-checked",
+        "training-typo",
+        "dataset-training-typo",
+        "model-training-typo",
+        "optimizer-typo",
+        "ddp-batch-not-divisible",
+        "ddp-sparse-on-nccl",
+        "unknown-precision",
+        "history-length-on-flat-data",
+        "history-length-of-a-group-not-made",
+    ],
 )
 def test_config_errors_are_reported_before_any_job(tmp_path, change, message):
     work = workflow_copy(tmp_path)
@@ -198,7 +281,9 @@ def test_presets_plan_every_model_on_a_sample(tmp_path, preset):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     jobs = planned_jobs(run.stdout + run.stderr)
     (dataset,) = config["benchmark"]["datasets"]
-    assert {m for rule, w in jobs if rule == "train" for m in re.findall(r"model=(\w+)", w)} == set(config["benchmark"]["models"])
+    assert {m for rule, w in jobs if rule == "train" for m in re.findall(r"model=(\w+)", w)} == set(
+        config["benchmark"]["models"]
+    )
     assert ("preprocess", f"dataset={dataset}") in jobs and not any(rule == "generate_synthetic" for rule, _ in jobs)
 
 
@@ -213,7 +298,10 @@ def test_tiny_run_end_to_end_renders_every_model(tmp_path):
     gold_hashes = set()
     for model in MODELS:
         gold = json.loads((results / "tiny_criteo" / model / "gold_eval.json").read_text())
-        assert gold["rows"] == json.loads((results / "tiny_criteo/data/manifest.json").read_text())["splits"]["gold"]["rows"]
+        assert (
+            gold["rows"]
+            == json.loads((results / "tiny_criteo/data/manifest.json").read_text())["splits"]["gold"]["rows"]
+        )
         assert 0.0 <= gold["tasks"]["label"]["auc"] <= 1.0
         if model in ("dcnv2", "deepfm"):  # the fast learners pick up the planted signal even from 6k rows
             assert gold["tasks"]["label"]["auc"] > 0.65
@@ -235,7 +323,9 @@ def test_tiny_run_end_to_end_renders_every_model(tmp_path):
         assert gold["rows"] == manifest["splits"]["gold"]["rows"]
         assert 0.0 <= gold["tasks"]["label"]["gauc"] <= 1.0 and f"{gold['tasks']['label']['gauc']:.4f}" in html
     for model in ("mamba4rec", "mdaf_mamba"):
-        assert json.loads((sequence / model / "train_metrics.json").read_text())["model_info"]["mamba_backend"] == "torch"
+        assert (
+            json.loads((sequence / model / "train_metrics.json").read_text())["model_info"]["mamba_backend"] == "torch"
+        )
     (gate_output,) = json.loads((sequence / "mdaf_mamba" / "gold_eval.json").read_text())["extra_outputs"]
     gate = gate_output["summary"]
     assert 0 < gate["mean"] < 1 and sum(gate["histogram"]["counts"]) == manifest["splits"]["gold"]["rows"]
@@ -253,19 +343,31 @@ def test_tiny_run_end_to_end_renders_every_model(tmp_path):
     plan = snakemake(work, "-n", "results/report.html", config=changed)
     assert plan.returncode == 0, plan.stderr[-2000:]
     model_wildcards = "dataset=tiny_criteo, model=dcnv2"
-    assert planned_jobs(plan.stdout + plan.stderr) == {("train", model_wildcards), ("gold_eval", model_wildcards), ("report", "")}
+    assert planned_jobs(plan.stdout + plan.stderr) == {
+        ("train", model_wildcards),
+        ("gold_eval", model_wildcards),
+        ("report", ""),
+    }
 
     # a dataset's model list is not part of its data or of its other models' settings: adding a model
     # (and a published reference) trains just that one, reprocessing nothing
     def add_model(c):
         c["models"]["bst_wide"] = {"arch": "bst", "params": {"embedding_dim": 12, "num_heads": 2, "mlp_hidden": [16]}}
         c["datasets"]["tiny_userbehavior"]["models"].append("bst_wide")
-        c["datasets"]["tiny_userbehavior"]["reference"] = {"metric": "valid_auc", "source": "a paper", "values": {"bst": 0.7}}
+        c["datasets"]["tiny_userbehavior"]["reference"] = {
+            "metric": "valid_auc",
+            "source": "a paper",
+            "values": {"bst": 0.7},
+        }
 
     plan = snakemake(work, "-n", "results/report.html", config=with_changes(TINY_SEQUENCE_CONFIG, add_model))
     assert plan.returncode == 0, plan.stderr[-2000:]
     model_wildcards = "dataset=tiny_userbehavior, model=bst_wide"
-    assert planned_jobs(plan.stdout + plan.stderr) == {("train", model_wildcards), ("gold_eval", model_wildcards), ("report", "")}
+    assert planned_jobs(plan.stdout + plan.stderr) == {
+        ("train", model_wildcards),
+        ("gold_eval", model_wildcards),
+        ("report", ""),
+    }
 
 
 @pytest.mark.slow
@@ -274,8 +376,11 @@ def test_a_failing_model_is_retried_others_finish_and_the_partial_report_names_i
 
     def add_broken_model(config):
         # an absurd embedding learning rate makes training diverge: a real failure, deterministic
-        config["models"]["broken"] = {"arch": "deepfm", "params": {"embedding_dim": 4, "mlp_hidden": [8]},
-                                      "training": {"optimizer": {"embedding": {"name": "sgd", "lr": 1.0e9}}}}
+        config["models"]["broken"] = {
+            "arch": "deepfm",
+            "params": {"embedding_dim": 4, "mlp_hidden": [8]},
+            "training": {"optimizer": {"embedding": {"name": "sgd", "lr": 1.0e9}}},
+        }
         config["benchmark"]["models"] = ["dcnv2", "broken"]
         config["resources"]["train"]["retries"] = 1
 
@@ -296,3 +401,35 @@ def test_a_failing_model_is_retried_others_finish_and_the_partial_report_names_i
     assert f"{dcnv2_auc:.4f}" in html
     assert re.search(r"Missing models.*broken", html, flags=re.DOTALL)
 
+
+@pytest.mark.slow
+def test_a_multi_task_run_renders_every_model_and_task(tmp_path):
+    """The multi-task family end to end on synthetic KuaiRand: one column group per task, their means, a chart per
+    task, and every model's gold record per task (with each task's own AUC and gAUC)."""
+    tasks = ["is_click", "is_like", "long_view"]
+    models = ["dcnv2", "mmoe", "ple", "infnet"]
+
+    def change(config):
+        config["benchmark"] = {"datasets": ["tiny_kuairand"], "models": models}
+        config["datasets"] = {"tiny_kuairand": {
+            "format": "kuairand", "synthetic": {"rows": 6000, "seed": 2}, "tasks": tasks,
+            "history": {"behaviors": ["click", "like"], "max_len": 6}, "time_split": {"valid_days": 2, "gold_days": 2},
+        }}  # fmt: skip
+        config["models"].update({
+            "mmoe": {"arch": "mmoe", "params": {"embedding_dim": 4, "num_experts": 2, "expert_hidden": [8], "tower_hidden": [8]}},
+            "ple": {"arch": "ple", "params": {"embedding_dim": 4, "num_levels": 1, "expert_hidden": [8], "tower_hidden": [8]}},
+            "infnet": {"arch": "infnet", "params": {"embedding_dim": 8, "num_blocks": 1, "head_hidden": [8]}},
+        })  # fmt: skip
+
+    work = workflow_copy(tmp_path)
+    run = snakemake(work, "results/report.html", config=with_changes(TINY_CONFIG, change))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    for model in models:
+        gold = json.loads((work / "results/tiny_kuairand" / model / "gold_eval.json").read_text())
+        assert list(gold["tasks"]) == tasks and all(gold["tasks"][t]["auc"] is not None for t in tasks)
+    html = (work / "results/report.html").read_text()
+    assert re.findall(r'data-group="([^"]*)"', html) == [*tasks, "mean over tasks", ""]
+    assert html.count('class="task-chart"') == len(tasks)
+    for model in models:
+        assert f'data-model="{model}"' in html
+    assert "label rates is_click" in html

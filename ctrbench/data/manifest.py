@@ -84,8 +84,8 @@ class DataManifest(VersionedRecord):
     version: Literal[1] = MANIFEST_VERSION
     dataset: str
     format: str
-    inputs: dict[str, InputFile]  # "raw" for one-file formats; per split file otherwise
-    options: dict  # every setting the outputs depend on (speed knobs that change no byte are left out)
+    inputs: dict[str, InputFile]  # "raw" for one-file formats; per split (TaobaoAd, AliExpress) or file name (KuaiRand)
+    options: dict  # the format's options, then the layout knobs the run used (block and row-group sizes, compression)
     rows: RowCounts
     bad_rows: dict[str, int]  # by kind, every kind of the format listed
     bad_row_examples: list[str]

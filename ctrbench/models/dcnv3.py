@@ -129,7 +129,7 @@ class DCNv3(CTRModel):
         self.detach_loss_weights = detach_loss_weights
         self.embedding = MultiHeadFeatureEmbedding(feature_map, embedding_dim, num_heads, sparse=sparse_embeddings)
         width = self.embedding.num_fields * embedding_dim
-        kw = dict(layer_norm=layer_norm, dropout=dropout)
+        kw = {"layer_norm": layer_norm, "dropout": dropout}
         self.lcn = LinearCrossNetwork(width, num_lcn_layers, feature_map.num_tasks, **kw)
         self.ecn = ExponentialCrossNetwork(width, num_ecn_layers, feature_map.num_tasks, **kw)
 

@@ -124,8 +124,9 @@ class TaskHeads(nn.Module):
 
 def behaviour_fields(feature_map: FeatureMap) -> list[tuple[str, list[tuple[str, str]]]]:
     """Per sequence group (one behaviour), its (sequence feature, shared categorical field) pairs; a group's
-    timestamp feature is not an id and is left out. Raises where a feature shares no categorical table."""
-    categorical = {f.name for f in feature_map.categorical}
+    timestamp feature is not an id and is left out. Raises where a feature shares no categorical table, or one
+    smaller than its own vocabulary."""
+    categorical = {f.name: f for f in feature_map.categorical}
     behaviours = []
     for group in feature_map.sequence_groups:
         pairs = []
@@ -136,6 +137,11 @@ def behaviour_fields(feature_map: FeatureMap) -> list[tuple[str, list[tuple[str,
                 raise ValueError(
                     f"sequence {f.name!r} of {feature_map.dataset!r} must share the vocabulary of a categorical "
                     f"target field (shares_vocab_with is {f.shares_vocab_with!r}): INFNet embeds events with the target tables"
+                )
+            if f.vocab_size > categorical[f.shares_vocab_with].vocab_size:  # its ids would read another field's rows
+                raise ValueError(
+                    f"sequence {f.name!r} of {feature_map.dataset!r} has vocab_size {f.vocab_size}, larger than that of "
+                    f"{f.shares_vocab_with!r} ({categorical[f.shares_vocab_with].vocab_size}) whose table it shares"
                 )
             pairs.append((f.name, f.shares_vocab_with))
         if pairs:

@@ -220,7 +220,7 @@ class FeedForward(nn.Sequential):
     """Position-wise FFN: ``Linear(d -> multiplier*d) -> activation -> Dropout -> Linear(-> d)``."""
 
     def __init__(self, d: int, *, multiplier: float = 4.0, activation_name: str = "gelu", dropout: float = 0.0):
-        hidden = int(round(d * multiplier))
+        hidden = round(d * multiplier)
         super().__init__(nn.Linear(d, hidden), activation(activation_name), nn.Dropout(dropout), nn.Linear(hidden, d))
 
 

@@ -17,6 +17,7 @@ from ctrbench.models.registry import register
 # (128, 64), tower_hidden (128, 64), ReLU, dropout 0, no batch norm, Adam lr 1e-3, embedding_regularizer 1e-6,
 # batch 128. Multitask-Recommendation-Library (AliExpress): embedding 128, 2 levels of one-layer experts (512,
 # then 256), 4 shared and 4 specific experts per level, linear gates, towers (128, 64), dropout 0.2, batch norm.
+# (Every level here has the same expert_hidden: that library's per-level widths are not expressible.)
 
 
 @register

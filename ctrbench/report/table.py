@@ -116,8 +116,10 @@ def section_columns(tasks: Sequence[str], references: Sequence[dict] = ()) -> li
     cost columns; each reference column right after the column it is compared to."""
     means = mean_columns() if len(tasks) > 1 else []
     columns = [column for task in tasks for column in task_columns(task)] + means + list(COST_COLUMNS)
-    for reference in references:
-        key = f"{reference.get('task') or tasks[0]}:{reference['metric']}"
+    keys = [f"{reference.get('task') or tasks[0]}:{reference['metric']}" for reference in references]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"two references of one task and metric: {keys}")
+    for reference, key in zip(references, keys):
         index = next((i for i, column in enumerate(columns) if column.key == key), None)
         if index is None:
             raise ValueError(
@@ -203,7 +205,8 @@ def check_references(references: dict[str, dict | list[dict]] | None) -> dict[st
         for i, reference in enumerate(given if isinstance(given, list) else [given]):
             where = f"references[{dataset!r}]" + (f"[{i}]" if isinstance(given, list) else "")
             checked[str(dataset)].append(_checked_reference(reference, where))
-        compared = [(r["task"], r["metric"]) for r in checked[str(dataset)]]
+        # (one without a task is of the dataset's first task, which only the results name: section_columns checks that)
+        compared = [(r["task"] or "", r["metric"]) for r in checked[str(dataset)]]
         if len(set(compared)) != len(compared):
             raise ValueError(f"references[{dataset!r}]: two references of one task and metric: {compared}")
     return checked

@@ -16,6 +16,6 @@ FORMAT = DatasetFormat(
     name="aliexpress",
     options=OPTIONS,
     preprocess=preprocess_aliexpress,
-    write_synthetic=write_synthetic_aliexpress,  # writes the directory (rule generate_synthetic_directory)
+    write_synthetic=write_synthetic_aliexpress,  # writes the directory (rule generate_synthetic: results/<dataset>/raw/)
     directory_files=(DirectoryFile(SPLIT_FILES["train"]), DirectoryFile(SPLIT_FILES["gold"])),
 )

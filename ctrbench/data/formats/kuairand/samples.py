@@ -127,7 +127,7 @@ class SampleWriter:
             chosen = np.flatnonzero(split == s)
             if not len(chosen):
                 continue
-            if chosen[-1] - chosen[0] + 1 == len(chosen):  # the usual case: the logs are in time order
+            if chosen[-1] - chosen[0] + 1 == len(chosen):  # contiguous rows: a slice, no copy
                 chosen = slice(int(chosen[0]), int(chosen[-1]) + 1)
             self.writers[name].add(ColumnBlock(self.schema, {f.name: rows[f.name][chosen] for f in self.schema}))
 
