@@ -328,3 +328,13 @@ def test_the_synthetic_directory_goes_through_the_same_reader(tmp_path):
         assert sum(s["task_positives"][task] for s in m["splits"].values()) == round(facts["rates"][task] * 3000)
     compared = check_histories(out, Reference(raw), ["click", "like", "long_view"], ["video_id", "author_id"], 50)
     assert compared > 1000
+
+
+def test_without_statistics_no_video_is_counted_as_missing_them(release, tmp_path):
+    """``statistics: []`` reads no statistic: the manifest must not report every video and exposure as lacking one."""
+    m = run(release, tmp_path / "out", statistics=[])
+    assert "without_statistics" not in m["details"]["videos"]
+    assert "video_statistic" not in m["details"]["exposures_without"]
+    assert not [f for f in FeatureMap.load(tmp_path / "out" / "feature_map.json").features if f.name.startswith("stat_")]
+    counted = run(release, tmp_path / "with")
+    assert "without_statistics" in counted["details"]["videos"] and "video_statistic" in counted["details"]["exposures_without"]

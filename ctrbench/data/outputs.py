@@ -26,6 +26,7 @@ from ctrbench.results import write_record
 
 # parquet layout of the processed splits, shared by the formats' writers
 ROW_GROUP_ROWS = 1 << 17
+EVENT_ROW_GROUP_ROWS = 1 << 20  # the event table of histories by reference: a few int32 ids per event
 COMPRESSION = "zstd"
 # distinct ids per hashed field are counted with one bool per id; above this many bins it is not "cheap"
 MAX_DISTINCT_BINS = 1 << 24

@@ -103,6 +103,10 @@ def manifest(
     staged: StagedOutputs,
 ) -> DataManifest:
     """The run's record: inputs, options, rows, bad rows, splits, outputs, versions, and the KuaiRand facts."""
+    def statistics_unmatched(key: str, count: int) -> dict:
+        """Counted only where statistics are read: with ``statistics: []`` no video has any, and none is missing."""
+        return {key: count} if options["statistics"] else {}
+
     input_hash = options["input_hash"]
     inputs = {r.path.name: _input(r, input_hash, r.row_id_offset) for r in logs}
     inputs |= {r.path.name: _input(r, input_hash) for records in sides.values() for r in records}
@@ -133,10 +137,11 @@ def manifest(
             "videos": {
                 "in_logs": videos,
                 "without_basic_features": videos - int(features.basic_found[1:].sum()),
-                "without_statistics": videos - int(features.statistic_found[1:].sum()),
+                **statistics_unmatched("without_statistics", videos - int(features.statistic_found[1:].sum())),
             },
             # exposures whose user or video got missing-feature ids (not an error)
-            "exposures_without": dict(samples.unmatched),
+            "exposures_without": {k: v for k, v in samples.unmatched.items() if k != "video_statistic"}
+            | statistics_unmatched("video_statistic", samples.unmatched["video_statistic"]),
             "feature_rows_read": {kind: sum(r.rows for r in records) for kind, records in sides.items()},
             "vocab_sizes": features.sizes,
         },

@@ -29,11 +29,10 @@ from ctrbench.data.formats.kuairand.events import LoggedEvents
 from ctrbench.data.formats.kuairand.features import FeatureTables
 from ctrbench.data.formats.kuairand.layout import BEHAVIOR_LABELS, BEIJING_OFFSET_MS
 from ctrbench.data.formats.kuairand.vocab import local_ids
-from ctrbench.data.outputs import SplitWriter
+from ctrbench.data.outputs import EVENT_ROW_GROUP_ROWS, SplitWriter
 from ctrbench.data.schema import ROW_ID
 from ctrbench.data.splits import SPLITS
 
-EVENT_ROW_GROUP_ROWS = 1 << 20
 CHUNK_ROWS = 1 << 16  # sample rows built at a time: ~50 columns each, so memory stays a few MB per chunk
 HOUR_MS = 3_600_000
 
@@ -188,4 +187,4 @@ class SampleWriter:
         return {name: w.rows for name, w in self.writers.items()}
 
 
-__all__ = ["EVENT_ROW_GROUP_ROWS", "SampleWriter", "sample_schema"]
+__all__ = ["SampleWriter", "sample_schema"]

@@ -19,12 +19,12 @@ import pyarrow.parquet as pq
 from ctrbench.data.buckets import read_bucket
 from ctrbench.data.formats.taobao_userbehavior.reader import UserBehaviorBlock
 from ctrbench.data.formats.taobao_userbehavior.vocab import NegativeSampler, Vocab
+from ctrbench.data.outputs import EVENT_ROW_GROUP_ROWS
 from ctrbench.data.schema import ROW_ID
 from ctrbench.data.splits import SPLITS
 
 ROW_GROUP_ROWS = 1 << 16  # rows are ~440 bytes wide (two 50-id histories): ~28 MB per row group
 TARGET_CHUNK = 1 << 15  # targets per chunk of output rows
-EVENT_ROW_GROUP_ROWS = 1 << 20  # the event table: two int32 ids per event (8 MB per row group)
 ROW_ID_FORMULA = "source_line * (1 + negatives) + k; k = 0 for the positive, 1..negatives for its sampled negatives"
 
 

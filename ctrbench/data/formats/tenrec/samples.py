@@ -29,11 +29,10 @@ import pyarrow.parquet as pq
 
 from ctrbench.data.blocks import ColumnBlock
 from ctrbench.data.formats.tenrec.reader import BEHAVIORS, CODES, MISSING, PLAYS
-from ctrbench.data.outputs import SplitWriter
+from ctrbench.data.outputs import EVENT_ROW_GROUP_ROWS, SplitWriter
 from ctrbench.data.schema import MISSING_ID, ROW_ID
 from ctrbench.data.splits import SPLITS
 
-EVENT_ROW_GROUP_ROWS = 1 << 20
 OUTPUT_CHUNK_ROWS = 1 << 16  # rows turned into output columns at a time (memory: the bucket's raw columns, not 3x)
 CATEGORICAL = ["user_id", "item_id", *CODES]  # every one a feature, ids from ``Vocab``
 _ROUNDING_SLACK = 1e-9  # n * share lands a hair below .5 in binary (0.15 * 10): round those halves up too
