@@ -33,12 +33,14 @@ class ResultError(ValueError):
     """A result file that this ctrbench cannot read: wrong kind, another version, or a malformed record."""
 
 
-class _Record(BaseModel):
+class StrictRecord(BaseModel):
+    """The base of every record: a field is required, typed and known, or the record is refused."""
+
     # strict: no coercion ("3" is not an int, True not a float); no NaN or infinity: an undefined metric is None
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
-class TaskMetrics(_Record):
+class TaskMetrics(StrictRecord):
     logloss: float | None
     auc: float | None  # None when the split holds one class of this task
     accuracy: float | None
@@ -47,7 +49,7 @@ class TaskMetrics(_Record):
     label_rate: float | None
 
 
-class EpochRecord(_Record):
+class EpochRecord(StrictRecord):
     epoch: int
     train_loss: float  # weighted task loss, mean over the epoch's steps and processes
     valid: dict[str, TaskMetrics]
@@ -58,7 +60,7 @@ class EpochRecord(_Record):
     samples_per_s: float
 
 
-class GroupCost(_Record):
+class GroupCost(StrictRecord):
     params: int
     bytes: int
     trainable: bool
@@ -66,7 +68,7 @@ class GroupCost(_Record):
     optimizer_state_bytes: int
 
 
-class Cost(_Record):
+class Cost(StrictRecord):
     parameter_groups: dict[str, GroupCost]  # embedding, dense, frozen and any group a model declares
     optimizer_state_bytes: int
     sparse_embeddings: bool
@@ -85,13 +87,13 @@ class Cost(_Record):
         return sum(g.params for g in self.parameter_groups.values() if trainable is None or g.trainable == trainable)
 
 
-class Provenance(_Record):
+class Provenance(StrictRecord):
     packages: dict[str, str]
     git_commit: str | None
     host: str
 
 
-class VersionedRecord(_Record):
+class VersionedRecord(StrictRecord):
     """A record file: its ``kind`` names what it is, its ``version`` the layout; ``read_record`` checks both."""
 
     kind: str
@@ -127,7 +129,7 @@ class TrainRecord(_Result):
     provenance: Provenance
 
 
-class Histogram(_Record):
+class Histogram(StrictRecord):
     edges: list[float]  # increasing, one more than counts
     counts: list[int]
     below: int  # values under the first edge
@@ -144,7 +146,7 @@ class Histogram(_Record):
         return self
 
 
-class Quantiles(_Record):
+class Quantiles(StrictRecord):
     p05: float
     p25: float
     p50: float
@@ -152,7 +154,7 @@ class Quantiles(_Record):
     p95: float
 
 
-class Distribution(_Record):
+class Distribution(StrictRecord):
     """``metrics.distribution_summary`` of a sample of values."""
 
     count: int
@@ -164,7 +166,7 @@ class Distribution(_Record):
     histogram: Histogram
 
 
-class ExtraOutput(_Record):
+class ExtraOutput(StrictRecord):
     """A model's extra per-sample output on the gold set, summarised as the model describes it."""
 
     key: str

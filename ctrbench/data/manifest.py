@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar, Literal
 
-from ctrbench.results import VersionedRecord, _Record
+from ctrbench.results import StrictRecord, VersionedRecord
 
 MANIFEST_VERSION = 1
 
 
-class InputFile(_Record):
+class InputFile(StrictRecord):
     path: str
     bytes: int
     hash: Literal["sha256", "size+mtime"]  # how the file is identified (raw_input.INPUT_HASHES)
@@ -28,13 +28,13 @@ class InputFile(_Record):
     row_id_offset: int = 0  # row ids of this file's lines start here (formats with one file per split)
 
 
-class RowCounts(_Record):
+class RowCounts(StrictRecord):
     read: int  # data lines read
     written: int  # rows in the splits
     bad: int  # bad rows skipped (bad_rows)
 
 
-class SplitSummary(_Record):
+class SplitSummary(StrictRecord):
     rows: int
     positives: int  # of the first task
     label_rate: float | None  # None for an empty split
@@ -61,7 +61,7 @@ class SplitSummary(_Record):
         )
 
 
-class SplitTimes(_Record):
+class SplitTimes(StrictRecord):
     """Where splits are cut by time: local ISO 8601 moments. train = [first_event, valid_start), valid =
     [valid_start, gold_start), gold = [gold_start, last_event]."""
 
@@ -71,7 +71,7 @@ class SplitTimes(_Record):
     last_event: str
 
 
-class OutputFile(_Record):
+class OutputFile(StrictRecord):
     path: str  # relative to the manifest's folder
     bytes: int
     sha256: str
