@@ -131,18 +131,28 @@ def check_config(config: dict) -> None:
             problems.append(f"datasets.{name}.path: {problem}")
         if "synthetic" in dataset and dataset_format.write_synthetic is None:
             problems.append(f"datasets.{name}: format {dataset['format']!r} has no synthetic generator; give a path")
+        groups: tuple[str, ...] = ()
         try:
             options = dataset_format.options.resolve(dataset_format.options.of_entry(dataset))
             problems += [f"datasets.{name}.{problem}" for problem in dataset_format.option_problems(options)]
+            groups = dataset_format.history_groups(options)
         except OptionsError as error:
             problems.append(f"datasets.{name}: {error}")
         if name in config["benchmark"]["datasets"]:
             for model in dataset_models(config, name):
                 arch = config["models"].get(model, {}).get("arch")
-                if arch in MODELS and MODELS[arch].needs_sequences and not dataset_format.has_sequences:
+                if arch not in MODELS or not MODELS[arch].needs_sequences:
+                    continue
+                if not dataset_format.has_sequences:
                     problems.append(
                         f"models.{model} ({arch}) reads behaviour sequences, but dataset {name!r} "
                         f"(format {dataset['format']}) has none; list it under another dataset's models"
+                    )
+                elif len(groups) > 1:  # the behaviour-sequence models read one group of aligned events
+                    problems.append(
+                        f"models.{model} ({arch}) reads one behaviour history, but dataset {name!r} has "
+                        f"{len(groups)} ({', '.join(groups)}); the multi-task models read them all, or set "
+                        "history.behaviors to one behaviour"
                     )
 
     for kind in ("datasets", "models"):
