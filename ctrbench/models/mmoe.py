@@ -23,6 +23,7 @@ class MMoE(MultiTaskModel):
     ``[B, T, E]``. An empty ``gate_hidden`` is the paper's linear gate; FuxiCTR's default puts an MLP before it."""
 
     arch = "mmoe"
+    one_gate = False  # OMoE: one gate for every task
 
     def __init__(
         self,
@@ -45,11 +46,14 @@ class MMoE(MultiTaskModel):
             embedding_init_std=embedding_init_std,
         )
         self.moe = MixtureOfExperts(
-            self.inputs.output_dim, num_experts, expert_hidden, num_gates=feature_map.num_tasks,
+            self.inputs.output_dim, num_experts, expert_hidden, num_gates=1 if self.one_gate else feature_map.num_tasks,
             gate_hidden=gate_hidden, dropout=dropout, batch_norm=batch_norm,
         )  # fmt: skip
         self.towers = self.make_towers(self.moe.output_dim, tower_hidden, dropout, batch_norm)
 
     def represent(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        mixtures, gates = self.moe(x)  # [B, T, H], [B, T, E]
+        mixtures, gates = self.moe(x)  # [B, T, H], [B, T, E] (one gate: [B, 1, H], [B, 1, E])
+        if self.one_gate:
+            tasks = self.feature_map.num_tasks
+            return mixtures.squeeze(1), {"gates": gates.expand(-1, tasks, -1)}
         return mixtures, {"gates": gates}
