@@ -148,11 +148,18 @@ def check_config(config: dict) -> None:
                         f"models.{model} ({arch}) reads behaviour sequences, but dataset {name!r} "
                         f"(format {dataset['format']}) has none; list it under another dataset's models"
                     )
-                elif len(groups) > 1:  # the behaviour-sequence models read one group of aligned events
+                    continue
+                chosen = config["models"][model].get("params", {}).get("history_group")
+                if chosen is not None and chosen not in groups:
+                    problems.append(
+                        f"models.{model} ({arch}): history_group {chosen!r} is not a history of dataset {name!r} "
+                        f"({', '.join(groups) or 'none stored by reference'})"
+                    )
+                elif chosen is None and len(groups) > 1:  # the behaviour-sequence models read one group of aligned events
                     problems.append(
                         f"models.{model} ({arch}) reads one behaviour history, but dataset {name!r} has "
-                        f"{len(groups)} ({', '.join(groups)}); the multi-task models read them all, or set "
-                        "history.behaviors to one behaviour"
+                        f"{len(groups)} ({', '.join(groups)}); choose one with the model's history_group (if it "
+                        "takes one), list it under another dataset, or set history.behaviors to one behaviour"
                     )
 
     for kind in ("datasets", "models"):

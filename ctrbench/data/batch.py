@@ -2,7 +2,8 @@
 
 Histories stored by reference (``SequenceGroup.storage == "events"``) are gathered here, per batch:
 the most recent ``max_len`` events before each row's ``end`` (and not before its ``start``) from the
-dataset's ``EventTable``, with one ``[B, max_len]`` index gather per feature.
+dataset's ``EventTable``, with one ``[B, max_len]`` index gather per feature. A group with times also gets
+each event's time gap to its row (``Batch.time_gaps``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import torch
 
 from ctrbench.data.schema import EVENTS_FILE, MISSING_ID, FeatureMap
 
+TIME_KEY = "\0time"  # the gathered event times, under a key no feature can have
+
 
 class EventTable:
     """The event columns of a dataset's by-reference histories, as int32 tensors (one row per event)."""
@@ -27,18 +30,20 @@ class EventTable:
 
     def gather(
         self, sources: dict[str, str], start: torch.Tensor, end: torch.Tensor, max_len: int
-    ) -> dict[str, torch.Tensor]:
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """``{feature: [B, max_len] int64}`` for ``sources`` (feature -> event column): the events
         ``end - max_len .. end - 1`` of each column, oldest first, ``MISSING_ID`` where that lies before ``start`` (a
-        shorter history: left padding). The positions are computed once for the group's columns."""
-        if len(self.columns[next(iter(sources.values()))]) == 0:  # no user has a history event: every history is empty
-            return {name: torch.full((len(end), max_len), MISSING_ID, dtype=torch.long) for name in sources}
+        shorter history: left padding); and ``known [B, max_len]``, True on real events. The positions are
+        computed once for the group's columns."""
         positions = end.unsqueeze(1) + torch.arange(-max_len, 0, dtype=end.dtype)  # [B, L]
         known = positions >= start.unsqueeze(1)
+        if len(self.columns[next(iter(sources.values()))]) == 0:  # no user has a history event: every history is empty
+            return {name: torch.full((len(end), max_len), MISSING_ID, dtype=torch.long) for name in sources}, known
         index = positions.clamp(min=0)
-        return {
+        gathered = {
             name: torch.where(known, self.columns[column][index], MISSING_ID).long() for name, column in sources.items()
         }
+        return gathered, known
 
     @classmethod
     def beside(cls, split_path: str | Path, feature_map: FeatureMap) -> EventTable | None:
@@ -68,6 +73,9 @@ class Batch:
     dense: torch.Tensor | None = None  # [B, n_dense] float32
     sequences: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [B, max_len] int64
     group: torch.Tensor | None = None  # [B] int64, for per-group metrics
+    # sequence group -> [B, max_len] int64: seconds from each event to the row's time (>= 0), 0 on padding;
+    # only groups with times (SequenceGroup.timestamp)
+    time_gaps: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.labels.shape[0]
@@ -81,6 +89,7 @@ class Batch:
             dense=move(self.dense),
             sequences={k: move(v) for k, v in self.sequences.items()},
             group=move(self.group),
+            time_gaps={k: move(v) for k, v in self.time_gaps.items()},
         )
 
 
@@ -138,6 +147,9 @@ class TensorDataset:
             for g in fm.sequence_groups
             if g.by_reference
         }
+        self.row_times = {
+            g.name: torch.from_numpy(np.array(columns[g.row_time], dtype=np.int64)) for g in fm.sequence_groups if g.row_time
+        }
         if self.bounds and events is None:
             raise ValueError(f"dataset {fm.dataset!r} stores histories by reference: its EventTable is needed")
         # np.array copies: arrow's buffers are read-only, which torch.from_numpy warns about
@@ -151,9 +163,17 @@ class TensorDataset:
         cat = take(self.categorical)
         sequences = {k: v[index].long() for k, v in self.sequences.items()}
         fm = self.feature_map
+        time_gaps = {}
         for group, (start, end) in self.bounds.items():
+            spec = fm.sequence_group(group)
             sources = {f.name: f.event_source for f in fm.sequences_of(group)}
-            sequences |= self.events.gather(sources, start[index], end[index], fm.sequence_group(group).max_len)
+            if spec.timestamp:
+                sources[TIME_KEY] = spec.timestamp
+            gathered, known = self.events.gather(sources, start[index], end[index], spec.max_len)
+            if spec.timestamp:
+                gap = self.row_times[group][index].unsqueeze(1) - gathered.pop(TIME_KEY)
+                time_gaps[group] = torch.where(known, gap.clamp(min=0), 0)
+            sequences |= gathered
         return Batch(
             labels=self.labels[index],
             label_mask=take(self.label_mask),
@@ -161,6 +181,7 @@ class TensorDataset:
             dense=take(self.dense),
             sequences=sequences,
             group=take(self.group),
+            time_gaps=time_gaps,
         )
 
     def iter_batches(self, batch_size: int):

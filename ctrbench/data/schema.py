@@ -11,8 +11,10 @@ Every feature is of one kind, so flat, sequence and multi-task datasets fit one 
 
 A **sequence group** is a set of aligned sequence features (item, category, behaviour, time of the
 same events) with its own ``max_len``; a row may have several groups of different lengths (one per
-behaviour type). A group may name a ``timestamp`` feature holding each event's time, so models can
-compute time gaps to the target. A group's histories are stored in one of two ways (``storage``):
+behaviour type). A group stored by reference may carry times: ``timestamp`` names the event-table column
+holding each event's time and ``row_time`` the split column holding the row's (both unix seconds), and the
+loader hands models each event's time gap to its row (``Batch.time_gaps``). A group's histories are stored
+in one of two ways (``storage``):
 
 - ``fixed``: each row holds its last ``max_len`` events as fixed-size list columns named after the
   group's features (readers whose raw data gives every row its own history, e.g. TaobaoAd);
@@ -74,10 +76,11 @@ def tasks_of(names: list[str]) -> list[Task]:
 class SequenceGroup:
     name: str
     max_len: int  # events per row, most recent kept
-    timestamp: str | None = None  # a sequence feature of the group holding each event's time
+    timestamp: str | None = None  # "events" only: the event-table column holding each event's time (unix s)
     storage: str = "fixed"  # "fixed": list columns in the splits; "events": by reference into EVENTS_FILE
     start: str | None = None  # "events": the split column holding the row's first history event (event table row)
     end: str | None = None  # "events": the split column holding one past its last history event
+    row_time: str | None = None  # with timestamp: the split column holding the row's time (unix s)
 
     @property
     def by_reference(self) -> bool:
@@ -146,9 +149,10 @@ class FeatureMap:
                 raise FeatureMapError(
                     f"{where}: sequence group {g.name!r}: storage {g.storage!r} needs start and end columns exactly when it is 'events'"
                 )
-            if g.timestamp is not None and g.timestamp not in [f.name for f in self.sequences_of(g.name)]:
+            if (g.timestamp is None) != (g.row_time is None) or (g.timestamp and not g.by_reference):
                 raise FeatureMapError(
-                    f"{where}: timestamp {g.timestamp!r} of group {g.name!r} is not one of its sequences"
+                    f"{where}: sequence group {g.name!r}: timestamp (an event column) and row_time (a split column) "
+                    "go together, and only in a group stored by reference"
                 )
         if not self.tasks:
             raise FeatureMapError(f"{where}: no task (label column)")
@@ -203,11 +207,13 @@ class FeatureMap:
         for f in self.features:
             group = self.sequence_group(f.group) if f.type == "sequence" else None
             wanted += [group.start, group.end] if group is not None and group.by_reference else [f.name]
+        wanted += [g.row_time for g in self.sequence_groups if g.row_time]
         return list(dict.fromkeys(wanted + ([self.group_by] if self.group_by else [])))
 
     def event_columns(self) -> list[str]:
         """The event table columns the by-reference groups read (each once)."""
-        return list(dict.fromkeys(f.event_source for f in self.sequences if self.sequence_group(f.group).by_reference))
+        columns = [f.event_source for f in self.sequences if self.sequence_group(f.group).by_reference]
+        return list(dict.fromkeys(columns + [g.timestamp for g in self.sequence_groups if g.timestamp]))
 
     def with_max_lens(self, max_lens: dict | None) -> FeatureMap:
         """The feature map with other history lengths (``{group: max_len}``) for groups stored by reference."""
@@ -228,6 +234,9 @@ class FeatureMap:
         for f in data["features"]:  # written only where set, so feature maps without it keep their bytes
             if f["event_column"] is None:
                 del f["event_column"]
+        for g in data["sequence_groups"]:
+            if g["row_time"] is None:
+                del g["row_time"]
         return data
 
     @classmethod

@@ -165,6 +165,7 @@ def _concat(batches: list[Batch]) -> Batch:
         dense=cat([b.dense for b in batches]),
         sequences={k: torch.cat([b.sequences[k] for b in batches]) for k in first.sequences},
         group=cat([b.group for b in batches]),
+        time_gaps={k: torch.cat([b.time_gaps[k] for b in batches]) for k in first.time_gaps},
     )
 
 

@@ -123,16 +123,13 @@ class TaskHeads(nn.Module):
 
 
 def behaviour_fields(feature_map: FeatureMap) -> list[tuple[str, list[tuple[str, str]]]]:
-    """Per sequence group (one behaviour), its (sequence feature, shared categorical field) pairs; a group's
-    timestamp feature is not an id and is left out. Raises where a feature shares no categorical table, or one
+    """Per sequence group (one behaviour), its (sequence feature, shared categorical field) pairs. Raises where a feature shares no categorical table, or one
     smaller than its own vocabulary."""
     categorical = {f.name: f for f in feature_map.categorical}
     behaviours = []
     for group in feature_map.sequence_groups:
         pairs = []
         for f in feature_map.sequences_of(group.name):
-            if f.name == group.timestamp:
-                continue
             if f.shares_vocab_with not in categorical:
                 raise ValueError(
                     f"sequence {f.name!r} of {feature_map.dataset!r} must share the vocabulary of a categorical "

@@ -57,8 +57,6 @@ class MultiTaskInput(nn.Module):
         for group in feature_map.sequence_groups:
             in_shared, in_own = [], []
             for f in feature_map.sequences_of(group.name):
-                if f.name == group.timestamp:
-                    continue  # event times, not ids
                 root = _vocabulary_root(f.name, by_name, categorical)
                 if root in categorical:
                     if f.vocab_size > categorical[root].vocab_size:

@@ -23,34 +23,38 @@ from ctrbench.models.layers import FeatureEmbedding, TransformerBlock
 from ctrbench.models.mamba import MambaMixer
 
 
-def history_fields(feature_map: FeatureMap) -> list[tuple[str, str]]:
-    """(sequence feature, the categorical field whose vocabulary it shares) pairs; raises if a model cannot use them."""
+def history_fields(feature_map: FeatureMap, group: str | None = None) -> list[tuple[str, str]]:
+    """(sequence feature, the categorical field whose vocabulary it shares) pairs of one sequence group (``group``,
+    or the dataset's only one); raises if a model cannot use them."""
     sequences = feature_map.sequences
     if not sequences:
         raise ValueError(
             f"dataset {feature_map.dataset!r} has no behaviour sequence; sequence models need one "
             "(e.g. the taobao_userbehavior or taobao_ad formats)"
         )
+    names = [g.name for g in feature_map.sequence_groups]
+    if group is None and len(names) != 1:
+        raise ValueError(
+            f"dataset {feature_map.dataset!r} has several sequence groups ({', '.join(names)}); "
+            "this model reads one group of aligned events (choose one with the model's history_group)"
+        )
+    if group is not None and group not in names:
+        raise ValueError(f"history_group {group!r} is not a sequence group of {feature_map.dataset!r} ({', '.join(names)})")
     categorical = {f.name for f in feature_map.categorical}
     pairs = []
-    for f in sequences:
+    for f in feature_map.sequences_of(group or names[0]):
         if f.shares_vocab_with not in categorical:
             raise ValueError(
                 f"sequence {f.name!r} of {feature_map.dataset!r} must share the vocabulary of a categorical "
                 f"target field (shares_vocab_with is {f.shares_vocab_with!r})"
             )
         pairs.append((f.name, f.shares_vocab_with))
-    if len({f.group for f in sequences}) != 1:
-        raise ValueError(
-            f"dataset {feature_map.dataset!r} has several sequence groups ({', '.join(g.name for g in feature_map.sequence_groups)}); "
-            "this model reads one group of aligned events"
-        )
     return pairs
 
 
-def target_fields_map(feature_map: FeatureMap) -> FeatureMap:
+def target_fields_map(feature_map: FeatureMap, group: str | None = None) -> FeatureMap:
     """The feature map restricted to the target fields of the histories (for a table of its own, as in MDAF)."""
-    targets = {field for _, field in history_fields(feature_map)}
+    targets = {field for _, field in history_fields(feature_map, group)}
     return FeatureMap(
         dataset=feature_map.dataset,
         tasks=feature_map.tasks,
@@ -62,14 +66,17 @@ class BehaviourTokens(nn.Module):
     """A batch's histories and target as event tokens: ``history [B, L, S*d]``, ``target [B, S*d]``, ``mask [B, L]``.
 
     ``embedding`` is a :class:`FeatureEmbedding` holding the target fields (shared with the model's
-    other features, or the sequence branch's own table).
+    other features, or the sequence branch's own table). ``group`` picks one sequence group (default: the
+    dataset's only one); ``time_gaps(batch)`` gives its events' seconds to the row, where the data has times.
     """
 
-    def __init__(self, feature_map: FeatureMap, embedding: FeatureEmbedding):
+    def __init__(self, feature_map: FeatureMap, embedding: FeatureEmbedding, group: str | None = None):
         super().__init__()
-        self.pairs = history_fields(feature_map)
+        self.pairs = history_fields(feature_map, group)
+        self.group = feature_map.sequence_groups[0].name if group is None else group
         self.embedding = embedding
-        self.max_len = feature_map.max_len(feature_map.sequences[0])
+        self.max_len = feature_map.sequence_group(self.group).max_len
+        self.has_times = feature_map.sequence_group(self.group).timestamp is not None
         columns = {f.name: i for i, f in enumerate(feature_map.categorical)}
         # where each target field sits in batch.categorical; a buffer so it follows .to(device)
         self.register_buffer("target_columns", torch.tensor([columns[field] for _, field in self.pairs]), persistent=False)
@@ -85,6 +92,29 @@ class BehaviourTokens(nn.Module):
         # an event is real where any of its ids is (all sequences are padded alike by the readers)
         mask = torch.stack([batch.sequences[seq] != MISSING_ID for seq, _ in self.pairs]).any(dim=0)
         return history, target, mask
+
+    def time_gaps(self, batch: Batch) -> torch.Tensor | None:
+        """``[B, L]`` int64 seconds from each event to its row (0 on padding), or None where the data has no times."""
+        return batch.time_gaps.get(self.group) if self.has_times else None
+
+
+class TimeGapEmbedding(nn.Module):
+    """A learned vector per log2 bucket of an event's time gap to the target: ``bucket = min(floor(log2(1 + gap_s)),
+    buckets - 1)``, so seconds, minutes, hours, days and months each get a few buckets (31 buckets reach 34 years).
+    ``[B, L]`` seconds -> ``[B, L, d]``; without times (``None``) every event takes bucket 0's vector."""
+
+    def __init__(self, d: int, *, buckets: int = 32, init_std: float = 0.02):
+        super().__init__()
+        self.buckets = buckets
+        self.table = nn.Parameter(torch.empty(buckets, d).normal_(std=init_std))  # dense: not under the sparse optimizer
+
+    def bucket(self, gaps: torch.Tensor) -> torch.Tensor:
+        return torch.log2(1.0 + gaps.clamp(min=0).double()).floor().long().clamp(max=self.buckets - 1)
+
+    def forward(self, gaps: torch.Tensor | None, shape: tuple[int, int] | None = None) -> torch.Tensor:
+        if gaps is None:
+            return self.table[0].expand(*shape, -1)
+        return self.table[self.bucket(gaps)]
 
 
 POSITION_INIT_STD = 0.002

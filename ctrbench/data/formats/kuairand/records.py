@@ -8,7 +8,7 @@ from ctrbench.data.formats.kuairand.events import LoggedEvents
 from ctrbench.data.formats.kuairand.features import FeatureTables
 from ctrbench.data.formats.kuairand.layout import BEHAVIOR_LABELS, USER_FEATURES
 from ctrbench.data.formats.kuairand.logs import LogFile
-from ctrbench.data.formats.kuairand.samples import SampleWriter
+from ctrbench.data.formats.kuairand.samples import TIME_COLUMN, SampleWriter
 from ctrbench.data.formats.kuairand.sides import SideFile
 from ctrbench.data.manifest import DataManifest, InputFile, RowCounts, SplitTimes
 from ctrbench.data.outputs import StagedOutputs
@@ -62,7 +62,11 @@ def feature_map(
         tasks=[Task(name) for name in options["tasks"]],
         features=[Feature(name, "categorical", vocab_size=sizes[name]) for name in categorical] + sequences,
         sequence_groups=[
-            SequenceGroup(b, max_lens[b], storage="events", start=f"{b}_start", end=f"{b}_end") for b in behaviors
+            SequenceGroup(
+                b, max_lens[b], storage="events", start=f"{b}_start", end=f"{b}_end", timestamp=TIME_COLUMN,
+                row_time=TIME_COLUMN,
+            )
+            for b in behaviors
         ],
         group_by="user_id",
         extra={
@@ -75,7 +79,7 @@ def feature_map(
             **FEATURE_NOTES,
             "bucket_edges_values": features.edges,
             "tokens": features.tokens,
-            "columns_not_features": [ROW_ID, "time_ms"],
+            "columns_not_features": [ROW_ID, "time_ms", TIME_COLUMN],
         },
     )
 

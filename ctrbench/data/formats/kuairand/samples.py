@@ -5,7 +5,7 @@ Every exposure is a sample. Its behaviour histories are held by reference: for b
 before the sample's ``time_ms``, oldest first. The event table is written bucket by bucket and, within a bucket,
 behaviour by behaviour (in the configured order), each behaviour's events grouped by user in (time_ms, row_id) order:
 every (behaviour, user) run is contiguous, which is all the bounds need. Its columns are the configured video-side
-fields (local ids), one row per (event, behaviour it shows).
+fields (local ids) and ``time_s`` (the event's time, unix seconds), one row per (event, behaviour it shows).
 
 A sample's bounds come from index arithmetic over its bucket sorted by (user, time_ms, row_id) — a stable sort by
 time within each user, since row ids follow the file order: ``<b>_start`` is where the user's ``b`` events start and
@@ -35,15 +35,17 @@ from ctrbench.data.splits import SPLITS
 
 CHUNK_ROWS = 1 << 16  # sample rows built at a time: ~50 columns each, so memory stays a few MB per chunk
 HOUR_MS = 3_600_000
+TIME_COLUMN = "time_s"  # the event table's and the splits' time in unix seconds (int32 holds it until 2038)
 
 
 def sample_schema(tasks: Sequence[str], features: FeatureTables, behaviors: Sequence[str]) -> pa.Schema:
     """A split's columns: row id, the tasks (float32 0/1), the categorical features (int32), each behaviour's bounds
-    in the event table (int64), time_ms."""
+    in the event table (int64), time_ms and time_s (the sample's time in unix seconds, what histories' time gaps are
+    measured from)."""
     fields = [(ROW_ID, pa.int64())] + [(t, pa.float32()) for t in tasks]
     fields += [(name, pa.int32()) for name in [*features.user, *features.video, "tab", "hour"]]
     fields += [(f"{b}_{end}", pa.int64()) for b in behaviors for end in ("start", "end")]
-    return pa.schema(fields + [("time_ms", pa.int64())])
+    return pa.schema(fields + [("time_ms", pa.int64()), (TIME_COLUMN, pa.int64())])
 
 
 class SampleWriter:
@@ -70,7 +72,7 @@ class SampleWriter:
         self.tasks, self.behaviors, self.fields = list(tasks), list(behaviors), list(fields)
         self.split_starts_ms = np.asarray(split_starts_ms, np.int64)  # [valid_start, gold_start]
         self.schema = sample_schema(tasks, features, behaviors)
-        self.event_schema = pa.schema([(f, pa.int32()) for f in self.fields])
+        self.event_schema = pa.schema([(f, pa.int32()) for f in [*self.fields, TIME_COLUMN]])
         self.event_writer = None
         if self.behaviors:
             self.event_writer = pq.ParquetWriter(temps["events"], self.event_schema, compression=compression)
@@ -121,6 +123,7 @@ class SampleWriter:
         rows["hour"] = (time_ms + BEIJING_OFFSET_MS) // HOUR_MS % 24 + 1
         rows |= {f"{b}_{end}": column[f"{b}_{end}"] for b in self.behaviors for end in ("start", "end")}
         rows["time_ms"] = time_ms
+        rows[TIME_COLUMN] = time_ms // 1000
         split = np.searchsorted(self.split_starts_ms, time_ms, side="right")
         for s, name in enumerate(SPLITS):
             chosen = np.flatnonzero(split == s)
@@ -147,8 +150,8 @@ class SampleWriter:
         new_run[1:] |= st[1:] != st[:-1]
         user_start = np.maximum.accumulate(np.where(new_user, position, 0))[inverse]
         run_start = np.maximum.accumulate(np.where(new_run, position, 0))[inverse]
-        bounds, events = {}, {f: [] for f in self.fields}
-        sorted_video = video[order]
+        bounds, events = {}, {f: [] for f in [*self.fields, TIME_COLUMN]}
+        sorted_video, sorted_seconds = video[order], st // 1000
         for behavior in self.behaviors:
             shown = column[BEHAVIOR_LABELS[behavior]][order] == 1
             before = np.zeros(n + 1, np.int64)  # before[p]: this behaviour's events at sorted positions < p
@@ -157,9 +160,10 @@ class SampleWriter:
             bounds[f"{behavior}_end"] = self.events_written + before[run_start]
             for f in self.fields:
                 events[f].append(self.features.video[f][sorted_video[shown]])
+            events[TIME_COLUMN].append(sorted_seconds[shown])
             self.events_written += int(before[-1])
             self.behavior_events[behavior] += int(before[-1])
-        arrays = {f: pa.array(np.concatenate(events[f]), pa.int32()) for f in self.fields}
+        arrays = {f: pa.array(np.concatenate(events[f]).astype(np.int32)) for f in events}
         self.event_writer.write_table(pa.table(arrays, schema=self.event_schema), row_group_size=EVENT_ROW_GROUP_ROWS)
         return bounds
 
@@ -187,4 +191,4 @@ class SampleWriter:
         return {name: w.rows for name, w in self.writers.items()}
 
 
-__all__ = ["SampleWriter", "sample_schema"]
+__all__ = ["TIME_COLUMN", "SampleWriter", "sample_schema"]
