@@ -129,8 +129,11 @@ def check_config(config: dict) -> None:
             continue
         if "path" in dataset and (problem := dataset_format.path_problem(dataset["path"])):
             problems.append(f"datasets.{name}.path: {problem}")
-        if "synthetic" in dataset and dataset_format.write_synthetic is None:
-            problems.append(f"datasets.{name}: format {dataset['format']!r} has no synthetic generator; give a path")
+        if "synthetic" in dataset:
+            try:
+                dataset_format.synthetic_writer(dataset["synthetic"].get("profile", "default"))
+            except ValueError as error:
+                problems.append(f"datasets.{name}.synthetic: {error}; give a path for real data")
         groups: tuple[str, ...] = ()
         try:
             options = dataset_format.options.resolve(dataset_format.options.of_entry(dataset))

@@ -82,6 +82,7 @@ class Cost(StrictRecord):
     processes: int
     precision: Precision
     loader: Literal["memory", "streaming"]
+    forward_flops_per_sample: float | None = None  # torch.utils.flop_counter's count of one forward, per sample
 
     def params(self, trainable: bool | None = None) -> int:
         return sum(g.params for g in self.parameter_groups.values() if trainable is None or g.trainable == trainable)
@@ -120,6 +121,8 @@ class TrainRecord(_Result):
     seed: int
     model_info: dict
     tasks: list[str]
+    # events per history the model read, by sequence group (training.history_max_len, else the dataset's max_len)
+    history_lengths: dict[str, int] = {}
     monitor: str  # MEAN_AUC, or "auc:<task>" (that task's validation AUC)
     best_epoch: int
     best_valid: dict[str, TaskMetrics]

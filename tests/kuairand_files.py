@@ -175,7 +175,8 @@ class Reference:
 
     def histories(self, behavior: str, field: str) -> dict[int, list[int]]:
         """row_id -> the ids of the user's ``behavior`` events strictly before the exposure's time_ms, oldest first
-        (ties in time_ms by row_id), one exposure at a time."""
+        (ties in time_ms by row_id), one exposure at a time; for ``field == "time_gap"`` each event's seconds to the
+        exposure (both times in whole unix seconds)."""
         if (behavior, field) in self._histories:
             return self._histories[behavior, field]
         label = BEHAVIOR_LABELS[behavior]
@@ -187,7 +188,7 @@ class Reference:
             events = sorted(events, key=lambda e: (e["time_ms"], e["row_id"]))
             for e in events:
                 result[e["row_id"]] = [
-                    self.video_field(h["video_id"], field)
+                    e["time_ms"] // 1000 - h["time_ms"] // 1000 if field == "time_gap" else self.video_field(h["video_id"], field)
                     for h in events
                     if h[label] == 1 and h["time_ms"] < e["time_ms"]
                 ]

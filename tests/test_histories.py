@@ -4,6 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from ctrbench.data.schema import EVENTS_FILE, Feature, FeatureMap, FeatureMapError, SequenceGroup, tasks_of
 from ctrbench.data.sources import InMemorySource, StreamingSource
@@ -118,3 +119,35 @@ def test_groups_read_one_event_column_each_over_their_own_bounds(dataset, tmp_pa
     with pytest.raises(FeatureMapError, match="names an event column, but its group is not stored by reference"):
         FeatureMap(dataset="x", tasks=tasks_of(["label"]), sequence_groups=[SequenceGroup("h", 5)],
                    features=[Feature("s", "sequence", vocab_size=9, group="h", event_column="t")])  # fmt: skip
+
+
+def test_groups_with_times_give_each_event_its_gap_to_the_row(dataset):
+    """A group naming an event-table ``timestamp`` and a split ``row_time`` gets ``Batch.time_gaps``: the row's time
+    minus each gathered event's, 0 on padding; the streaming loader (whose batches join chunks) gives the same."""
+    rng = np.random.default_rng(1)
+    n_events = len(dataset["items"])
+    event_time = np.sort(rng.integers(1_600_000_000, 1_600_100_000, n_events)).astype(np.int32)
+    events = pq.read_table(dataset["path"].parent / EVENTS_FILE).append_column("time_s", pa.array(event_time))
+    pq.write_table(events, dataset["path"].parent / EVENTS_FILE)
+    row_time = (1_600_200_000 + np.arange(400)).astype(np.int64)
+    pq.write_table(pq.read_table(dataset["path"]).append_column("when", pa.array(row_time)), dataset["path"], row_group_size=64)
+    timed = SequenceGroup(
+        "history", max_len=5, storage="events", start="history_start", end="history_end", timestamp="time_s", row_time="when"
+    )
+    fm = FeatureMap(dataset="ref", tasks=FM.tasks, features=FM.features, sequence_groups=[timed])
+    assert fm.event_columns() == ["item_history", "category_history", "time_s"] and "when" in fm.columns()
+    assert FeatureMap.from_json(fm.to_json()) == fm and "row_time" not in FM.to_json()["sequence_groups"][0]
+    batch = InMemorySource(dataset["path"], fm).data.batch(slice(None))
+    for row, (s, e) in enumerate(zip(dataset["start"], dataset["end"])):
+        times = [int(t) for t in event_time[s:e]][-5:]
+        assert batch.time_gaps["history"][row].tolist() == [0] * (5 - len(times)) + [int(row_time[row]) - t for t in times]
+    streaming = StreamingSource(dataset["path"], fm, shuffle_buffer_rows=100)
+    streamed = next(streaming.train_batches(150, seed=0))  # 150 rows: a batch joined from two chunks
+    expected = InMemorySource(dataset["path"], fm).data.batch(streamed.categorical[:, 0] - 1)  # item id = row + 1
+    assert torch.equal(streamed.time_gaps["history"], expected.time_gaps["history"])
+    with pytest.raises(FeatureMapError, match="timestamp .* and row_time .* go together"):
+        FeatureMap(dataset="x", tasks=FM.tasks, features=FM.features,
+                   sequence_groups=[SequenceGroup("history", 5, storage="events", start="a", end="b", timestamp="t")])  # fmt: skip
+    with pytest.raises(FeatureMapError, match="only in a group stored by reference"):
+        FeatureMap(dataset="x", tasks=FM.tasks, features=[FM.features[0]],
+                   sequence_groups=[SequenceGroup("history", 5, timestamp="t", row_time="w")])  # fmt: skip

@@ -44,7 +44,11 @@ def gathered(out, max_len: int) -> dict[str, dict]:
     for split in ("train", "valid", "gold"):
         table = pq.read_table(out / f"{split}.parquet")
         batch = InMemorySource(out / f"{split}.parquet", fm).data.batch(slice(None))
-        result[split] = {"table": table.to_pydict(), "sequences": {k: v.tolist() for k, v in batch.sequences.items()}}
+        result[split] = {
+            "table": table.to_pydict(),
+            "sequences": {k: v.tolist() for k, v in batch.sequences.items()},
+            "time_gaps": {k: v.tolist() for k, v in batch.time_gaps.items()},
+        }
     return result
 
 
@@ -195,6 +199,24 @@ def test_histories_equal_a_plain_rebuild(processed, max_len):
     compared = check_histories(out, reference, BEHAVIORS, ["video_id", "author_id", "music_id", "tag"], max_len)
     assert compared > 1000
     assert manifest["details"]["history_events"]["click"] == sum(e["is_click"] for e in reference.exposures)
+
+
+@pytest.mark.parametrize("max_len", [500, 3])
+def test_every_history_event_carries_its_time_gap_to_the_sample(processed, max_len):
+    """The loader's time gaps (sample's second minus event's second, 0 on padding) equal the plain rebuild's, for
+    every behaviour, at full length and cut to the last 3; every group names its time columns."""
+    out, _, reference = processed
+    fm = FeatureMap.load(out / "feature_map.json")
+    assert {(g.timestamp, g.row_time) for g in fm.sequence_groups} == {("time_s", "time_s")}
+    compared = 0
+    for split in gathered(out, max_len).values():
+        for b in BEHAVIORS:
+            expected = reference.histories(b, "time_gap")
+            for row_id, gaps in zip(split["table"]["row_id"], split["time_gaps"][b]):
+                want = expected[row_id][-max_len:]
+                assert gaps == [0] * (max_len - len(want)) + want, (b, row_id)
+                compared += sum(g > 0 for g in want)
+    assert compared > 1000
 
 
 def test_rows_carry_the_exposures_labels_features_and_day(processed, release):

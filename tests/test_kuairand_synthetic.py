@@ -328,3 +328,33 @@ def test_tasks_are_related_but_not_the_same(signal_features):
     liked = df["is_like"] == 1
     assert df.loc[liked, "is_click"].mean() > df.loc[~liked, "is_click"].mean()  # related ...
     assert df.loc[liked, "is_click"].mean() < 0.9  # ... not the same
+
+
+def test_the_long_history_profile_plants_a_signal_beyond_the_last_50_clicks(tmp_path):
+    """Profile ``long_history``: the same files and header, few users with long logs, and a click that depends on
+    whether the video's author was clicked before. Rebuilt from the raw files one exposure at a time, "the author is
+    among the user's earlier clicks" separates clicks far better over all earlier clicks than over the last 50: the
+    evidence for returning authors lies 100+ clicks back, so a 500-event history beats a 50-event one."""
+    from ctrbench.data.formats.kuairand.synthetic_long import EVENTS_PER_USER, LONG_HISTORY, RETURN_GAP
+
+    facts = write_synthetic_kuairand(tmp_path, 18_000, seed=3, profile=LONG_HISTORY)
+    assert facts["users"] == 18_000 // EVENTS_PER_USER and facts["planted"]["return_gap_clicks"] == RETURN_GAP
+    assert (tmp_path / LOG_FILE).read_text().splitlines()[0] == REAL_LOG_HEADER
+    log = pd.read_csv(tmp_path / LOG_FILE)
+    author = dict(pd.read_csv(tmp_path / VIDEO_BASIC_FILE)[["video_id", "author_id"]].itertuples(index=False))
+    clicks, recent, anywhere = [], [], []
+    for _, user in log.groupby("user_id", sort=False):
+        clicked, pending, now = [], [], None
+        for time_ms, video, click in user[["time_ms", "video_id", "is_click"]].itertuples(index=False):
+            if time_ms != now:  # a request's clicks are known after it
+                clicked += pending
+                pending, now = [], time_ms
+            a = author.get(video)
+            recent.append(a in clicked[-50:])
+            anywhere.append(a in clicked)
+            clicks.append(click)
+            if click:
+                pending.append(a)
+    auc_recent, auc_anywhere = roc_auc_score(clicks, recent), roc_auc_score(clicks, anywhere)
+    assert auc_anywhere > auc_recent + 0.08, (auc_recent, auc_anywhere)
+    assert 0.3 < np.mean(clicks) < 0.5

@@ -277,3 +277,24 @@ def test_static_dcnv3_cannot_see_the_history_signal(sequence_data, tmp_path):
     """The control: a static model on the same data stays near chance, so the test above measures the history."""
     metrics, _ = _fit(sequence_data, tmp_path, "dcnv3", {"embedding_dim": 4})
     assert metrics.best_valid["y0"].auc < 0.62, metrics.best_valid
+
+
+@pytest.mark.parametrize("name", ["bst", "mamba4rec", "mdaf_bst"])
+def test_history_group_picks_one_of_several_histories(name):
+    """On a dataset with two sequence groups a one-history model reads the group its ``history_group`` names (the
+    other group's ids never reach the output) and refuses to guess without one."""
+    fm = sequence_map()
+    other = [Feature("recent_items", "sequence", vocab_size=ITEMS, shares_vocab_with="item_id", group="recent")]
+    fm = FeatureMap(dataset=fm.dataset, tasks=fm.tasks, features=fm.features + other,
+                    sequence_groups=fm.sequence_groups + [SequenceGroup("recent", L)], group_by="user_id")  # fmt: skip
+    arch, params = CONFIGS[name]
+    with pytest.raises(ValueError, match="several sequence groups .*choose one with the model's history_group"):
+        build_model(arch, fm, params)
+    torch.manual_seed(0)
+    model = build_model(arch, fm, {**params, "history_group": "history"}).eval()
+    batch = make_batch()
+    batch.sequences["recent_items"] = histories([L] * 6, seed=5)[0]
+    changed = Batch(**{**batch.__dict__, "sequences": {**batch.sequences, "recent_items": histories([2] * 6, seed=9)[0]}})
+    assert torch.equal(model(batch).logits, model(changed).logits)
+    swapped = Batch(**{**batch.__dict__, "sequences": {**batch.sequences, "item_history": histories([L] * 6, seed=9)[0]}})
+    assert not torch.equal(model(batch).logits, model(swapped).logits)

@@ -222,6 +222,28 @@ def with_changes(config: dict, change) -> dict:
             ),
             "models.dcnv2 on dataset 'kr': training.history_max_len names ['like'], but this dataset's histories stored by reference are ['click']",
         ),
+        # a one-history model on a dataset of several histories: it must choose one, and one the dataset makes
+        (
+            lambda c: (
+                c["datasets"].update(kr={"format": "kuairand", "synthetic": {"rows": 500}, "models": ["bst"]}),
+                c["benchmark"]["datasets"].append("kr"),
+            ),
+            "models.bst (bst) reads one behaviour history, but dataset 'kr' has 7 (click, like, follow",
+        ),
+        (
+            lambda c: (
+                c["datasets"].update(
+                    kr={"format": "kuairand", "synthetic": {"rows": 500}, "history": {"behaviors": ["click"]}, "models": ["din"]}
+                ),
+                c["models"].update(din={"arch": "bst", "params": {"history_group": "like"}}),
+                c["benchmark"]["datasets"].append("kr"),
+            ),
+            "models.din (bst): history_group 'like' is not a history of dataset 'kr' (click)",
+        ),
+        (
+            lambda c: c["datasets"]["tiny_criteo"]["synthetic"].update(profile="long_history"),
+            "datasets.tiny_criteo.synthetic: format 'criteo_dac' has no synthetic profile 'long_history' (it has: default)",
+        ),
     ],
     ids=[
         "unknown-arch",
@@ -249,6 +271,9 @@ def with_changes(config: dict, change) -> dict:
         "unknown-precision",
         "history-length-on-flat-data",
         "history-length-of-a-group-not-made",
+        "one-history-model-on-several",
+        "history-group-not-made",
+        "unknown-synthetic-profile",
     ],
 )
 def test_config_errors_are_reported_before_any_job(tmp_path, change, message):

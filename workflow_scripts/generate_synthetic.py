@@ -15,7 +15,7 @@ with job_logging(snakemake.log[0]) as log:
         log.info("removed %s, left by an earlier attempt that was killed", removed)
     synthetic = snakemake.params.synthetic
     Path(snakemake.output.raw).mkdir(parents=True, exist_ok=True)  # the target is this folder or a file in it
-    facts = FORMATS[snakemake.params.format].write_synthetic(
+    facts = FORMATS[snakemake.params.format].synthetic_writer(synthetic.get("profile", "default"))(
         snakemake.params.target, rows=synthetic["rows"], seed=synthetic["seed"]
     )
     log.info("wrote %s: %s", snakemake.params.target, facts)

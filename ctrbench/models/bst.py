@@ -60,13 +60,14 @@ class BST(CTRModel):
         pooling: Pooling = "concat",
         mlp_hidden: Sequence[int] = (256, 128),
         mlp_dropout: float = 0.1,
+        history_group: str | None = None,
     ):
         super().__init__(feature_map, sparse_embeddings=sparse_embeddings)
         self.pooling = pooling
         self.embedding = FeatureEmbedding(
             feature_map, embedding_dim, dense_mode="single", sparse=sparse_embeddings, init_std=embedding_init_std
         )
-        self.tokens = BehaviourTokens(feature_map, self.embedding)
+        self.tokens = BehaviourTokens(feature_map, self.embedding, history_group)
         self.encoder = TransformerSequenceEncoder(
             self.tokens.token_dim, self.tokens.max_len, d_model=d_model, num_layers=num_layers, num_heads=num_heads, dropout=dropout
         )

@@ -53,12 +53,13 @@ class Mamba4Rec(CTRModel):
         mlp_hidden: Sequence[int] = (256, 128),
         mlp_dropout: float = 0.1,
         backend: Backend = "auto",
+        history_group: str | None = None,
     ):
         super().__init__(feature_map, sparse_embeddings=sparse_embeddings)
         self.embedding = FeatureEmbedding(
             feature_map, embedding_dim, dense_mode="single", sparse=sparse_embeddings, init_std=embedding_init_std
         )
-        self.tokens = BehaviourTokens(feature_map, self.embedding)
+        self.tokens = BehaviourTokens(feature_map, self.embedding, history_group)
         self.encoder = MambaSequenceEncoder(
             self.tokens.token_dim, d_model=d_model, num_layers=num_layers, d_state=d_state, d_conv=d_conv,
             expand=expand, dropout=dropout, backend=backend,

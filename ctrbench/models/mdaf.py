@@ -67,6 +67,7 @@ class MDAF(CTRModel):
         mlp_hidden: Sequence[int] = (128, 64),
         dropout: float = 0.2,
         backend: Backend = "auto",
+        history_group: str | None = None,
     ):
         super().__init__(feature_map, sparse_embeddings=sparse_embeddings)
         if sequence_encoder not in ("mamba", "bst"):
@@ -84,9 +85,9 @@ class MDAF(CTRModel):
             # (gold AUC 0.61 against 0.75 at 0.05 in the default run)
             sequence_init_std = BST_INIT_STD if sequence_encoder == "bst" else MAMBA4REC_INIT_STD
         sequence_table = FeatureEmbedding(
-            target_fields_map(feature_map), sequence_embedding_dim, sparse=sparse_embeddings, init_std=sequence_init_std
+            target_fields_map(feature_map, history_group), sequence_embedding_dim, sparse=sparse_embeddings, init_std=sequence_init_std
         )
-        self.tokens = BehaviourTokens(feature_map, sequence_table)
+        self.tokens = BehaviourTokens(feature_map, sequence_table, history_group)
         if sequence_encoder == "mamba":
             self.encoder = MambaSequenceEncoder(
                 self.tokens.token_dim, d_model=d_model, num_layers=sequence_layers, d_state=d_state, d_conv=d_conv,

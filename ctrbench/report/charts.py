@@ -277,10 +277,12 @@ def line_chart_svg(
     x_label: str,
     y_label: str,
     highlight_label: str = "",
+    x_format: Formatter | None = None,
     width: int = 520,
     height: int = 340,
 ) -> str:
-    """One polyline per series over integer x (epochs), with a legend to the right of the plot."""
+    """One polyline per series over integer x (epochs; or e.g. log2 lengths labelled by ``x_format``), with a legend
+    to the right of the plot."""
     finite = [[(x, y) for x, y in s.points if math.isfinite(x) and math.isfinite(y)] for s in series]
     series, finite = [s for s, pts in zip(series, finite) if pts], [pts for pts in finite if pts]
     if not series:
@@ -290,7 +292,7 @@ def line_chart_svg(
     legend_width = int(max(len(text) for text in legend_entries) * CHAR_WIDTH) + 34
     x_axis, y_axis = linear_axis(xs, integer=True), linear_axis(ys)
     canvas = _Canvas(width + legend_width, height, x_axis, y_axis, right_margin=legend_width)
-    canvas.frame(title, x_label, y_label)
+    canvas.frame(title, x_label, y_label, x_format)
 
     for s, pts in zip(series, finite):
         parts = [_el("title", s.label)]

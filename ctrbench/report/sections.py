@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ class DatasetSection:
     scatter_svg: Markup | None
     curves_svg: Markup | None
     task_charts: list[Markup] = field(default_factory=list)  # one per task of a multi-task dataset
+    length_charts: list[Markup] = field(default_factory=list)  # quality and cost against history length
     columns: Sequence[Column] = ()
     groups: list[tuple[str, int]] = field(default_factory=list)
     data_summary: str | None = None
@@ -125,6 +127,44 @@ def _curves(entries: Sequence[ResultEntry], colors: dict[str, str]) -> Markup:
     return Markup(svg)
 
 
+def history_length(entry: ResultEntry) -> int | None:
+    """The longest history a model read (events, over its dataset's sequence groups), or None without any."""
+    lengths = entry.train.history_lengths
+    return max(lengths.values()) if lengths else None
+
+
+def _length_charts(entries: Sequence[ResultEntry], colors: dict[str, str], tasks: Sequence[str]) -> list[Markup]:
+    """Where a dataset's models read histories of several lengths: gold AUC, forward FLOPs per sample and training
+    samples/s against the length (log scale), one line per architecture through its models' lengths."""
+    measured = [(history_length(e), e) for e in entries if history_length(e) is not None]
+    if len({length for length, _ in measured}) < 2:
+        return []
+    by_arch: dict[str, list[tuple[int, ResultEntry]]] = {}
+    for length, entry in sorted(measured, key=lambda pair: pair[0]):
+        by_arch.setdefault(entry.arch, []).append((length, entry))
+    figures = [
+        (_auc_name(tasks), lambda e: e.mean_gold("auc")),
+        ("Forward FLOPs per sample", lambda e: e.cost.forward_flops_per_sample),
+        ("Training samples/s", lambda e: e.cost.train_samples_per_s),
+    ]
+    charts_out = []
+    for name, value in figures:
+        series = [
+            charts.Series(
+                arch if len(pairs) > 1 or pairs[0][1].model == arch else f"{arch} ({pairs[0][1].model})",
+                colors[pairs[-1][1].model],
+                [(math.log2(length), float(v)) for length, e in pairs if (v := value(e)) is not None],
+            )
+            for arch, pairs in by_arch.items()
+        ]
+        svg = charts.line_chart_svg(
+            series, title=f"{name} vs history length", x_label="Events per history (log scale)", y_label=name,
+            x_format=lambda x: f"{2**x:,.0f}",
+        )  # fmt: skip
+        charts_out.append(Markup(svg))
+    return charts_out
+
+
 def dataset_sections(
     entries: Sequence[ResultEntry],
     missing: Sequence[tuple[str, str]],
@@ -192,6 +232,7 @@ def dataset_sections(
                 task_charts=[_scatter(ranked, colors, tasks, task) for task in tasks]
                 if ranked and len(tasks) > 1
                 else [],
+                length_charts=_length_charts(ranked, colors, tasks),
                 columns=columns,
                 groups=column_groups(columns),
                 extra_outputs=extra,

@@ -101,6 +101,10 @@ COST_COLUMNS: tuple[Column, ...] = (
         detail=lambda e: MEMORY_KIND_LABELS[e.cost.peak_memory_kind], kind=lambda e: e.cost.peak_memory_kind,
     ),
     Column(
+        "flops", "FLOPs/sample", "min", lambda e: e.cost.forward_flops_per_sample, format_count,
+        detail=lambda e: "one forward pass, as torch.utils.flop_counter counts it",
+    ),
+    Column(
         "samples_per_s", "Samples/s", "max", lambda e: finite(e.cost.train_samples_per_s), format_rate,
         detail=_run_detail, detail_label="device · precision",
     ),

@@ -17,6 +17,24 @@ def parameter_cost(groups: dict[str, list[nn.Parameter]]) -> dict[str, dict[str,
     }
 
 
+FLOP_BATCH_ROWS = 256
+
+
+def forward_flops_per_sample(model: nn.Module, batch) -> float:
+    """FLOPs of one forward pass per sample, as ``torch.utils.flop_counter`` counts them (matrix products,
+    convolutions and attention; lookups and element-wise ops are not counted), on one evaluation batch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(batch)
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops() / len(batch)
+
+
 def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
     """``auto``: CUDA when present; with several processes on CUDA each takes the GPU of its local rank."""
     if requested == "auto":

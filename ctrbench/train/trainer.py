@@ -33,7 +33,14 @@ from ctrbench.models.registry import build_model
 from ctrbench.provenance import provenance
 from ctrbench.results import MEAN_AUC, Cost, EpochRecord, GroupCost, TaskMetrics, TrainRecord, write_record
 from ctrbench.train.checkpoint import save_checkpoint
-from ctrbench.train.cost import PeakMemory, device_name, parameter_cost, resolve_device
+from ctrbench.train.cost import (
+    FLOP_BATCH_ROWS,
+    PeakMemory,
+    device_name,
+    forward_flops_per_sample,
+    parameter_cost,
+    resolve_device,
+)
 from ctrbench.train.distributed import Distributed
 from ctrbench.train.optim import GroupedOptimizer, check_groups, embeddings_are_sparse
 from ctrbench.train.step import train_step
@@ -205,6 +212,7 @@ def train(
         seed=seed,
         model_info=model.model_info(),
         tasks=feature_map.labels,
+        history_lengths={g.name: g.max_len for g in feature_map.sequence_groups},
         monitor=monitor,
         best_epoch=best_epoch,
         best_valid={name: TaskMetrics(**m) for name, m in best_valid.items()},
@@ -228,6 +236,9 @@ def train(
             train_samples_per_s=train_samples / train_seconds,
             train_seconds=train_seconds,
             seconds_per_epoch=float(np.mean([e.epoch_seconds for e in epochs])),
+            forward_flops_per_sample=forward_flops_per_sample(
+                model, next(valid_source.eval_batches(FLOP_BATCH_ROWS)).to(device)
+            ),
             device=device.type,
             device_name=device_name(device),
             processes=world.world_size,

@@ -87,6 +87,8 @@ class DatasetFormat:
     # (raw_path, *, outputs, dataset_name, options, progress) -> the manifest as written (manifest.DataManifest)
     preprocess: Callable[..., dict]
     write_synthetic: Callable[..., dict] | None  # (path, rows, seed) -> facts about what was planted
+    # other generators by profile name (config: synthetic.profile), each as write_synthetic
+    synthetic_profiles: Mapping[str, Callable[..., dict]] = field(default_factory=dict)
     has_sequences: bool = False  # behaviour histories, which sequence models need
     # the sequence groups stored by reference, given the resolved options (training.history_max_len may set their length)
     history_groups: Callable[[Mapping], tuple[str, ...]] = field(default=lambda options: ())
@@ -94,6 +96,17 @@ class DatasetFormat:
     directory_files: tuple[DirectoryFile, ...] = ()
     # what a schema cannot say about the options (resolved, defaults filled), as messages
     option_problems: Callable[[Mapping], list[str]] = field(default=lambda options: [])
+
+    def synthetic_writer(self, profile: str = "default") -> Callable[..., dict]:
+        """The generator of a synthetic ``profile`` ("default": ``write_synthetic``); raises naming the known ones."""
+        if profile == "default" and self.write_synthetic is not None:
+            return self.write_synthetic
+        if profile not in self.synthetic_profiles:
+            known = (["default"] if self.write_synthetic else []) + list(self.synthetic_profiles)
+            raise ValueError(
+                f"format {self.name!r} has no synthetic profile {profile!r} (it has: {', '.join(known) or 'none'})"
+            )
+        return self.synthetic_profiles[profile]
 
     def path_problem(self, path: str | Path) -> str | None:
         """What is wrong with a configured raw ``path``, or None."""

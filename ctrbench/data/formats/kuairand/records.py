@@ -63,7 +63,12 @@ def feature_map(
         features=[Feature(name, "categorical", vocab_size=sizes[name]) for name in categorical] + sequences,
         sequence_groups=[
             SequenceGroup(
-                b, max_lens[b], storage="events", start=f"{b}_start", end=f"{b}_end", timestamp=TIME_COLUMN,
+                b,
+                max_lens[b],
+                storage="events",
+                start=f"{b}_start",
+                end=f"{b}_end",
+                timestamp=TIME_COLUMN,
                 row_time=TIME_COLUMN,
             )
             for b in behaviors
@@ -107,6 +112,7 @@ def manifest(
     staged: StagedOutputs,
 ) -> DataManifest:
     """The run's record: inputs, options, rows, bad rows, splits, outputs, versions, and the KuaiRand facts."""
+
     def statistics_unmatched(key: str, count: int) -> dict:
         """Counted only where statistics are read: with ``statistics: []`` no video has any, and none is missing."""
         return {key: count} if options["statistics"] else {}

@@ -44,6 +44,7 @@ written under a partial name and renamed when complete.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,16 @@ import pyarrow.csv as pa_csv
 
 from ctrbench.atomic import atomic_path
 from ctrbench.data.formats.kuairand.synthetic_features import write_feature_files
+from ctrbench.data.formats.kuairand.synthetic_requests import (
+    DATE_INTS,
+    DAYS,
+    HOUR_CDF,
+    LOG_DELAY_MS,
+    START_MS,
+    draw,
+    requests,
+    zipf_cdf,
+)
 
 LOG_FILE = "log_standard_4_08_to_4_21_pure.csv"
 LOG_HEADER = (
@@ -64,15 +75,10 @@ TASKS = ("is_click", "is_like", "long_view")  # the planted tasks, in the order 
 LABELS = (*TASKS, "is_follow", "is_comment", "is_forward", "is_hate", "is_profile_enter")
 
 CHUNK_USERS = 4096  # part of the format: changing it changes the bytes for a given seed
-EVENTS_PER_USER, EVENTS_SIGMA = 50, 0.6  # log rows per user: mean and log-normal spread
+EVENTS_PER_USER = 50  # log rows per user, mean
 ROWS_PER_VIDEO, VIDEOS_PER_AUTHOR, VIDEOS_PER_MUSIC = 20, 3, 4
 N_TAGS, TAG_ZIPF, POPULARITY_ZIPF, MUSIC_ZIPF = 30, 0.8, 0.6, 0.7
 USER_GROUP_P = (0.03, 0.21, 0.16, 0.13, 0.29, 0.14, 0.04)  # onehot_feat1 = g_u, the user side of X
-MEAN_REQUEST_SIZE = 4.0
-START_MS = 1_649_347_200_000  # 2022-04-08 00:00 Beijing time (UTC+8)
-START_DATE, DAYS = np.datetime64("2022-04-08"), 14
-DATE_INTS = np.char.replace((START_DATE + np.arange(DAYS + 1)).astype(str), "-", "").astype(np.int64)  # +1: late
-LOG_DELAY_MS = 20 * 60_000
 ABSENT_SHARE = 0.01
 DURATION_MEDIAN_MS, DURATION_LOG_SD = 30_000, 0.9
 LONG_VIEW_MS = 18_000
@@ -89,8 +95,6 @@ NOISE_WEIGHT = 0.6  # of e, shared by the tasks of an exposure
 TABS, TAB_P, TAB_EFFECT = np.array([0, 1, 2, 4, 6]), [0.45, 0.3, 0.18, 0.04, 0.03], np.array([0.3, -0.6, 0.2, 0, -0.3])
 HOUR_AMPLITUDE, HOUR_PEAK = 0.4, 13
 HOUR_EFFECT = HOUR_AMPLITUDE * np.cos(2 * np.pi * (np.arange(24) - HOUR_PEAK) / 24)
-_ACTIVITY = np.exp(0.9 * np.cos(2 * np.pi * (np.arange(24) - 21) / 24))  # requests per hour: evening peak
-HOUR_CDF = np.cumsum(_ACTIVITY / _ACTIVITY.sum())
 MINOR_LABELS = {  # label -> (bias, {driver: weight}); drivers: the exposure's main labels and q_v
     "is_follow": (-7.0, {"is_like": 2.5, "quality": 0.5}),
     "is_comment": (-6.5, {"is_like": 2.0, "quality": 0.5}),
@@ -100,28 +104,18 @@ MINOR_LABELS = {  # label -> (bias, {driver: weight}); drivers: the exposure's m
 }
 
 
-def synthetic_sizes(rows: int) -> dict[str, int]:
+def synthetic_sizes(rows: int, events_per_user: int = EVENTS_PER_USER) -> dict[str, int]:
     """Users, videos, authors and music tracks for a log of ``rows`` rows."""
     videos = max(20, rows // ROWS_PER_VIDEO)
     return {
-        "users": max(1, rows // EVENTS_PER_USER),
+        "users": max(1, rows // events_per_user),
         "videos": videos,
         "authors": max(5, videos // VIDEOS_PER_AUTHOR),
         "music": max(5, videos // VIDEOS_PER_MUSIC),
     }
 
 
-def _zipf_cdf(rng: np.random.Generator, n: int, s: float) -> np.ndarray:
-    """Cumulative Zipf(s) probabilities over ``n`` values, the popularity order seeded."""
-    p = 1.0 / np.arange(1, n + 1) ** s
-    return np.cumsum(p[rng.permutation(n)] / p.sum())
-
-
-def _draw(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
-    return np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1)
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
+def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
@@ -167,27 +161,27 @@ def _task_logits(lat: KuaiRandLatents, user, video, tab, hour, noise, clicks, li
 def _solve_biases(lat: KuaiRandLatents, rng: np.random.Generator) -> np.ndarray:
     """B of TASKS such that a calibration sample of exposures without history has ``STATIC_RATES``."""
     n = CALIBRATION_SAMPLE
-    user, video = rng.integers(0, lat.sizes["users"], n), _draw(lat.video_popularity, rng.random(n))
-    tab, hour = TABS[rng.choice(len(TABS), n, p=TAB_P)], _draw(HOUR_CDF, rng.random(n))
+    user, video = rng.integers(0, lat.sizes["users"], n), draw(lat.video_popularity, rng.random(n))
+    tab, hour = TABS[rng.choice(len(TABS), n, p=TAB_P)], draw(HOUR_CDF, rng.random(n))
     zero = np.zeros(n)
     z = _task_logits(lat, user, video, tab, hour, rng.standard_normal(n), zero, zero, zero, zero)
     lo, hi = np.full((3, 1), -20.0), np.full((3, 1), 20.0)
     for _ in range(50):
         mid = (lo + hi) / 2
-        low = _sigmoid(z + mid).mean(axis=1, keepdims=True) < np.array(STATIC_RATES)[:, None]
+        low = sigmoid(z + mid).mean(axis=1, keepdims=True) < np.array(STATIC_RATES)[:, None]
         lo, hi = np.where(low, mid, lo), np.where(low, hi, mid)
     return ((lo + hi) / 2).ravel()
 
 
-def make_latents(rows: int, seed: int) -> KuaiRandLatents:
+def make_latents(rows: int, seed: int, events_per_user: int = EVENTS_PER_USER) -> KuaiRandLatents:
     rng = np.random.default_rng([seed, 0])
-    sizes = synthetic_sizes(rows)
+    sizes = synthetic_sizes(rows, events_per_user)
     n_users, n_videos, n_authors = sizes["users"], sizes["videos"], sizes["authors"]
     video_author = rng.integers(0, n_authors, n_videos)
     video_author[:n_authors] = np.arange(n_authors)  # every author has a video
     author_size = np.bincount(video_author, minlength=n_authors)
     duration = np.clip(np.round(np.exp(rng.normal(np.log(DURATION_MEDIAN_MS), DURATION_LOG_SD, n_videos))), 2e3, 6e5)
-    popularity = _zipf_cdf(rng, n_videos, POPULARITY_ZIPF)
+    popularity = zipf_cdf(rng, n_videos, POPULARITY_ZIPF)
     # absent videos among the popular ones (ranks 5..), so that they occur in the log
     by_rank = np.argsort(-np.diff(popularity, prepend=0.0), kind="stable")
     n_absent = int(np.ceil(ABSENT_SHARE * n_videos))
@@ -202,13 +196,13 @@ def make_latents(rows: int, seed: int) -> KuaiRandLatents:
         sizes=sizes,
         user_group=rng.choice(len(USER_GROUP_P), n_users, p=USER_GROUP_P),
         user_bias=rng.normal(0.0, USER_BIAS_SD, n_users),
-        video_tag=_draw(_zipf_cdf(rng, N_TAGS, TAG_ZIPF), rng.random(n_videos)),
+        video_tag=draw(zipf_cdf(rng, N_TAGS, TAG_ZIPF), rng.random(n_videos)),
         video_author=video_author,
         video_quality=rng.standard_normal(n_videos),
         video_duration_ms=duration.astype(np.int64),
         duration_z=(np.log(duration) - np.log(DURATION_MEDIAN_MS)) / DURATION_LOG_SD,
         video_popularity=popularity,
-        video_music=_draw(_zipf_cdf(rng, sizes["music"], MUSIC_ZIPF), rng.random(n_videos)),
+        video_music=draw(zipf_cdf(rng, sizes["music"], MUSIC_ZIPF), rng.random(n_videos)),
         author_videos=np.argsort(video_author, kind="stable"),
         author_offset=np.concatenate([[0], np.cumsum(author_size)[:-1]]),
         author_size=author_size,
@@ -234,33 +228,10 @@ def _push(rings: np.ndarray, pointer: np.ndarray, which: int, users: np.ndarray,
     np.add.at(pointer[:, which], users, 1)
 
 
-def _requests(rng: np.random.Generator, n_users: int, n_rows: int):
-    """Rows per user, split into requests with times: (user [rows], request [rows], step [rows], offset ms from
-    START_MS [requests], logged hour since START_DATE [requests]); a user's requests are consecutive and their
-    times strictly increase."""
-    weights = rng.lognormal(0.0, EVENTS_SIGMA, n_users)
-    counts = 1 + rng.multinomial(n_rows - n_users, weights / weights.sum())
-    user = np.repeat(np.arange(n_users), counts)
-    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    starts = rng.random(n_rows) < 1.0 / MEAN_REQUEST_SIZE
-    starts[first] = True
-    request = np.cumsum(starts) - 1
-    step = request - request[first][user]  # index of the request within its user's
-    request_user = user[starts]
-    n = len(request_user)
-    offset = rng.integers(0, DAYS, n) * 86_400_000 + _draw(HOUR_CDF, rng.random(n)) * 3_600_000
-    offset = np.sort(offset + rng.integers(0, 3_600_000, n) + request_user * (DAYS * 86_400_000))
-    offset -= request_user * (DAYS * 86_400_000)  # sorted within each user
-    while (tie := np.flatnonzero((request_user[1:] == request_user[:-1]) & (offset[1:] <= offset[:-1])) + 1).size:
-        offset[tie] = offset[tie - 1] + 1
-    logged_hour = (offset + rng.integers(0, LOG_DELAY_MS, n)) // 3_600_000
-    return user, request, step, offset, logged_hour
-
-
 def _simulate_log(lat: KuaiRandLatents, rng: np.random.Generator, user_start: int, n_users: int, n_rows: int):
     """Log rows of users ``user_start ..+ n_users``, ``n_rows`` in all: {column: int64 array}, user-major and
     time-ordered, plus ``late`` (date/hourmin is the hour after time_ms)."""
-    user, request, step, offset, logged_hour = _requests(rng, n_users, n_rows)
+    user, request, step, offset, logged_hour = requests(rng, n_users, n_rows)
     tab = TABS[rng.choice(len(TABS), len(offset), p=TAB_P)]
     hour = (offset // 3_600_000) % 24
     video = np.empty(n_rows, np.int64)
@@ -277,7 +248,7 @@ def _simulate_log(lat: KuaiRandLatents, rng: np.random.Generator, user_start: in
         from_history = (rng.random(n) < P_FROM_HISTORY) & (candidate >= 0)
         author = np.where(from_history, candidate, 0)
         pick = lat.author_offset[author] + (rng.random(n) * lat.author_size[author]).astype(np.int64)
-        v = np.where(from_history, lat.author_videos[pick], _draw(lat.video_popularity, rng.random(n)))
+        v = np.where(from_history, lat.author_videos[pick], draw(lat.video_popularity, rng.random(n)))
         t, a = lat.video_tag[v], lat.video_author[v]
         liked_author = (rings[u, :RING] == a[:, None]).any(axis=1)
         viewed_author = (rings[u, RING:] == a[:, None]).any(axis=1)
@@ -286,16 +257,23 @@ def _simulate_log(lat: KuaiRandLatents, rng: np.random.Generator, user_start: in
             lat, user_start + u, v, tab[req], hour[req], noise, click_tag[u, t], like_tag[u, t], liked_author,
             viewed_author,
         ) + lat.biases[:, None]  # fmt: skip
-        y = rng.random((3, n)) < _sigmoid(z)
+        y = rng.random((3, n)) < sigmoid(z)
         drivers = {"is_click": y[0], "is_like": y[1], "quality": lat.video_quality[v]}
         minor = np.stack([b + sum(w * drivers[k] for k, w in ws.items()) for b, ws in MINOR_LABELS.values()])
         video[rows], labels[:3, rows] = v, y
-        labels[3:, rows] = rng.random((len(MINOR_LABELS), n)) < _sigmoid(minor)
+        labels[3:, rows] = rng.random((len(MINOR_LABELS), n)) < sigmoid(minor)
         np.add.at(click_tag, (u, t), y[0])
         np.add.at(like_tag, (u, t), y[1])
         _push(rings, pointer, 0, u[y[1]], a[y[1]])
         _push(rings, pointer, 1, u[y[2]], a[y[2]])
+    return log_columns(lat, rng, user_start + user, video, labels, tab, request, offset, logged_hour)
 
+
+def log_columns(lat: KuaiRandLatents, rng, user, video, labels, tab, request, offset, logged_hour) -> dict:
+    """The log's columns ({name: int64 array}, plus ``late``) from the simulated exposures: raw ``user`` ids,
+    ``video`` indices, ``labels [len(LABELS), rows]`` and the requests' ``tab``, ``offset`` and ``logged_hour``
+    (indexed by ``request``); play and stay times are drawn to agree with the labels."""
+    n_rows = len(video)
     columns = dict(zip(LABELS, labels, strict=True))
     duration = lat.video_duration_ms[video]
     threshold = np.minimum(duration, LONG_VIEW_MS)
@@ -304,7 +282,7 @@ def _simulate_log(lat: KuaiRandLatents, rng: np.random.Generator, user_start: in
     comment_open = (columns["is_comment"] == 1) | (rng.random(n_rows) < 0.02)
     stays = rng.geometric(1 / 30, (2, n_rows))
     columns.update(
-        user_id=user_start + user,
+        user_id=user,
         video_id=video,
         date=DATE_INTS[logged_hour[request] // 24],
         hourmin=logged_hour[request] % 24 * 100,
@@ -320,18 +298,59 @@ def _simulate_log(lat: KuaiRandLatents, rng: np.random.Generator, user_start: in
     return columns
 
 
-def write_synthetic_kuairand(directory: str | Path, rows: int, seed: int = 0) -> dict:
+def _multitask_planted(lat: KuaiRandLatents) -> dict:
+    """The parameters of the equations in the module docstring."""
+    return {
+        "biases": dict(zip(TASKS, lat.biases.tolist(), strict=True)),
+        "static_rates": dict(zip(TASKS, STATIC_RATES, strict=True)),
+        "weights": WEIGHTS,
+        "noise_weight": NOISE_WEIGHT,
+        "minor_labels": {label: {"bias": b, **w} for label, (b, w) in MINOR_LABELS.items()},
+        "interaction_user_column": "onehot_feat1",
+        "interaction": lat.interaction.astype(int).tolist(),  # [onehot_feat1][primary tag]
+        "tab_effect": {int(t): float(e) for t, e in zip(TABS, TAB_EFFECT, strict=True)},
+        "hour_amplitude": HOUR_AMPLITUDE,
+        "hour_peak": HOUR_PEAK,
+        "user_bias_sd": USER_BIAS_SD,
+        "ring": RING,
+        "p_from_history": P_FROM_HISTORY,
+        "long_view_ms": LONG_VIEW_MS,
+        "duration_median_ms": DURATION_MEDIAN_MS,
+        "duration_log_sd": DURATION_LOG_SD,
+        "log_delay_ms": LOG_DELAY_MS,
+        "start": "2022-04-08T00:00:00+08:00",
+        "days": DAYS,
+    }
+
+
+@dataclass(frozen=True)
+class LogProfile:
+    """What a generated log plants: how its exposures are simulated (``simulate(lat, rng, user_start, n_users,
+    n_rows)`` -> ``log_columns``), its mean rows per user and the facts ``planted(lat)`` reports."""
+
+    simulate: Callable[..., dict]
+    events_per_user: int
+    planted: Callable[[KuaiRandLatents], dict]
+
+
+MULTITASK = LogProfile(_simulate_log, EVENTS_PER_USER, _multitask_planted)
+
+
+def write_synthetic_kuairand(
+    directory: str | Path, rows: int, seed: int = 0, *, profile: LogProfile = MULTITASK
+) -> dict:
     """Write a KuaiRand-Pure ``data/`` directory whose standard log has ``rows`` rows into ``directory``.
 
     Returns facts: ``rows``, ``seed``, the sizes (``users``, ``videos``, ``authors``, ``music``, ``tags``),
     ``requests``, ``files`` (rows and bytes of each), ``rates`` (realised rate of each label), ``late_rows``
     (rows whose date/hourmin is the hour after their time_ms), ``absent`` (users and videos of the log missing
-    from each feature file) and ``planted`` (the parameters of the equations in the module docstring).
+    from each feature file) and ``planted`` (``profile.planted``: by default the parameters of the equations in
+    the module docstring).
     """
     if rows < 1:
         raise ValueError(f"rows must be >= 1, got {rows}")
     directory = Path(directory)
-    lat = make_latents(rows, seed)
+    lat = make_latents(rows, seed, profile.events_per_user)
     n_users = lat.sizes["users"]
     files = write_feature_files(directory, lat, seed)
     positives = np.zeros(len(LABELS), np.int64)
@@ -347,7 +366,7 @@ def write_synthetic_kuairand(directory: str | Path, rows: int, seed: int = 0) ->
         with open(temp, "ab") as handle, pa_csv.CSVWriter(handle, schema, write_options=options) as writer:
             for k in range(len(bounds) - 1):
                 chunk_rng = np.random.default_rng([seed, 1, k])
-                log = _simulate_log(lat, chunk_rng, int(bounds[k]), int(np.diff(bounds)[k]), int(np.diff(cum)[k]))
+                log = profile.simulate(lat, chunk_rng, int(bounds[k]), int(np.diff(bounds)[k]), int(np.diff(cum)[k]))
                 writer.write_table(pa.table([log[c] for c in LOG_COLUMNS], schema=schema))
                 positives += [int(log[label].sum()) for label in LABELS]
                 seen_videos[log["video_id"]] = True
@@ -370,25 +389,5 @@ def write_synthetic_kuairand(directory: str | Path, rows: int, seed: int = 0) ->
             "videos_statistic": int((seen_videos & lat.absent_statistic).sum()),
             "videos_both": int((seen_videos & lat.absent_basic & lat.absent_statistic).sum()),
         },
-        "planted": {
-            "biases": dict(zip(TASKS, lat.biases.tolist(), strict=True)),
-            "static_rates": dict(zip(TASKS, STATIC_RATES, strict=True)),
-            "weights": WEIGHTS,
-            "noise_weight": NOISE_WEIGHT,
-            "minor_labels": {label: {"bias": b, **w} for label, (b, w) in MINOR_LABELS.items()},
-            "interaction_user_column": "onehot_feat1",
-            "interaction": lat.interaction.astype(int).tolist(),  # [onehot_feat1][primary tag]
-            "tab_effect": {int(t): float(e) for t, e in zip(TABS, TAB_EFFECT, strict=True)},
-            "hour_amplitude": HOUR_AMPLITUDE,
-            "hour_peak": HOUR_PEAK,
-            "user_bias_sd": USER_BIAS_SD,
-            "ring": RING,
-            "p_from_history": P_FROM_HISTORY,
-            "long_view_ms": LONG_VIEW_MS,
-            "duration_median_ms": DURATION_MEDIAN_MS,
-            "duration_log_sd": DURATION_LOG_SD,
-            "log_delay_ms": LOG_DELAY_MS,
-            "start": "2022-04-08T00:00:00+08:00",
-            "days": DAYS,
-        },
+        "planted": profile.planted(lat),
     }
