@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_sequence_models import TRAINING, sequence_data  # noqa: F401 - the fixture
 from test_sequence_models import FM as UNTIMED_FM
+from test_sequence_models import TRAINING, sequence_data  # noqa: F401 - the fixture
 from test_sequence_models import make_batch as untimed_batch
 
 from ctrbench.data.batch import Batch
@@ -45,7 +45,9 @@ def make_batch(lengths=(0, 1, 5, 12, 12, 7), L: int = 12, seed: int = 0) -> Batc
     items = torch.where(real, torch.randint(1, ITEMS, (B, L), generator=g), 0)
     gaps = torch.where(real, torch.randint(1, 10**6, (B, L), generator=g).flip(1).cumsum(1).flip(1), 0)
     target = torch.randint(1, ITEMS, (B,), generator=g)
-    categorical = torch.stack([torch.randint(1, USERS, (B,), generator=g), target, target % 7 + 1, torch.randint(1, 25, (B,), generator=g)], 1)
+    categorical = torch.stack(
+        [torch.randint(1, USERS, (B,), generator=g), target, target % 7 + 1, torch.randint(1, 25, (B,), generator=g)], 1
+    )
     return Batch(
         labels=torch.randint(0, 2, (B, 1), generator=g).float(), categorical=categorical, dense=torch.randn(B, 1, generator=g),
         sequences={"item_history": items, "category_history": torch.where(real, items % 7 + 1, 0)}, time_gaps={"history": gaps},
@@ -61,7 +63,8 @@ def test_token_merge_shapes_and_masks():
     x, mask = torch.randn(2, 10, 4), torch.arange(10) >= torch.tensor([[7], [0]])  # 3 and 10 real events
     for mode in ("concat", "inner_trans"):
         merged, real = TokenMerge(4, 4, mode=mode)(x, mask)
-        assert merged.shape == (2, 3, 4)  # ceil(10 / 4), padded at the old end: groups [pad pad e1 e2], [e3..e6], [e7..e10]
+        # ceil(10 / 4) groups, padded at the old end: [pad pad e1 e2], [e3..e6], [e7..e10]
+        assert merged.shape == (2, 3, 4)
         assert real.tolist() == [[False, False, True], [True, True, True]]
     same, real = TokenMerge(4, 1)(x, mask)
     assert torch.equal(same, x * mask.unsqueeze(-1)) and torch.equal(real, mask)
@@ -102,7 +105,9 @@ def test_mask_rule_written_out():
     ]
     assert mask.shape == (1, 1, 4, 5) and mask[0, 0].int().tolist() == expected
     # a padded query row may attend anywhere (finite softmax; the caller discards it)
-    padded = global_causal_mask(2, torch.tensor([1, 2]), torch.arange(3), torch.tensor([[True, True, False, True]]), key_real)
+    padded = global_causal_mask(
+        2, torch.tensor([1, 2]), torch.arange(3), torch.tensor([[True, True, False, True]]), key_real
+    )
     assert padded[0, 0, 2].all()
 
 
@@ -129,7 +134,7 @@ def test_attention_equals_explicit_softmax():
 def test_sequence_tokens_never_see_the_candidate_or_other_features(params):
     model = build(**params)
     batch = make_batch()
-    states, real = model.encode(batch)
+    states, _ = model.encode(batch)
     changed = make_batch()
     changed.categorical = (changed.categorical % 5) + 1  # candidate item and category, user, hour
     changed.dense = changed.dense + 1.0
@@ -194,7 +199,9 @@ def test_extra_left_padding_changes_nothing(params):
     torch.testing.assert_close(long(padded).logits, short(make_batch(lengths)).logits, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("params", [{}, {"merge": "inner_trans", "num_layers": 2}, {"merge_size": 1, "num_query_tokens": None}])
+@pytest.mark.parametrize(
+    "params", [{}, {"merge": "inner_trans", "num_layers": 2}, {"merge_size": 1, "num_query_tokens": None}]
+)
 def test_forward_backward_and_empty_histories(params):
     model = build(**params).train()
     batch = make_batch(lengths=(0, 0, 3, 12))

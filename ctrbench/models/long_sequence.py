@@ -29,7 +29,16 @@ class TokenMerge(nn.Module):
     merged token is real where any of its events is. ``K = 1`` is no merge (the identity).
     """
 
-    def __init__(self, d: int, merge_size: int, *, mode: MergeMode = "concat", num_heads: int = 2, dropout: float = 0.0):
+    def __init__(
+        self,
+        d: int,
+        merge_size: int,
+        *,
+        mode: MergeMode = "concat",
+        num_heads: int = 2,
+        ffn_multiplier: float = 4.0,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         if mode not in ("concat", "inner_trans"):
             raise ValueError(f"merge must be 'concat' or 'inner_trans', got {mode!r}")
@@ -38,7 +47,9 @@ class TokenMerge(nn.Module):
         self.merge_size, self.mode = merge_size, mode
         self.inner = None
         if merge_size > 1 and mode == "inner_trans":
-            self.inner = TransformerBlock(d, num_heads, prenorm=True, attention_dropout=dropout, ffn_dropout=dropout)
+            self.inner = TransformerBlock(
+                d, num_heads, prenorm=True, ffn_multiplier=ffn_multiplier, ffn_dropout=dropout, residual_dropout=dropout
+            )
         self.linear = nn.Linear(merge_size * d, d) if merge_size > 1 else nn.Identity()
 
     def merged_length(self, length: int) -> int:
@@ -50,7 +61,7 @@ class TokenMerge(nn.Module):
         x = x * mask.unsqueeze(-1)  # padded events enter as zeros
         if K == 1:
             return x, mask
-        (B, L, d), extra = x.shape, -x.shape[1] % K
+        (B, _, d), extra = x.shape, -x.shape[1] % K
         x = F.pad(x, (0, 0, extra, 0))  # [B, L'K, d], padded at the old (left) end
         events = F.pad(mask, (extra, 0), value=False).view(B, -1, K)  # [B, L', K]
         groups = x.view(B, -1, K, d)  # [B, L', K, d]
@@ -64,7 +75,11 @@ class TokenMerge(nn.Module):
 
 
 def global_causal_mask(
-    num_global: int, query_positions: torch.Tensor, key_positions: torch.Tensor, query_real: torch.Tensor, key_real: torch.Tensor
+    num_global: int,
+    query_positions: torch.Tensor,
+    key_positions: torch.Tensor,
+    query_real: torch.Tensor,
+    key_real: torch.Tensor,
 ) -> torch.Tensor:
     """The boolean attention mask ``[B, 1, m+q, m+n]`` (True = attend) of queries ``[G; S_q]`` over keys ``[G; S_n]``:
 
@@ -115,10 +130,18 @@ class CausalAttentionLayer(nn.Module):
     """One pre-LN layer on the query tokens: ``O <- O + Attn(LN(O), LN(R), mask)``, ``O <- O + FFN(LN(O))``.
     With ``R = O`` it is a self-causal layer; with ``R = [G; H]`` and ``O = [G; H_s]`` LONGER's cross-causal one."""
 
-    def __init__(self, d: int, num_heads: int, *, ffn_multiplier: float = 4.0, dropout: float = 0.0):
+    def __init__(
+        self,
+        d: int,
+        num_heads: int,
+        *,
+        ffn_multiplier: float = 4.0,
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+    ):
         super().__init__()
         hidden = round(d * ffn_multiplier)
-        self.attention = MaskedAttention(d, num_heads, dropout=dropout)
+        self.attention = MaskedAttention(d, num_heads, dropout=attention_dropout)
         self.ffn = nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d))
         self.norm_attention, self.norm_ffn = nn.LayerNorm(d), nn.LayerNorm(d)  # queries are among the keys: one LN
         self.dropout = nn.Dropout(dropout)

@@ -73,6 +73,7 @@ class LONGER(CTRModel):
         num_heads: int = 2,
         ffn_multiplier: float = 2.0,
         dropout: float = 0.1,
+        attention_dropout: float = 0.0,
         mlp_hidden: Sequence[int] = (128, 64),
         mlp_dropout: float = 0.1,
         history_group: str | None = None,
@@ -88,16 +89,23 @@ class LONGER(CTRModel):
         self.tokens = BehaviourTokens(feature_map, self.embedding, history_group)
         self.field_columns = self._global_field_columns(feature_map, global_fields)
         self.register_buffer("field_index", torch.tensor(self.field_columns, dtype=torch.long), persistent=False)
-        self.field_project = GroupedLinear(len(self.field_columns), embedding_dim, d_model) if self.field_columns else None
+        self.field_project = (
+            GroupedLinear(len(self.field_columns), embedding_dim, d_model) if self.field_columns else None
+        )
         self.event_project = nn.Linear(self.tokens.token_dim, d_model)  # events and the candidate: one space
         self.cls = uniform_token(d_model)
-        self.position = nn.Parameter(torch.empty(self.tokens.max_len, d_model).normal_(std=POSITION_INIT_STD))  # by recency
+        # absolute positions by recency (row 0: the most recent event), so extra left padding changes nothing
+        self.position = nn.Parameter(torch.empty(self.tokens.max_len, d_model).normal_(std=POSITION_INIT_STD))
         self.time_gap = TimeGapEmbedding(d_model) if use_time_gaps and self.tokens.has_times else None
-        self.merge = TokenMerge(d_model, merge_size, mode=merge, num_heads=num_heads, dropout=dropout)
+        self.merge = TokenMerge(
+            d_model, merge_size, mode=merge, num_heads=num_heads, ffn_multiplier=ffn_multiplier, dropout=dropout
+        )
         self.num_global = 2 + len(self.field_columns)
         self.num_merged = self.merge.merged_length(self.tokens.max_len)
         self.num_query = self.num_merged if num_query_tokens is None else min(num_query_tokens, self.num_merged)
-        layer = lambda: CausalAttentionLayer(d_model, num_heads, ffn_multiplier=ffn_multiplier, dropout=dropout)
+        layer = lambda: CausalAttentionLayer(
+            d_model, num_heads, ffn_multiplier=ffn_multiplier, dropout=dropout, attention_dropout=attention_dropout
+        )
         self.cross = layer()
         self.layers = nn.ModuleList(layer() for _ in range(num_layers))
         self.norm = nn.LayerNorm(d_model)
@@ -112,7 +120,9 @@ class LONGER(CTRModel):
             chosen = [n for n in names if n not in targets]
         unknown = sorted(set(chosen) - set(names) | set(chosen) & targets)
         if unknown:
-            raise ValueError(f"global_fields {unknown} are not non-target categorical fields of {feature_map.dataset!r}")
+            raise ValueError(
+                f"global_fields {unknown} are not non-target categorical fields of {feature_map.dataset!r}"
+            )
         dense = [len(names)] if self.embedding.num_dense_tokens else []
         return [names.index(n) for n in chosen] + dense
 
@@ -132,7 +142,9 @@ class LONGER(CTRModel):
             tokens.append(self.field_project(self.embedding(batch)[:, self.field_index]))  # [B, fields, d]
         return torch.cat(tokens, dim=1)
 
-    def sequence_tokens(self, batch: Batch, history: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def sequence_tokens(
+        self, batch: Batch, history: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Merged event tokens ``H [B, L', d]`` and their mask ``[B, L']``."""
         L = history.shape[1]
         x = self.event_project(history) + self.position[:L].flip(0)  # slot L-1 (most recent) takes row 0
@@ -152,8 +164,9 @@ class LONGER(CTRModel):
         query_real = torch.cat([real.new_ones(B, m), real[:, n - k :]], dim=1)  # [B, m+k]
         keep = query_real.unsqueeze(-1).to(H.dtype)
         # masks once per batch: the cross layer's, then the self layers' (shared by every layer)
-        cross_mask = global_causal_mask(m, positions[n - k :], positions, query_real, key_real)  # [B, 1, m+k, m+L']
-        self_mask = global_causal_mask(m, positions[n - k :], positions[n - k :], query_real, query_real)  # [B, 1, m+k, m+k]
+        recent = positions[n - k :]
+        cross_mask = global_causal_mask(m, recent, positions, query_real, key_real)  # [B, 1, m+k, m+L']
+        self_mask = global_causal_mask(m, recent, recent, query_real, query_real)  # [B, 1, m+k, m+k]
         R = torch.cat([G, H], dim=1)  # [B, m+L', d]
         O = self.cross(torch.cat([G, H[:, n - k :]], dim=1), R, cross_mask) * keep  # [B, m+k, d]
         for layer in self.layers:
