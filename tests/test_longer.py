@@ -247,3 +247,12 @@ def test_longer_learns_what_only_the_history_shows(sequence_data, tmp_path):  # 
     assert metrics.best_valid["y0"].auc > 0.8, metrics.best_valid
     assert metrics.model_info["time_gaps"] is False
     assert build_model("longer", UNTIMED_FM, params)(untimed_batch()).logits.shape == (6, 1)
+
+
+def test_sparse_embeddings_train():
+    torch.manual_seed(0)
+    model = build_model("longer", feature_map(), {**SMALL, "merge": "inner_trans"}, sparse_embeddings=True)
+    batch = make_batch()
+    model.loss(model(batch), batch).backward()
+    grad = model.embedding.embedding.weight.grad
+    assert grad.is_sparse and torch.isfinite(grad.coalesce().values()).all()
