@@ -28,6 +28,7 @@ def _load_models() -> None:
         deepfm,
         ft_transformer,
         infnet,
+        longer,
         mamba4rec,
         mdaf,
         mmoe,

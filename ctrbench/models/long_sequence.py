@@ -1,0 +1,154 @@
+"""Shared layers of the long-sequence models (LONGER): token merge, the global/causal attention mask, and
+masked multi-head attention between two token sets.
+
+Shapes: B = batch size, L = history length, K = merge size, L' = ceil(L / K) merged tokens, m = global
+tokens, q / n = query / key tokens, d = token width, H = heads. Histories are right-aligned (most recent
+last) and left-padded, as everywhere in the suite; sequence token positions count from the oldest slot.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ctrbench.models.layers import TransformerBlock
+
+MergeMode = Literal["concat", "inner_trans"]
+
+
+class TokenMerge(nn.Module):
+    """Groups of K adjacent events -> one token: ``M_i = W [x_{iK+1}; ...; x_{(i+1)K}] + b`` (concatenation,
+    ``[B, L', K*d] -> [B, L', d_out]``), after, for ``inner_trans``, one transformer block inside each group
+    (LONGER's InnerTrans, ``[x_{iK+1..(i+1)K}] <- TransformerBlock(...)``, bidirectional within the group).
+
+    L not divisible by K is padded at the old end, so groups are counted from the most recent event and extra
+    left padding leaves them unchanged. Padded events enter as zeros (and are masked inside InnerTrans); a
+    merged token is real where any of its events is. ``K = 1`` is no merge (the identity).
+    """
+
+    def __init__(
+        self,
+        d: int,
+        merge_size: int,
+        *,
+        mode: MergeMode = "concat",
+        num_heads: int = 2,
+        ffn_multiplier: float = 4.0,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        if mode not in ("concat", "inner_trans"):
+            raise ValueError(f"merge must be 'concat' or 'inner_trans', got {mode!r}")
+        if merge_size < 1:
+            raise ValueError(f"merge_size must be >= 1, got {merge_size}")
+        self.merge_size, self.mode = merge_size, mode
+        self.inner = None
+        if merge_size > 1 and mode == "inner_trans":
+            self.inner = TransformerBlock(
+                d, num_heads, prenorm=True, ffn_multiplier=ffn_multiplier, ffn_dropout=dropout, residual_dropout=dropout
+            )
+        self.linear = nn.Linear(merge_size * d, d) if merge_size > 1 else nn.Identity()
+
+    def merged_length(self, length: int) -> int:
+        return -(-length // self.merge_size)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x [B, L, d]`` (padding rows anything), ``mask [B, L]`` -> ``[B, L', d]``, ``[B, L']``."""
+        K = self.merge_size
+        x = x * mask.unsqueeze(-1)  # padded events enter as zeros
+        if K == 1:
+            return x, mask
+        (B, _, d), extra = x.shape, -x.shape[1] % K
+        x = F.pad(x, (0, 0, extra, 0))  # [B, L'K, d], padded at the old (left) end
+        events = F.pad(mask, (extra, 0), value=False).view(B, -1, K)  # [B, L', K]
+        groups = x.view(B, -1, K, d)  # [B, L', K, d]
+        if self.inner is not None:
+            real = events.reshape(-1, K)  # [B*L', K]
+            any_real = real.any(dim=1, keepdim=True)
+            # an all-padding group attends to its own (zero) slots to stay finite; its output is zeroed below
+            inner = self.inner(groups.reshape(-1, K, d), key_mask=real | ~any_real)
+            groups = (inner * real.unsqueeze(-1)).view(B, -1, K, d)
+        return self.linear(groups.flatten(2)), events.any(dim=2)
+
+
+def global_causal_mask(
+    num_global: int,
+    query_positions: torch.Tensor,
+    key_positions: torch.Tensor,
+    query_real: torch.Tensor,
+    key_real: torch.Tensor,
+) -> torch.Tensor:
+    """The boolean attention mask ``[B, 1, m+q, m+n]`` (True = attend) of queries ``[G; S_q]`` over keys ``[G; S_n]``:
+
+    - a global query attends to every global key and every real sequence key;
+    - a sequence query at position i attends to real sequence keys at positions j <= i, and to no global key
+      (so no sequence state ever depends on the candidate or the other per-request features);
+    - a padded sequence query (a short history) may attend to everything, so its softmax is finite; its state
+      must be discarded by the caller (it is never a key: its ``key_real`` is False).
+
+    ``query_positions [q]`` / ``key_positions [n]``: the sequence tokens' positions (oldest first); ``query_real
+    [B, m+q]``, ``key_real [B, m+n]``: True on global and real sequence tokens.
+    """
+    m = num_global
+    q_global = torch.arange(m + len(query_positions), device=key_real.device) < m  # [m+q]
+    k_global = torch.arange(m + len(key_positions), device=key_real.device) < m  # [m+n]
+    q_pos = torch.cat([query_positions.new_zeros(m), query_positions])  # [m+q]
+    k_pos = torch.cat([key_positions.new_zeros(m), key_positions])  # [m+n]
+    causal = ~k_global[None, :] & (k_pos[None, :] <= q_pos[:, None])  # [m+q, m+n] sequence query rule
+    rule = torch.where(q_global[:, None], torch.ones_like(causal), causal)  # global queries see all
+    allowed = rule.unsqueeze(0) & key_real.unsqueeze(1)  # [B, m+q, m+n]
+    allowed = allowed | ~query_real.unsqueeze(-1)  # padded queries: anything, discarded later
+    return allowed.unsqueeze(1)
+
+
+class MaskedAttention(nn.Module):
+    """Multi-head attention of queries ``[B, q, d]`` over keys = values ``[B, n, d]`` with a boolean mask
+    ``[B, 1, q, n]``: ``softmax(Q K^T / sqrt(d_h) masked) V`` per head, heads concatenated, output projection.
+    Through ``F.scaled_dot_product_attention`` (its fused kernels where they apply)."""
+
+    def __init__(self, d: int, num_heads: int, *, dropout: float = 0.0):
+        super().__init__()
+        if d % num_heads:
+            raise ValueError(f"d_model {d} is not divisible by num_heads={num_heads}")
+        self.num_heads, self.dropout = num_heads, dropout
+        self.query = nn.Linear(d, d)
+        self.key_value = nn.Linear(d, 2 * d)
+        self.out = nn.Linear(d, d)
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        (B, q, d), n, H = queries.shape, keys.shape[1], self.num_heads
+        Q = self.query(queries).view(B, q, H, d // H).transpose(1, 2)  # [B, H, q, d/H]
+        Kt, V = self.key_value(keys).view(B, n, 2, H, d // H).permute(2, 0, 3, 1, 4)  # [B, H, n, d/H] each
+        y = F.scaled_dot_product_attention(Q, Kt, V, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(B, q, d))
+
+
+class CausalAttentionLayer(nn.Module):
+    """One pre-LN layer on the query tokens: ``O <- O + Attn(LN(O), LN(R), mask)``, ``O <- O + FFN(LN(O))``.
+    With ``R = O`` it is a self-causal layer; with ``R = [G; H]`` and ``O = [G; H_s]`` LONGER's cross-causal one."""
+
+    def __init__(
+        self,
+        d: int,
+        num_heads: int,
+        *,
+        ffn_multiplier: float = 4.0,
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+    ):
+        super().__init__()
+        hidden = round(d * ffn_multiplier)
+        self.attention = MaskedAttention(d, num_heads, dropout=attention_dropout)
+        self.ffn = nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d))
+        self.norm_attention, self.norm_ffn = nn.LayerNorm(d), nn.LayerNorm(d)  # queries are among the keys: one LN
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+        """``keys=None``: self attention over ``queries``."""
+        normed = self.norm_attention(queries)
+        context = normed if keys is None else self.norm_attention(keys)
+        x = queries + self.dropout(self.attention(normed, context, mask))
+        return x + self.dropout(self.ffn(self.norm_ffn(x)))
