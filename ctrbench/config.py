@@ -152,7 +152,14 @@ def check_config(config: dict) -> None:
                         f"(format {dataset['format']}) has none; list it under another dataset's models"
                     )
                     continue
-                chosen = config["models"][model].get("params", {}).get("history_group")
+                params = config["models"][model].get("params", {})
+                if MODELS[arch].reads_several_histories:  # every group, or those it names: its own check
+                    try:
+                        check_params(arch, params, groups or None)  # () where the format names no group: at build time
+                    except ValueError as error:
+                        problems.append(f"models.{model} on dataset {name!r}: {error}")
+                    continue
+                chosen = params.get("history_group")
                 if chosen is not None and chosen not in groups:
                     problems.append(
                         f"models.{model} ({arch}): history_group {chosen!r} is not a history of dataset {name!r} "

@@ -57,6 +57,8 @@ class CTRModel(nn.Module):
 
     arch: ClassVar[str] = ""
     needs_sequences: ClassVar[bool] = False  # True: the dataset must have behaviour sequences
+    # True: the model reads several sequence groups (its ``history_groups`` param, default all), not one ``history_group``
+    reads_several_histories: ClassVar[bool] = False
 
     def __init__(self, feature_map: FeatureMap, *, sparse_embeddings: bool = False):
         super().__init__()
@@ -65,6 +67,12 @@ class CTRModel(nn.Module):
         self.register_buffer(
             "task_weights", torch.tensor([t.weight for t in feature_map.tasks], dtype=torch.float32), persistent=False
         )
+
+    @classmethod
+    def param_problems(cls, params: dict, history_groups: tuple[str, ...] | None = None) -> list[str]:
+        """What is wrong with ``params`` (values, not names), checked when the config is read; ``history_groups``: the
+        dataset's sequence groups where one is known (None: check what does not depend on the dataset)."""
+        return []
 
     def forward(self, batch: Batch) -> ModelOutput:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -27,6 +27,7 @@ def _load_models() -> None:
         dcnv3,
         deepfm,
         ft_transformer,
+        hyformer,
         infnet,
         longer,
         mamba4rec,
@@ -45,15 +46,18 @@ def model_class(arch: str) -> type[CTRModel]:
     return MODELS[arch]
 
 
-def check_params(arch: str, params: dict) -> None:
-    """Raise ValueError naming any key that the model's constructor does not take."""
+def check_params(arch: str, params: dict, history_groups: tuple[str, ...] | None = None) -> None:
+    """Raise ValueError naming any key that the model's constructor does not take, or what its ``param_problems``
+    finds in the values (given the dataset's sequence groups where known)."""
     accepted = set(inspect.signature(model_class(arch).__init__).parameters) - {"self", "feature_map", "sparse_embeddings"}
     unknown = sorted(set(params) - accepted)
     if unknown:
         raise ValueError(f"model arch {arch!r} has no parameter(s) {unknown}; it takes {sorted(accepted)}")
+    if problems := model_class(arch).param_problems(params, history_groups):
+        raise ValueError(f"model arch {arch!r}: " + "; ".join(problems))
 
 
 def build_model(arch: str, feature_map: FeatureMap, params: dict | None = None, *, sparse_embeddings: bool = False) -> CTRModel:
     params = dict(params or {})
-    check_params(arch, params)
+    check_params(arch, params, tuple(g.name for g in feature_map.sequence_groups))
     return model_class(arch)(feature_map, sparse_embeddings=sparse_embeddings, **params)
