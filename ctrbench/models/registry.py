@@ -26,6 +26,7 @@ def _load_models() -> None:
         dcnv2,
         dcnv3,
         deepfm,
+        din,
         ft_transformer,
         infnet,
         mamba4rec,
@@ -34,6 +35,7 @@ def _load_models() -> None:
         omoe,
         ple,
         shared_bottom,
+        sum_pooling,
     )
 
 
