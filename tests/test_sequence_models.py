@@ -1,4 +1,4 @@
-"""BST, Mamba4Rec and MDAF: shapes, padding and empty histories, the gate, and learning a sequential signal."""
+"""BST, Mamba4Rec, MDAF, DIN and sum pooling: shapes, padding and empty histories, the gate, and learning a sequential signal."""
 
 from __future__ import annotations
 
@@ -47,6 +47,11 @@ CONFIGS = {
                             "d_model": 8, "d_state": 4, "fusion_dim": 16, "mlp_hidden": [16, 8]}),
     "mdaf_bst": ("mdaf", {"sequence_encoder": "bst", "static_embedding_dim": 4, "sequence_embedding_dim": 8,
                           "d_model": 8, "num_heads": 2, "fusion_dim": 16, "mlp_hidden": [16, 8]}),
+    "din": ("din", {"embedding_dim": 8, "attention_hidden": [8], "mlp_hidden": [16]}),
+    "din_softmax_dice": ("din", {"embedding_dim": 8, "attention_hidden": [8], "use_softmax": True, "mlp_activation": "dice",
+                                 "mlp_hidden": [16]}),
+    "sum_pooling": ("sum_pooling", {"embedding_dim": 8, "mlp_hidden": [16]}),
+    "mean_pooling": ("sum_pooling", {"embedding_dim": 8, "pooling": "mean", "mlp_hidden": [16]}),
 }  # fmt: skip
 
 

@@ -26,6 +26,7 @@ def _load_models() -> None:
         dcnv2,
         dcnv3,
         deepfm,
+        din,
         ft_transformer,
         hyformer,
         infnet,
@@ -36,6 +37,7 @@ def _load_models() -> None:
         omoe,
         ple,
         shared_bottom,
+        sum_pooling,
     )
 
 
