@@ -22,7 +22,7 @@ TASKS = ["is_click", "is_like"]
 BEHAVIOURS = {"click": 6, "like": 4}  # behaviour -> max_len
 # T = 2 groups x 2 queries + 2 field groups = 6 boosted tokens; d_model 12 = 6 x 2
 SMALL = {"embedding_dim": 4, "d_model": 12, "num_heads": 2, "num_queries": 2, "num_field_groups": 2, "mlp_hidden": [8]}
-ENCODERS = ["transformer", "swiglu"]
+ENCODERS = ("transformer", "swiglu", "longer")
 
 
 def feature_map(behaviours: dict[str, int] = BEHAVIOURS, times: bool = True) -> FeatureMap:
@@ -221,8 +221,8 @@ def test_d_model_not_divisible_by_the_boosted_tokens_is_refused():
         check_params("hyformer", {**SMALL, "num_queries": 3, "history_groups": ["click"]})
     with pytest.raises(ValueError, match="divisible by 6"):
         build({"d_model": 16})
-    with pytest.raises(ValueError, match="not wired"):
-        check_params("hyformer", {"sequence_encoder": "longer"})
+    with pytest.raises(ValueError, match="sequence_encoder must be one of"):
+        check_params("hyformer", {"sequence_encoder": "mamba"})
     with pytest.raises(ValueError, match=r"\['view'\] are not sequence groups"):
         check_params("hyformer", {"history_groups": ["view"]}, ("click", "like"))
     with pytest.raises(ValueError, match="num_field_groups"):
@@ -231,7 +231,11 @@ def test_d_model_not_divisible_by_the_boosted_tokens_is_refused():
 
 def test_the_config_check_counts_the_datasets_groups():
     config = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
-    kuairand = next(name for name, d in config["datasets"].items() if d["format"] == "kuairand")
+    kuairand = next(
+        name
+        for name, d in config["datasets"].items()
+        if d["format"] == "kuairand" and len(d.get("history", {}).get("behaviors", [])) > 1
+    )
     groups = config["datasets"][kuairand]["history"]["behaviors"]
     T = 2 * len(groups) + 2
     config["datasets"][kuairand]["models"].append("hyformer")
@@ -252,3 +256,22 @@ def test_deterministic_given_seed():
     batch = make_batch()
     with torch.no_grad():
         torch.testing.assert_close(build().eval()(batch).logits, build().eval()(batch).logits)
+
+
+def test_the_longer_encoder_is_causal_in_time():
+    """``sequence_encoder: longer``: changing an event leaves every earlier event's state unchanged, changes its own
+    and (through the queries) the output; padding is masked."""
+    from ctrbench.models.hyformer_layers import CausalSequenceLayer
+
+    torch.manual_seed(0)
+    layer = CausalSequenceLayer(8, 2, ffn_multiplier=2.0).eval()
+    x, mask = torch.randn(3, 6, 8), torch.tensor([[True] * 6, [False, False] + [True] * 4, [False] * 6])
+    changed = x.clone()
+    changed[:, 3] += 1.0
+    a, b = layer(x, mask), layer(changed, mask)
+    torch.testing.assert_close(a[:2, :3][mask[:2, :3]], b[:2, :3][mask[:2, :3]], rtol=0, atol=0)  # real events only
+    assert not torch.allclose(a[:2, 3], b[:2, 3])
+    padded = x.clone()
+    padded[1, :2] = 7.0  # padding slots of row 1
+    torch.testing.assert_close(layer(padded, mask)[1, 2:], a[1, 2:])
+    assert torch.isfinite(a).all()

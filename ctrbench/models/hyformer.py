@@ -20,7 +20,9 @@ Query generation (per sequence group g, N = ``num_queries``, each FFN_{g,n} a tw
 Layer l = 1..num_layers, with weights of its own per layer and per group:
 
     H_g^l = SeqEnc(H_g^{l-1})                       "transformer": post-LN self-attention block over the history
-                                                    (padding masked); "swiglu": LN(H + W_2(SiLU(W_1 H) ⊙ W_3 H))
+                                                    (padding masked); "swiglu": LN(H + W_2(SiLU(W_1 H) ⊙ W_3 H));
+                                                    "longer": LONGER's pre-LN self-causal layer (an event attends
+                                                    to the real events at or before it)
     Q^_g  = LN(Q_g^{l-1} + CA(Q_g^{l-1}, H_g^l))    query decoding, CA = multi-head cross-attention (infnet_layers
                                                     CrossAttention; padding masked, an empty history reads 0)
     X     = [Q^_1; ..; Q^_G; NS^{l-1}]              [B, T, D], T = G*N + M
@@ -56,7 +58,7 @@ from ctrbench.models.layers import MLP, FeatureEmbedding
 from ctrbench.models.registry import register
 from ctrbench.models.sequence import BehaviourTokens, TimeGapEmbedding
 
-SEQUENCE_ENCODERS = ("transformer", "swiglu")
+SEQUENCE_ENCODERS = ("transformer", "swiglu", "longer")
 
 
 @register
@@ -129,9 +131,8 @@ class HyFormer(CTRModel):
         if problems:
             return problems
         if p["sequence_encoder"] not in SEQUENCE_ENCODERS:
-            hint = " (the LONGER-style encoder is not wired yet)" if p["sequence_encoder"] == "longer" else ""
             problems.append(
-                f"sequence_encoder must be one of {list(SEQUENCE_ENCODERS)}, got {p['sequence_encoder']!r}{hint}"
+                f"sequence_encoder must be one of {list(SEQUENCE_ENCODERS)}, got {p['sequence_encoder']!r}"
             )
         if p["d_model"] % p["num_heads"]:
             problems.append(f"d_model {p['d_model']} must be divisible by num_heads {p['num_heads']}")

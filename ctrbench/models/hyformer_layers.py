@@ -15,6 +15,7 @@ from torch import nn
 
 from ctrbench.models.infnet_layers import CrossAttention, GroupedLinear
 from ctrbench.models.layers import TransformerBlock
+from ctrbench.models.long_sequence import CausalAttentionLayer, global_causal_mask
 
 
 def field_groups(num_fields: int, num_groups: int) -> list[range]:
@@ -69,6 +70,15 @@ class TransformerLayer(TransformerBlock):
         return super().forward(x, key_mask | ~key_mask.any(dim=1, keepdim=True))
 
 
+class CausalSequenceLayer(CausalAttentionLayer):
+    """LONGER-style: one pre-LN self-causal layer over the history, each event attending to the real events at or
+    before it (``global_causal_mask`` without global tokens), so an event's state never depends on later ones."""
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(x.shape[1], device=x.device)
+        return super().forward(x, None, global_causal_mask(0, positions, positions, key_mask, key_mask))
+
+
 def sequence_layer(kind: str, d: int, *, num_heads: int, multiplier: float, dropout: float) -> nn.Module:
     if kind == "transformer":
         return TransformerLayer(
@@ -76,7 +86,9 @@ def sequence_layer(kind: str, d: int, *, num_heads: int, multiplier: float, drop
         )  # fmt: skip
     if kind == "swiglu":
         return SwiGLULayer(d, multiplier=multiplier, dropout=dropout)
-    raise ValueError(f"sequence_encoder must be 'transformer' or 'swiglu', got {kind!r}")
+    if kind == "longer":
+        return CausalSequenceLayer(d, num_heads, ffn_multiplier=multiplier, dropout=dropout)
+    raise ValueError(f"sequence_encoder must be 'transformer', 'swiglu' or 'longer', got {kind!r}")
 
 
 class QueryDecoding(nn.Module):
