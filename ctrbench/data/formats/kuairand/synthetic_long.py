@@ -35,9 +35,9 @@ from ctrbench.data.formats.kuairand.synthetic import (
 )
 from ctrbench.data.formats.kuairand.synthetic_requests import DAYS, draw, requests
 
-EVENTS_PER_USER = 900
-RETURN_GAP, P_RETURN = 100, 0.3
-B_CLICK, W_KNOWN, NOISE_WEIGHT = -1.2, 2.0, 0.6
+EVENTS_PER_USER = 600
+RETURN_GAP, P_RETURN = 100, 0.4
+B_CLICK, W_KNOWN, NOISE_WEIGHT = -1.5, 3.0, 0.6
 P_LIKE, LONG_VIEW_BIAS = 0.1, -1.0
 
 
