@@ -52,6 +52,7 @@ MADE = {
     "/data/Tenrec/QB-video.csv": _tenrec,
     "/data/KuaiRand-Pure/data": _kuairand,
     "/data/KuaiRand-27K/data": _kuairand,  # the Pure layout: the reader takes both (27K's logs come in _part files)
+    "/data/KuaiRand-1K/data": _kuairand,
 }
 
 

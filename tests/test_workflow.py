@@ -458,3 +458,40 @@ def test_a_multi_task_run_renders_every_model_and_task(tmp_path):
     for model in models:
         assert f'data-model="{model}"' in html
     assert "label rates is_click" in html
+
+
+@pytest.mark.slow
+def test_a_long_sequence_run_renders_every_model_and_the_length_charts(tmp_path):
+    """The long-sequence family end to end on the synthetic KuaiRand profile ``long_history``: every model trains on
+    one history read at two lengths (``training.history_max_len``), each record keeps the length it read and its
+    forward FLOPs, and the report draws quality and cost against the length."""
+    models = ["sum_pooling", "din", "din_short", "longer", "hyformer", "bst_short"]
+
+    def change(config):
+        config["benchmark"] = {"datasets": ["tiny_long"], "models": models}
+        config["datasets"] = {"tiny_long": {
+            "format": "kuairand", "synthetic": {"rows": 4000, "seed": 2, "profile": "long_history"}, "tasks": ["is_click"],
+            "statistics": [], "history": {"behaviors": ["click"], "fields": ["video_id", "author_id"], "max_len": 64},
+            "time_split": {"valid_days": 2, "gold_days": 2},
+        }}  # fmt: skip
+        short = {"history_max_len": {"click": 8}}
+        config["models"].update({
+            "sum_pooling": {"arch": "sum_pooling", "params": {"embedding_dim": 4, "mlp_hidden": [8]}},
+            "din": {"arch": "din", "params": {"embedding_dim": 4, "attention_hidden": [8], "mlp_hidden": [8]}},
+            "din_short": {"arch": "din", "params": {"embedding_dim": 4, "attention_hidden": [8], "mlp_hidden": [8]}, "training": short},
+            "longer": {"arch": "longer", "params": {"embedding_dim": 4, "d_model": 8, "merge_size": 4, "num_query_tokens": 4, "mlp_hidden": [8]}},
+            "hyformer": {"arch": "hyformer", "params": {"embedding_dim": 4, "d_model": 8, "num_layers": 1, "mlp_hidden": [8]}},
+            "bst_short": {"arch": "bst", "params": {"embedding_dim": 4, "num_heads": 2, "mlp_hidden": [8]}, "training": short},
+        })  # fmt: skip
+
+    work = workflow_copy(tmp_path)
+    run = snakemake(work, "results/report.html", config=with_changes(TINY_CONFIG, change))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    for model in models:
+        train = json.loads((work / "results/tiny_long" / model / "train_metrics.json").read_text())
+        assert train["history_lengths"] == {"click": 8 if model.endswith("_short") else 64}
+        assert train["cost"]["forward_flops_per_sample"] > 0
+    html = (work / "results/report.html").read_text()
+    for model in models:
+        assert f'data-model="{model}"' in html
+    assert html.count('class="length-chart"') == 3 and "vs history length" in html
