@@ -29,7 +29,6 @@ from ctrbench.data.formats.avazu.reader import (
     read_avazu,
 )
 from ctrbench.data.formats.avazu.synthetic import write_synthetic_avazu
-from ctrbench.data.outputs import output_paths
 from ctrbench.data.schema import FeatureMap
 from ctrbench.data.splits import SPLITS
 from ctrbench.data.vocabulary import OOV_ID, hash_values
@@ -59,9 +58,7 @@ def test_reader_on_the_real_sample():
         assert len(pairs) == frame[name].nunique() == len(set(keys.tolist())), name
 
 
-@pytest.mark.parametrize(
-    "stamp", ["14102100", "14102612", "14102523", "16022901", "14123105", "00010100", "99123123"]
-)
+@pytest.mark.parametrize("stamp", ["14102100", "14102612", "14102523", "16022901", "14123105", "00010100", "99123123"])
 def test_derived_fields_follow_the_hand_computation(stamp):
     derived, value, bad = parse_stamps(pa.array([stamp.encode()], pa.binary()))
     assert not bad[0] and value[0] == int(stamp)
@@ -113,7 +110,9 @@ def test_min_count_vocabulary_on_train_and_the_out_of_vocabulary_id(tmp_path):
     assert fm.extra["vocabularies"]["site_id"] == {
         "kept_values": 2, "train_distinct_values": 3, "values_below_min_count": 1, "train_rows_below_min_count": 1
     }  # fmt: skip
-    with_one = preprocess_avazu(tmp_path / "raw.csv", tmp_path / "one", options={**options, "min_count": 1}, progress=False)
+    with_one = preprocess_avazu(
+        tmp_path / "raw.csv", tmp_path / "one", options={**options, "min_count": 1}, progress=False
+    )
     assert with_one["details"]["vocabularies"]["site_id"]["kept_values"] == 3
 
 

@@ -104,7 +104,7 @@ def preprocess_avazu(
         planned = None
 
         def assigner():
-            return lambda lines, stamps: ((stamps >= valid_start).astype(np.int8) + (stamps >= gold_start))
+            return lambda lines, stamps: (stamps >= valid_start).astype(np.int8) + (stamps >= gold_start)
 
     readers: list[AvazuReader] = []
 
@@ -144,7 +144,9 @@ def preprocess_avazu(
         manifest = DataManifest(
             dataset=dataset_name,
             format=SOURCE,
-            inputs={"raw": input_file(raw_path, options["input_hash"], sha256, lines=total_lines, data_lines=data_lines)},
+            inputs={
+                "raw": input_file(raw_path, options["input_hash"], sha256, lines=total_lines, data_lines=data_lines)
+            },
             options={
                 **options,
                 "split_block_lines": SPLIT_BLOCK_LINES,

@@ -149,9 +149,13 @@ def preprocess_bars_csv(
             format=SOURCE,
             inputs={
                 key: input_file(
-                    path, options["input_hash"], sha256[key], lines=lines[key], data_lines=data_lines[key],
+                    path,
+                    options["input_hash"],
+                    sha256[key],
+                    lines=lines[key],
+                    data_lines=data_lines[key],
                     row_id_offset=offsets[key],
-                )  # fmt: skip
+                )
                 for key, path in inputs.items()
             },
             options={
