@@ -16,6 +16,7 @@ import pytest
 from conftest import DATA
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
+from test_workflow import TINY_CONFIG, snakemake, with_changes, workflow_copy
 
 from ctrbench.data.formats import FORMATS
 from ctrbench.data.formats.avazu.preprocess import option_problems, preprocess_avazu
@@ -220,3 +221,27 @@ def test_the_planted_signal_is_learnable_with_the_interaction(synthetic):
         model = LogisticRegression(C=1.0, max_iter=1000).fit(x[train], y[train])
         auc[name] = roc_auc_score(y[test], model.predict_proba(x[test])[:, 1])
     assert auc["crossed"] > 0.69 and auc["crossed"] > auc["plain"] + 0.03, auc
+
+
+def test_the_workflow_generates_and_preprocesses_avazu_and_reads_a_bars_directory(tmp_path):
+    """The embedded default's path: generate_synthetic writes the raw Avazu CSV, the preprocess job reads it; a
+    bars_csv entry reads a split directory (the Avazu_x1 sample renamed to train / valid / test.csv)."""
+    bars = tmp_path / "Avazu_x1"
+    bars.mkdir()
+    for split, name in (("train", "train"), ("valid", "valid"), ("test", "test")):
+        (bars / f"{name}.csv").write_bytes((DATA / "bars_csv" / f"avazu_x1_{split}_sample.csv").read_bytes())
+
+    def change(config):
+        config["datasets"] = {
+            "av": {"format": "avazu", "synthetic": {"rows": 2000, "seed": 1}, "min_count": 3},
+            "x1": {"format": "bars_csv", "path": str(bars)},
+        }
+        config["benchmark"]["datasets"] = ["av", "x1"]
+
+    work = workflow_copy(tmp_path)
+    targets = ["results/av/data/manifest.json", "results/x1/data/manifest.json"]
+    result = snakemake(work, *targets, config=with_changes(TINY_CONFIG, change))
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((work / "results/av/data/manifest.json").read_text())
+    assert manifest["rows"]["written"] == 2000 and manifest["options"]["min_count"] == 3
+    assert json.loads((work / "results/x1/data/manifest.json").read_text())["splits"]["valid"]["rows"] == 10
