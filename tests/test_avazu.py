@@ -26,12 +26,12 @@ from ctrbench.data.formats.avazu.reader import (
     FEATURES,
     AvazuFormatError,
     AvazuReader,
-    parse_stamps,
     read_avazu,
 )
 from ctrbench.data.formats.avazu.synthetic import write_synthetic_avazu
 from ctrbench.data.schema import FeatureMap
 from ctrbench.data.splits import SPLITS
+from ctrbench.data.stamps import parse_stamps
 from ctrbench.data.vocabulary import OOV_ID, hash_values
 
 SAMPLE = DATA / "avazu" / "avazu_sample.txt"

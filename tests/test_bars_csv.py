@@ -169,3 +169,33 @@ def test_headers_and_declarations_are_checked_before_reading(tmp_path):
     assert FORMATS["bars_csv"].path_problem(raw) is None
     assert FORMATS["bars_csv"].raw_files(raw) == [str(raw / "train.csv"), str(raw / "test.csv")]
     assert not (tmp_path / "o").exists() or list((tmp_path / "o").iterdir()) == []
+
+
+AVAZU_SAMPLE = DATA / "avazu" / "avazu_sample.txt"
+DERIVED = {
+    "hour": {"from": "hour", "kind": "hour_of_day"},
+    "weekday": {"from": "hour", "kind": "weekday"},
+    "weekend": {"from": "hour", "kind": "weekend"},
+}
+
+
+def test_avazu_x4_layout_with_derived_hour_fields(tmp_path):
+    """Avazu_x4 as BARS ships it: the raw Avazu columns in train / valid / test.csv; id excluded, hour replaced by
+    hour of day, weekday and weekend (the 24 fields of the published runs)."""
+    lines = AVAZU_SAMPLE.read_text().splitlines()
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name, rows in (("train.csv", lines[1:71]), ("valid.csv", lines[71:81]), ("test.csv", lines[81:])):
+        (raw / name).write_text("\n".join([lines[0], *rows]) + "\n")
+    options = {"label": "click", "exclude": ["id"], "features": {"derived": DERIVED}, "min_count": 2}
+    manifest, tables, fm = run(tmp_path, raw, **options)
+    header = lines[0].split(",")
+    assert [f.name for f in fm.categorical] == [*header[3:], "hour", "weekday", "weekend"] and len(fm.categorical) == 24
+    assert {f.name: f.vocab_size for f in fm.categorical}["weekday"] == 3  # one day (a Tuesday): missing, OOV, 2
+    assert set(tables["gold"]["weekday"]) == {2} and manifest["splits"]["gold"]["rows"] == 20
+    (raw / "valid.csv").write_text(lines[0] + "\n" + lines[71].replace(",14102100,", ",14102199,") + "\n")
+    with pytest.raises(BarsFormatError, match=r"valid.csv:2: column hour: '14102199' is not a YYMMDDHH hour"):
+        run(tmp_path / "bad", raw, **options)
+    options["features"]["categorical"] = ["C1", "hour"]
+    with pytest.raises(BarsFormatError, match=r"derived fields \['hour'\] are also declared label or features"):
+        run(tmp_path / "taken", raw, **options)

@@ -31,9 +31,10 @@ import numpy as np
 import pyarrow as pa
 
 from ctrbench.data.csv_header import read_header
-from ctrbench.data.fields import binary_views, parse_int64, parse_label, per_chunk
+from ctrbench.data.fields import parse_label, per_chunk
 from ctrbench.data.headed_csv import CsvBlock, HeadedCsvReader
 from ctrbench.data.reading import DEFAULT_BLOCK_BYTES, BadRows
+from ctrbench.data.stamps import parse_stamps
 from ctrbench.data.vocab_splits import KeyBlock
 from ctrbench.data.vocabulary import hash_column
 
@@ -64,21 +65,6 @@ class AvazuFormatError(ValueError):
 def check_header(path: str | Path) -> list[str]:
     """The file's column names; ``AvazuFormatError`` when it is empty or lacks a column (``id`` may be absent)."""
     return read_header(path, COLUMNS[1:], layout=LAYOUT, error=AvazuFormatError)
-
-
-def parse_stamps(arr: pa.Array) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """``YYMMDDHH`` -> ({hour, weekday, weekend: int64}, int64 YYMMDDHH, bad): bad unless 8 digits naming a real
-    date of 2000-2099 and an hour 0..23."""
-    values, missing, bad = parse_int64(arr)
-    bad |= missing | (np.diff(binary_views(arr)[0]) != 8) | (values < 0)
-    yy, mm, dd, hh = values // 1_000_000, values // 10_000 % 100, values // 100 % 100, values % 100
-    month = np.clip(yy * 12 + mm - 1, 0, 1199).astype("timedelta64[M]") + np.datetime64("2000-01", "M")
-    month_days = ((month + 1).astype("datetime64[D]") - month.astype("datetime64[D]")).astype(np.int64)
-    bad |= (mm < 1) | (mm > 12) | (dd < 1) | (dd > month_days) | (hh > 23)
-    days = (month.astype("datetime64[D]") - np.datetime64("1970-01-01", "D")).astype(np.int64) + dd - 1
-    weekday = (days + 4) % 7  # 1970-01-01 was a Thursday (%w = 4)
-    derived = {"hour": hh, "weekday": weekday, "weekend": ((weekday == 0) | (weekday == 6)).astype(np.int64)}
-    return {k: np.where(bad, 0, v) for k, v in derived.items()}, np.where(bad, 0, values), bad
 
 
 class AvazuReader(HeadedCsvReader):
@@ -151,6 +137,5 @@ __all__ = [
     "AvazuFormatError",
     "AvazuReader",
     "check_header",
-    "parse_stamps",
     "read_avazu",
 ]

@@ -3,8 +3,9 @@
 The raw input is a directory holding ``train.csv``, optionally ``valid.csv``, and ``test.csv`` (the gold split),
 or a mapping of ``train``, ``gold`` (and ``valid``) to files. The headers are checked first (every file must
 hold the label and every feature column, in any order); the feature columns are those of ``features``, or,
-when ``features.categorical`` is left out, every column of train.csv's header but the label, the numeric ones and
-``exclude``. Then a newline count per file (which also hashes it) and the two reads of
+when ``features.categorical`` is left out, every column of train.csv's header but the label, the numeric ones,
+the sources of the derived ones and ``exclude``; ``features.derived`` adds hour of day / weekday / weekend fields
+computed from a YYMMDDHH column (Avazu_x4's 24 fields). Then a newline count per file (which also hashes it) and the two reads of
 ``ctrbench.data.vocab_splits``: the train split's value counts, then the ids (vocabularies with ``min_count``,
 out-of-vocabulary id 1) written to each split's parquet. Without valid.csv the valid split is a seeded, exact
 ``splits.valid`` fraction of train.csv's data lines (``SplitAssigner``). ``row_id = row_id_offset + physical
@@ -52,18 +53,22 @@ def input_files(raw: str | Path | Mapping[str, str | Path]) -> dict[str, Path]:
 
 
 def resolve_features(train_header: list[str], options: Mapping) -> tuple[list[str], list[str]]:
-    """(categorical, numeric) feature columns; ``BarsFormatError`` when the label is among them."""
+    """(categorical columns, numeric columns); ``BarsFormatError`` when the label is among them or a derived
+    field's name is taken by another feature."""
     label, numeric = options["label"], list(options["features"].get("numeric", []))
+    derived = options["features"].get("derived", {})
     categorical = options["features"].get("categorical")
     if categorical is None:
-        skip = {label, *numeric, *options["exclude"]}
+        skip = {label, *numeric, *options["exclude"], *(spec["from"] for spec in derived.values())}
         categorical = [name for name in train_header if name not in skip]
     categorical = list(categorical)
     if label in categorical or label in numeric:
         raise BarsFormatError(f"the label {label!r} is also declared a feature")
     if both := sorted(set(categorical) & set(numeric)):
         raise BarsFormatError(f"columns {both} are declared both categorical and numeric")
-    if not categorical and not numeric:
+    if taken := sorted(set(derived) & {label, *categorical, *numeric}):
+        raise BarsFormatError(f"derived fields {taken} are also declared label or features")
+    if not categorical and not numeric and not derived:
         raise BarsFormatError(f"no feature columns: train.csv's header holds only {train_header}")
     return categorical, numeric
 
@@ -88,8 +93,11 @@ def preprocess_bars_csv(
     label = options["label"]
     train_header = read_header(inputs["train"], [label], layout=LAYOUT, error=BarsFormatError)
     categorical, numeric = resolve_features(train_header, options)
+    derived = options["features"].get("derived", {})
+    sources = [spec["from"] for spec in derived.values()]
     for path in inputs.values():  # every file, before any long pass
-        read_header(path, [label, *categorical, *numeric], layout=LAYOUT, error=BarsFormatError)
+        needed = list(dict.fromkeys([label, *categorical, *numeric, *sources]))
+        read_header(path, needed, layout=LAYOUT, error=BarsFormatError)
 
     lines, sha256, offsets = {}, {}, {}
     for key, path in inputs.items():
@@ -123,7 +131,7 @@ def preprocess_bars_csv(
                 split = np.int8(SPLITS.index(key))
                 assign = lambda lines, split=split: np.full(len(lines), split, np.int8)
             readers[key] = BarsReader(
-                path, label=label, categorical=categorical, numeric=numeric, assign=assign,
+                path, label=label, categorical=categorical, numeric=numeric, derived=derived, assign=assign,
                 row_id_offset=offsets[key], max_bad_rows=options["max_bad_rows"], block_bytes=block_bytes,
                 on_bytes=on_bytes, bad=bad,
             )  # fmt: skip
@@ -132,7 +140,7 @@ def preprocess_bars_csv(
     staged = StagedOutputs(paths)
     try:
         result = write_vocab_splits(
-            read, staged=staged, label=label, categorical=categorical, numeric=numeric,
+            read, staged=staged, label=label, categorical=[*categorical, *derived], numeric=numeric,
             min_count=options["min_count"], bad_kinds=BAD_ROW_KINDS,
             total_bytes=sum(p.stat().st_size for p in inputs.values()), source=source, empty_hint=empty_hint,
             row_group_rows=row_group_rows, compression=compression, desc=dataset_name, progress=progress,
@@ -174,7 +182,7 @@ def preprocess_bars_csv(
             outputs=staged.describe((*SPLITS, "feature_map")),
             packages=package_versions(("numpy", "pyarrow")),
             details={
-                "features": {"categorical": categorical, "numeric": numeric},
+                "features": {"categorical": categorical, "numeric": numeric, "derived": derived},
                 "vocabularies": {k: v.facts() for k, v in result.vocabularies.items()},
                 "numeric_missing": sum(r.numeric_missing for r in readers.values()),
             },

@@ -3,16 +3,17 @@
 Layout: a header, comma-separated, no quoting; one 0/1 label column (named in the config: ``label`` in Avazu_x1,
 ``click`` in Avazu_x2 / x4, ``Label`` in Criteo_x4; ``0.0`` / ``1.0`` are read too) and feature columns declared
 as categorical (every value a string: hex ids, integers already encoded by another project, anything) or numeric
-(a decimal number, empty -> 0.0). Columns are taken by header name; columns no one asked for are skipped.
+(a decimal number, empty -> 0.0), or derived from a ``YYMMDDHH`` column (hour of day, weekday, weekend, as
+FuxiCTR derives them for Avazu_x4: ``ctrbench.data.stamps``). Columns are taken by header name; columns no one asked for are skipped.
 Categorical values become 64-bit keys of their bytes (``ctrbench.data.vocabulary``), ids come later from the train
-split's vocabulary. Bad rows are of three kinds (``BAD_ROW_KINDS``): a wrong field count, a label not 0/1, a
-numeric value that is not a number; with ``max_bad_rows=0`` the first raises ``BarsFormatError`` naming file,
+split's vocabulary. Bad rows are of four kinds (``BAD_ROW_KINDS``): a wrong field count, a label not 0/1, a
+numeric value that is not a number, a derived field's source that is not a YYMMDDHH hour; with ``max_bad_rows=0`` the first raises ``BarsFormatError`` naming file,
 line, column and value, otherwise they are skipped and counted until more than ``max_bad_rows`` were seen.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +22,13 @@ import pyarrow as pa
 from ctrbench.data.fields import parse_float, parse_label, per_chunk
 from ctrbench.data.headed_csv import CsvBlock, HeadedCsvReader
 from ctrbench.data.reading import DEFAULT_BLOCK_BYTES, BadRows
+from ctrbench.data.stamps import STAMP_PROBLEM, derived_column
 from ctrbench.data.vocab_splits import KeyBlock
 from ctrbench.data.vocabulary import hash_column
 
 LAYOUT = "BARS CSV"
-BAD_ROW_KINDS = ("field_count", "bad_label", "bad_number")
-_LABEL, _NUMBER = 1, 2  # indices into BAD_ROW_KINDS
+BAD_ROW_KINDS = ("field_count", "bad_label", "bad_number", "bad_hour")
+_LABEL, _NUMBER, _HOUR = 1, 2, 3  # indices into BAD_ROW_KINDS
 
 
 class BarsFormatError(ValueError):
@@ -44,9 +46,10 @@ def parse_label_number(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 
 class BarsReader(HeadedCsvReader):
-    """Iterate over one split file as ``KeyBlock``s. ``assign``: the split (int8 index into train, valid, gold) of
-    each row from its data line index (0 = the line after the header); ``row_id_offset`` is added to the physical
-    line (files numbered as if concatenated)."""
+    """Iterate over one split file as ``KeyBlock``s (categorical keys: ``categorical``, then ``derived``, a name ->
+    ``{from: column, kind: hour_of_day | weekday | weekend}``). ``assign``: the split (int8 index into train, valid, gold) of
+        each row from its data line index (0 = the line after the header); ``row_id_offset`` is added to the physical
+        line (files numbered as if concatenated)."""
 
     def __init__(
         self,
@@ -55,6 +58,7 @@ class BarsReader(HeadedCsvReader):
         label: str,
         categorical: Sequence[str],
         numeric: Sequence[str] = (),
+        derived: Mapping[str, Mapping[str, str]] | None = None,
         assign: Callable[[np.ndarray], np.ndarray] | None = None,
         row_id_offset: int = 0,
         max_bad_rows: int = 0,
@@ -64,7 +68,9 @@ class BarsReader(HeadedCsvReader):
     ):
         if max_bad_rows < 0 or block_bytes < 1 or row_id_offset < 0:
             raise ValueError("max_bad_rows and row_id_offset must be >= 0 and block_bytes >= 1")
-        wanted = [label, *categorical, *numeric]
+        self.derived = {name: dict(spec) for name, spec in (derived or {}).items()}
+        sources = [spec["from"] for spec in self.derived.values()]
+        wanted = list(dict.fromkeys([label, *categorical, *numeric, *sources]))
         super().__init__(
             path, wanted=wanted, required=wanted, error=BarsFormatError, layout=LAYOUT, block_bytes=block_bytes,
             on_bytes=on_bytes, require_rows=True,
@@ -87,12 +93,18 @@ class BarsReader(HeadedCsvReader):
             values, missing, bad = per_chunk(raw.column(name), parse_float)
             raw.mark(name, bad, _NUMBER, "is not a number")
             numbers[name], missing_numbers = values.astype(np.float32), missing_numbers + missing
+        derived = {}
+        for name, spec in self.derived.items():
+            derived[name], bad = derived_column(raw.column(spec["from"]), spec["kind"])
+            raw.mark(spec["from"], bad, _HOUR, STAMP_PROBLEM)
         keep = raw.settle(self.bad, self.max_bad_rows, BarsFormatError)
         self.numeric_missing += int(missing_numbers[keep].sum())
         keys = {}
         for name in self.categorical:
             values, missing = hash_column(raw.column(name))
             keys[name] = (values[keep], missing[keep])
+        for name, values in derived.items():
+            keys[name] = (values[keep], np.zeros(int(keep.sum()), bool))
         lines = raw.lines[keep].astype(np.int64)
         return KeyBlock(
             row_id=lines + self.row_id_offset,
