@@ -1,7 +1,16 @@
 """The dataset formats a config's ``format`` names: one package each, over the shared reading core in
 ``ctrbench.data`` (line blocks, field parsing, bad rows, split writing, staged publishing, the manifest)."""
 
-from ctrbench.data.formats import aliexpress, criteo_dac, kuairand, taobao_ad, taobao_userbehavior, tenrec
+from ctrbench.data.formats import (
+    aliexpress,
+    avazu,
+    bars_csv,
+    criteo_dac,
+    kuairand,
+    taobao_ad,
+    taobao_userbehavior,
+    tenrec,
+)
 from ctrbench.data.formats.base import DatasetFormat
 
 FORMATS: dict[str, DatasetFormat] = {
@@ -13,5 +22,7 @@ FORMATS: dict[str, DatasetFormat] = {
         tenrec.FORMAT,
         aliexpress.FORMAT,
         kuairand.FORMAT,
+        avazu.FORMAT,
+        bars_csv.FORMAT,
     )
 }
