@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -282,3 +283,22 @@ def test_norms_and_biases_get_no_weight_decay(tiny_processed, arch, params):
         for name, param in named.items():
             if id(param) not in embedding_ids:
                 assert (not torch.equal(param, before[name])) == (name not in expected), (dense, name)
+
+
+def test_forward_flops_per_sample_counts_a_forward_pass_and_leaves_the_model_as_it_was():
+    """2 x in x out per sample for one linear map; INFNet (whose task tokens are views of parameters, which the
+    counter's module tracker refused under no_grad) is counted too, and training mode and gradients are untouched."""
+    import sys
+
+    from ctrbench.train.cost import forward_flops_per_sample
+
+    linear = torch.nn.Linear(12, 5, bias=False)
+    assert forward_flops_per_sample(linear, torch.randn(7, 12)) == 2 * 12 * 5
+    assert linear.training and linear.weight.grad is None
+    sys.path.insert(0, str(Path(__file__).parent))
+    import test_infnet
+
+    model = test_infnet.build()
+    model.train()
+    assert forward_flops_per_sample(model, test_infnet.make_batch()) > 0
+    assert model.training and all(p.grad is None for p in model.parameters())

@@ -28,7 +28,9 @@ def forward_flops_per_sample(model: nn.Module, batch) -> float:
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        # with autograd on: under no_grad a view of a parameter (INFNet's task tokens) requires grad without a grad
+        # function, which the counter's module tracker refuses
+        with FlopCounterMode(display=False) as counter:
             model(batch)
     finally:
         model.train(was_training)
