@@ -101,10 +101,9 @@ def rss_bytes(field: str) -> int:
 def measure(arch: str, length: int, batch_size: int, seconds: float, device: str, threads: int) -> dict:
     """One (model, length) in this process: FLOPs per sample, training samples/s and peak bytes above idle."""
     import torch
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
 
     from ctrbench.models.registry import build_model, model_class
+    from ctrbench.train.cost import forward_flops_per_sample
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -139,14 +138,10 @@ def measure(arch: str, length: int, batch_size: int, seconds: float, device: str
     samples_per_s = steps * batch_size / (time.perf_counter() - start)
     peak = torch.cuda.max_memory_allocated() - idle if cuda else rss_bytes("VmHWM") - idle
 
-    # on SDPA's math path its matmuls are counted (the counter knows no CPU flash kernel); FLOPs per sample do not
-    # depend on the batch, so a few rows serve
-    model.eval()
-    rows = min(batch_size, 4)
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-        model(random_batch(rows, length, seed=1).to(device))
+    # the trainer's own count (attention on SDPA's math path); FLOPs per sample do not depend on the batch
+    flops = forward_flops_per_sample(model, random_batch(min(batch_size, 4), length, seed=1).to(device))
     return {
-        "flops_per_sample": counter.get_total_flops() / rows,
+        "flops_per_sample": flops,
         "samples_per_s": samples_per_s,
         "peak_bytes": peak,
         "steps": steps,

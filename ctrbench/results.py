@@ -121,7 +121,8 @@ class TrainRecord(_Result):
     seed: int
     model_info: dict
     tasks: list[str]
-    # events per history the model read, by sequence group (training.history_max_len, else the dataset's max_len)
+    # events per history the model read, by the sequence groups it reads (training.history_max_len, else the
+    # dataset's max_len); {} for a model that reads no history
     history_lengths: dict[str, int] = {}
     monitor: str  # MEAN_AUC, or "auc:<task>" (that task's validation AUC)
     best_epoch: int

@@ -813,3 +813,35 @@ def test_a_reference_without_a_task_and_one_naming_the_first_task_are_one_column
     with pytest.raises(ValueError, match="two references of one task and metric"):
         render_report(load_entries(pairs), tmp_path / "report.html", references=same)
     assert not (tmp_path / "report.html").exists()
+
+
+def test_length_charts_draw_one_line_per_configuration_through_its_lengths(tmp_path):
+    """A dataset whose models read histories of several lengths gets three charts against the length: one line per
+    (arch, params) through its lengths, named after the arch, or after its longest model where the arch runs in
+    several configurations. A dataset of one length (or none) gets no length charts."""
+    pairs = _write_results(tmp_path / "results")
+    runs = {  # model -> (arch, params, history length): one DIN configuration at 50 and 500, another at 500
+        "deepfm": ("din", {"d": 8}, 50), "dcnv2": ("din", {"d": 8}, 500), "autoint": ("din", {"d": 16}, 500),
+    }  # fmt: skip
+    for train_path, gold_path in pairs:
+        if train_path.parent.parent.name != "taobao_synthetic":
+            continue
+        arch, params, length = runs[train_path.parent.name]
+
+        def edit(record, arch=arch, params=params, length=length):
+            record.update(arch=arch, params=params, history_lengths={"click": length})
+            record["cost"]["forward_flops_per_sample"] = 1000.0 * length
+
+        _edit_json(train_path, edit)
+        _edit_json(gold_path, lambda record, arch=arch: record.update(arch=arch))
+    html = render_report(load_entries(pairs), tmp_path / "out" / "report.html", run_info={}).read_text()
+    section = _section(html, "taobao_synthetic")
+    charts = section.split('<figure class="length-chart">')[1:]
+    assert len(charts) == 3 and "FLOPs per sample vs history length" in charts[1]
+    for chart in charts:
+        assert chart.count("<polyline") == 2  # the two DIN configurations apart
+        # arch din runs in two configurations: each line is named after its longest model
+        assert "<title>dcnv2</title>" in chart and "<title>autoint</title>" in chart
+    points = lambda chart, name: chart.split(f"<title>{name}</title>")[1].split('points="')[1].split('"')[0].split()
+    assert len(points(charts[1], "dcnv2")) == 2 and len(points(charts[1], "autoint")) == 1  # through 50 and 500
+    assert 'class="length-chart"' not in _section(html, "criteo_synthetic")  # no history lengths there

@@ -284,7 +284,7 @@ def test_static_dcnv3_cannot_see_the_history_signal(sequence_data, tmp_path):
     assert metrics.best_valid["y0"].auc < 0.62, metrics.best_valid
 
 
-@pytest.mark.parametrize("name", ["bst", "mamba4rec", "mdaf_bst"])
+@pytest.mark.parametrize("name", ["bst", "mamba4rec", "mdaf_bst", "din", "sum_pooling"])
 def test_history_group_picks_one_of_several_histories(name):
     """On a dataset with two sequence groups a one-history model reads the group its ``history_group`` names (the
     other group's ids never reach the output) and refuses to guess without one."""
@@ -297,9 +297,31 @@ def test_history_group_picks_one_of_several_histories(name):
         build_model(arch, fm, params)
     torch.manual_seed(0)
     model = build_model(arch, fm, {**params, "history_group": "history"}).eval()
+    assert model.history_groups_read() == ["history"]  # what the train record keeps the length of
     batch = make_batch()
     batch.sequences["recent_items"] = histories([L] * 6, seed=5)[0]
     changed = Batch(**{**batch.__dict__, "sequences": {**batch.sequences, "recent_items": histories([2] * 6, seed=9)[0]}})
     assert torch.equal(model(batch).logits, model(changed).logits)
     swapped = Batch(**{**batch.__dict__, "sequences": {**batch.sequences, "item_history": histories([L] * 6, seed=9)[0]}})
     assert not torch.equal(model(batch).logits, model(swapped).logits)
+
+
+def test_the_groups_a_model_reads():
+    """Flat models read no history; INFNet and the multi-task models read every group."""
+    import test_infnet
+
+    assert build_model("dcnv2", FM, {"embedding_dim": 4, "mlp_hidden": [8]}).history_groups_read() == []
+    infnet = test_infnet.build()
+    assert infnet.history_groups_read() == [g.name for g in infnet.feature_map.sequence_groups] != []
+    mmoe = build_model("mmoe", infnet.feature_map, {"embedding_dim": 4, "num_experts": 2, "expert_hidden": [8]})
+    assert mmoe.history_groups_read() == infnet.history_groups_read()
+
+
+def test_time_gap_buckets_are_log2_of_one_plus_the_gap():
+    """bucket = min(floor(log2(1 + gap_s)), buckets - 1): 0 s and 1 s apart, an hour in bucket 11, clamped at the top."""
+    from ctrbench.models.sequence import TimeGapEmbedding
+
+    layer = TimeGapEmbedding(4, buckets=16)
+    gaps = torch.tensor([[0, 1, 2, 3, 3600, 86_400, 10**9]])
+    assert layer.bucket(gaps).tolist() == [[0, 1, 1, 2, 11, 15, 15]]
+    assert torch.equal(layer(gaps)[0, 4], layer.table[11])

@@ -295,6 +295,13 @@ def test_forward_flops_per_sample_counts_a_forward_pass_and_leaves_the_model_as_
     linear = torch.nn.Linear(12, 5, bias=False)
     assert forward_flops_per_sample(linear, torch.randn(7, 12)) == 2 * 12 * 5
     assert linear.training and linear.weight.grad is None
+
+    class Attention(torch.nn.Module):  # softmax(Q K^T) V over L = 8 tokens of width 4: 2 L^2 d each product
+        def forward(self, x):
+            return torch.nn.functional.scaled_dot_product_attention(x, x, x)
+
+    # counted on SDPA's math path: on a CPU the flash kernel it would take has no formula and counted as nothing
+    assert forward_flops_per_sample(Attention(), torch.randn(3, 1, 8, 4)) == 2 * (2 * 8 * 8 * 4)
     sys.path.insert(0, str(Path(__file__).parent))
     import test_infnet
 

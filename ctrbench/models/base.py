@@ -77,6 +77,11 @@ class CTRModel(nn.Module):
     def forward(self, batch: Batch) -> ModelOutput:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def history_groups_read(self) -> list[str]:
+        """The sequence groups whose events this model reads: what its history modules name (``groups_read``);
+        none for a model that reads no history. The train record keeps their lengths."""
+        return list(dict.fromkeys(g for module in self.modules() for g in getattr(module, "groups_read", ())))
+
     def model_info(self) -> dict:
         """Facts about how the model ran that its params do not fix (e.g. which Mamba kernel), for the results."""
         return {}

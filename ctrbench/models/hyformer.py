@@ -34,8 +34,8 @@ Layer l = 1..num_layers, with weights of its own per layer and per group:
 
 Head: ``logits = MLP(Flatten([Q_1^L; ..; Q_G^L]))``, one logit per task.
 
-Not in the paper or chosen here: the LONGER-style sequence encoder (the paper's third option) is not wired yet;
-FFN_{g,n} has hidden width D; dropout on attention weights, residual branches and the head's hidden layers; the
+Not in the paper or chosen here: the LONGER-style sequence encoder is one pre-LN self-causal layer
+(``hyformer_layers.CausalSequenceLayer``, no token merge); FFN_{g,n} has hidden width D; dropout on attention weights, residual branches and the head's hidden layers; the
 tables start at N(0, 0.05) (BST's). The paper's setting (for a preset): D 64, 2 layers, 4 heads.
 """
 

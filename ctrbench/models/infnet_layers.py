@@ -173,6 +173,10 @@ class BehaviourSequenceTokens(nn.Module):
     def num_behaviours(self) -> int:
         return len(self.behaviours)
 
+    @property
+    def groups_read(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.behaviours)
+
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         tokens, masks, start = [], [], 0
         for (_, pairs), project in zip(self.behaviours, self.project):

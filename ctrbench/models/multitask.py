@@ -102,6 +102,11 @@ class MultiTaskInput(nn.Module):
             pooled.append(parts[0] if len(parts) == 1 else torch.cat(parts, dim=1))
         return pooled
 
+    @property
+    def groups_read(self) -> tuple[str, ...]:
+        """The histories it pools (every sequence group of the dataset)."""
+        return tuple(name for name, _, _ in self.groups)
+
     def forward(self, batch: Batch) -> torch.Tensor:
         parts = []
         if self.embedding.num_categorical:

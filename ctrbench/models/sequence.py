@@ -85,6 +85,11 @@ class BehaviourTokens(nn.Module):
     def token_dim(self) -> int:
         return len(self.pairs) * self.embedding.embedding_dim
 
+    @property
+    def groups_read(self) -> tuple[str, ...]:
+        """The sequence group it reads (``CTRModel.history_groups_read`` collects these)."""
+        return (self.group,)
+
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         history = torch.cat([self.embedding.embed_field(field, batch.sequences[seq]) for seq, field in self.pairs], dim=-1)
         targets = batch.categorical[:, self.target_columns]  # [B, S]
@@ -101,7 +106,7 @@ class BehaviourTokens(nn.Module):
 class TimeGapEmbedding(nn.Module):
     """A learned vector per log2 bucket of an event's time gap to the target: ``bucket = min(floor(log2(1 + gap_s)),
     buckets - 1)``, so seconds, minutes, hours, days and months each get a few buckets (31 buckets reach 34 years).
-    ``[B, L]`` seconds -> ``[B, L, d]``; without times (``None``) every event takes bucket 0's vector."""
+    ``[B, L]`` seconds -> ``[B, L, d]``. Models build it only where the data has times (``BehaviourTokens.has_times``)."""
 
     def __init__(self, d: int, *, buckets: int = 32, init_std: float = 0.02):
         super().__init__()
@@ -111,9 +116,7 @@ class TimeGapEmbedding(nn.Module):
     def bucket(self, gaps: torch.Tensor) -> torch.Tensor:
         return torch.log2(1.0 + gaps.clamp(min=0).double()).floor().long().clamp(max=self.buckets - 1)
 
-    def forward(self, gaps: torch.Tensor | None, shape: tuple[int, int] | None = None) -> torch.Tensor:
-        if gaps is None:
-            return self.table[0].expand(*shape, -1)
+    def forward(self, gaps: torch.Tensor) -> torch.Tensor:
         return self.table[self.bucket(gaps)]
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,13 +137,17 @@ def history_length(entry: ResultEntry) -> int | None:
 
 def _length_charts(entries: Sequence[ResultEntry], colors: dict[str, str], tasks: Sequence[str]) -> list[Markup]:
     """Where a dataset's models read histories of several lengths: gold AUC, forward FLOPs per sample and training
-    samples/s against the length (log scale), one line per architecture through its models' lengths."""
+    samples/s against the length (log scale), one line per configuration (architecture and params) through the
+    lengths its models read, named after the architecture (or after its longest model where an architecture runs
+    in several configurations, e.g. LONGER with and without token merge)."""
     measured = [(history_length(e), e) for e in entries if history_length(e) is not None]
     if len({length for length, _ in measured}) < 2:
         return []
-    by_arch: dict[str, list[tuple[int, ResultEntry]]] = {}
+    lines: dict[tuple[str, str], list[tuple[int, ResultEntry]]] = {}
     for length, entry in sorted(measured, key=lambda pair: pair[0]):
-        by_arch.setdefault(entry.arch, []).append((length, entry))
+        lines.setdefault((entry.arch, json.dumps(entry.train.params, sort_keys=True)), []).append((length, entry))
+    configurations = Counter(arch for arch, _ in lines)
+    names = {key: key[0] if configurations[key[0]] == 1 else pairs[-1][1].model for key, pairs in lines.items()}
     figures = [
         (_auc_name(tasks), lambda e: e.mean_gold("auc")),
         ("Forward FLOPs per sample", lambda e: e.cost.forward_flops_per_sample),
@@ -151,11 +157,11 @@ def _length_charts(entries: Sequence[ResultEntry], colors: dict[str, str], tasks
     for name, value in figures:
         series = [
             charts.Series(
-                arch if len(pairs) > 1 or pairs[0][1].model == arch else f"{arch} ({pairs[0][1].model})",
+                names[key],
                 colors[pairs[-1][1].model],
                 [(math.log2(length), float(v)) for length, e in pairs if (v := value(e)) is not None],
             )
-            for arch, pairs in by_arch.items()
+            for key, pairs in lines.items()
         ]
         svg = charts.line_chart_svg(
             series, title=f"{name} vs history length", x_label="Events per history (log scale)", y_label=name,

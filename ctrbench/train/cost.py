@@ -22,15 +22,18 @@ FLOP_BATCH_ROWS = 256
 
 def forward_flops_per_sample(model: nn.Module, batch) -> float:
     """FLOPs of one forward pass per sample, as ``torch.utils.flop_counter`` counts them (matrix products,
-    convolutions and attention; lookups and element-wise ops are not counted), on one evaluation batch."""
+    convolutions and attention; lookups and element-wise ops are not counted), on one evaluation batch.
+
+    Attention runs on SDPA's math path here: the counter has no formula for the CPU flash kernel and would count its
+    attention as nothing. With autograd on: under no_grad a view of a parameter (INFNet's task tokens) requires grad
+    without a grad function, which the counter's module tracker refuses."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
     was_training = model.training
     model.eval()
     try:
-        # with autograd on: under no_grad a view of a parameter (INFNet's task tokens) requires grad without a grad
-        # function, which the counter's module tracker refuses
-        with FlopCounterMode(display=False) as counter:
+        with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
             model(batch)
     finally:
         model.train(was_training)

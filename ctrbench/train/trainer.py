@@ -212,7 +212,7 @@ def train(
         seed=seed,
         model_info=model.model_info(),
         tasks=feature_map.labels,
-        history_lengths={g.name: g.max_len for g in feature_map.sequence_groups},
+        history_lengths={g: feature_map.sequence_group(g).max_len for g in model.history_groups_read()},
         monitor=monitor,
         best_epoch=best_epoch,
         best_valid={name: TaskMetrics(**m) for name, m in best_valid.items()},
