@@ -10,7 +10,7 @@ synthetic feature map (user, item, category; one history group of items and cate
 shrinks at long lengths to ``--tokens`` history events per batch. Ratios are to sum pooling at the same length, measured
 in the same invocation. A (model, length) whose training step is estimated over ``--max-step-seconds`` is skipped.
 
-    python bench/long_sequence_cost.py [--lengths 64 256 1024 4096] [--models din sum_pooling ...] [--batch-size 64]
+    python bench/long_sequence_cost.py [--lengths 64 256 1024 4096] [--models din sum_pooling longer_full ...] [--batch-size 64]
                                        [--tokens 16384] [--seconds 1] [--device cpu] [--threads 1]
 """
 
@@ -38,7 +38,9 @@ MODELS = {
         "mlp_hidden": [200, 80],
     },
     "mamba4rec": {"embedding_dim": 16, "d_model": 16, "d_state": 8, "mlp_hidden": [200, 80]},
-    "longer": {"embedding_dim": 16},  # the model's own defaults otherwise
+    "longer": {"embedding_dim": 16},  # the model's own defaults otherwise: token merge K 4, 32 query tokens
+    # LONGER's own baseline for its cost claim: no merge, every token a query (full causal attention)
+    "longer_full": {"arch": "longer", "embedding_dim": 16, "merge_size": 1, "num_query_tokens": None},
     "hyformer": {"embedding_dim": 16},
 }
 CPU_FLOPS_PER_S = 4e9  # a rough single-thread rate, only to skip what would run for minutes
@@ -98,6 +100,10 @@ def rss_bytes(field: str) -> int:
     return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith(field))
 
 
+def arch_of(name: str) -> str:
+    return MODELS.get(name, {}).get("arch", name)
+
+
 def measure(arch: str, length: int, batch_size: int, seconds: float, device: str, threads: int) -> dict:
     """One (model, length) in this process: FLOPs per sample, training samples/s and peak bytes above idle."""
     import torch
@@ -107,8 +113,9 @@ def measure(arch: str, length: int, batch_size: int, seconds: float, device: str
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    name, arch = arch, arch_of(arch)  # a MODELS entry may be a variant of an arch
     accepted = inspect.signature(model_class(arch).__init__).parameters
-    params = {k: v for k, v in MODELS.get(arch, {}).items() if k in accepted}
+    params = {k: v for k, v in MODELS.get(name, {}).items() if k in accepted}
     model = build_model(arch, feature_map(length), params).to(device)
     batch = random_batch(batch_size, length).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -155,7 +162,7 @@ def estimated_flops_per_sample(arch: str, length: int) -> float:
     grows with L^2, the rest with L."""
     d_model = 32
     per_event = 4 * 2 * 32 * 64 if arch == "din" else 2 * 64 * d_model * 12  # DIN's unit / a layer's projections + FFN
-    quadratic = 4 * length * length * d_model if arch == "bst" else 0  # QK^T and AV
+    quadratic = 4 * length * length * d_model if arch in ("bst", "longer_full") else 0  # QK^T and AV
     return length * per_event + quadratic
 
 
@@ -182,8 +189,8 @@ def main() -> None:
     from ctrbench.models.registry import _load_models
 
     _load_models()
-    models = [m for m in args.models if m in REGISTERED]
-    notes = [f"{m}: not registered in this checkout, skipped" for m in args.models if m not in REGISTERED]
+    models = [m for m in args.models if arch_of(m) in REGISTERED]
+    notes = [f"{m}: not registered in this checkout, skipped" for m in args.models if arch_of(m) not in REGISTERED]
     results: dict[tuple[str, int], dict] = {}
     started = time.perf_counter()
     for length in args.lengths:

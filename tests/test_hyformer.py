@@ -275,3 +275,19 @@ def test_the_longer_encoder_is_causal_in_time():
     padded[1, :2] = 7.0  # padding slots of row 1
     torch.testing.assert_close(layer(padded, mask)[1, 2:], a[1, 2:])
     assert torch.isfinite(a).all()
+
+
+def test_the_longer_encoder_equals_explicitly_masked_causal_attention():
+    """Moving the real events to the front and using SDPA's ``is_causal`` gives every real event the state the
+    explicit boolean mask (``global_causal_mask``: real keys at or before the query) gives it."""
+    from ctrbench.models.hyformer_layers import CausalSequenceLayer
+    from ctrbench.models.long_sequence import CausalAttentionLayer, global_causal_mask
+
+    torch.manual_seed(1)
+    layer = CausalSequenceLayer(8, 2, ffn_multiplier=2.0).eval()
+    x = torch.randn(4, 7, 8)
+    mask = torch.arange(7) >= torch.tensor([[0], [3], [6], [7]])  # 7, 4, 1 and 0 real events, most recent last
+    positions = torch.arange(7)
+    explicit = CausalAttentionLayer.forward(layer, x, None, global_causal_mask(0, positions, positions, mask, mask))
+    torch.testing.assert_close(layer(x, mask)[mask], explicit[mask])
+    assert torch.isfinite(layer(x, mask)).all()

@@ -15,6 +15,7 @@ the project's data provenance:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import re
 
 import numpy as np
@@ -214,9 +215,9 @@ def test_rows_must_be_positive_and_a_failed_log_leaves_no_log(tmp_path, monkeypa
     def fail(*args):
         raise RuntimeError("interrupted")
 
-    monkeypatch.setattr(synthetic, "_simulate_log", fail)
+    failing = dataclasses.replace(synthetic.MULTITASK, simulate=fail)
     with pytest.raises(RuntimeError):
-        write_synthetic_kuairand(tmp_path / "d", 500)
+        write_synthetic_kuairand(tmp_path / "d", 500, profile=failing)
     assert not (tmp_path / "d" / LOG_FILE).exists()
     assert not [p for p in (tmp_path / "d").iterdir() if "partial" in p.name]
 

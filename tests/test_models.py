@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 import torch
@@ -248,3 +249,23 @@ def test_unknown_param_raises(arch):
 def test_invalid_choice_raises(arch, params):
     with pytest.raises(ValueError):
         build_model(arch, FEATURE_MAPS["basic"], params)
+
+
+def test_param_values_are_checked_when_the_config_is_read():
+    """A value outside a param's ``Literal`` (any model), and LONGER's own limits, are refused by ``check_params``
+    (which the config check runs before any job), naming the param and the values it takes."""
+    from ctrbench.models.registry import check_params
+
+    for arch, params, message in [
+        ("longer", {"merge": "mean"}, "merge must be one of ['concat', 'inner_trans'], got 'mean'"),
+        ("sum_pooling", {"pooling": "max"}, "pooling must be one of ['sum', 'mean'], got 'max'"),
+        ("bst", {"pooling": "first"}, "pooling must be one of ['concat', 'mean', 'target']"),
+        ("longer", {"merge_size": 0}, "merge_size must be an integer >= 1, got 0"),
+        ("longer", {"num_query_tokens": 0}, "num_query_tokens must be >= 1 or null"),
+        ("longer", {"d_model": 30, "num_heads": 4}, "d_model 30 must be divisible by num_heads 4"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            check_params(arch, params)
+    for arch in MODELS:  # every model's defaults pass
+        check_params(arch, {})
+    check_params("longer", {"merge": "inner_trans", "merge_size": 8, "num_query_tokens": None})

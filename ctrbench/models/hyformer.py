@@ -124,7 +124,7 @@ class HyFormer(CTRModel):
     @classmethod
     def param_problems(cls, params: dict, history_groups: tuple[str, ...] | None = None) -> list[str]:
         p = _settings(params)
-        problems = []
+        problems = super().param_problems(params, history_groups)
         for name in ("embedding_dim", "d_model", "num_layers", "num_heads", "num_queries", "num_field_groups"):
             if not (isinstance(p[name], int) and p[name] >= 1):
                 problems.append(f"{name} must be a positive integer, got {p[name]!r}")

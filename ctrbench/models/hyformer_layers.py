@@ -15,7 +15,7 @@ from torch import nn
 
 from ctrbench.models.infnet_layers import CrossAttention, GroupedLinear
 from ctrbench.models.layers import TransformerBlock
-from ctrbench.models.long_sequence import CausalAttentionLayer, global_causal_mask
+from ctrbench.models.long_sequence import CausalAttentionLayer
 
 
 def field_groups(num_fields: int, num_groups: int) -> list[range]:
@@ -72,11 +72,18 @@ class TransformerLayer(TransformerBlock):
 
 class CausalSequenceLayer(CausalAttentionLayer):
     """LONGER-style: one pre-LN self-causal layer over the history, each event attending to the real events at or
-    before it (``global_causal_mask`` without global tokens), so an event's state never depends on later ones."""
+    before it, so an event's state never depends on later ones. Without an L x L mask: the real events (contiguous,
+    most recent last) are moved to the front, so SDPA's ``is_causal`` alone keeps padding away from every real event
+    (a padding slot, now after them, reads them too; its state is padding's and is masked wherever it is read), and
+    moved back after."""
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(x.shape[1], device=x.device)
-        return super().forward(x, None, global_causal_mask(0, positions, positions, key_mask, key_mask))
+        L, D = x.shape[1:]
+        padding = L - key_mask.sum(dim=1, keepdim=True)  # [B, 1]
+        front = (torch.arange(L, device=x.device) + padding) % L  # position j of the moved row reads x[j + padding]
+        back = (torch.arange(L, device=x.device) - padding) % L
+        moved = torch.gather(x, 1, front.unsqueeze(-1).expand(-1, -1, D))
+        return torch.gather(super().forward(moved, None, None), 1, back.unsqueeze(-1).expand(-1, -1, D))
 
 
 def sequence_layer(kind: str, d: int, *, num_heads: int, multiplier: float, dropout: float) -> nn.Module:

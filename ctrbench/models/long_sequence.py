@@ -107,7 +107,8 @@ def global_causal_mask(
 class MaskedAttention(nn.Module):
     """Multi-head attention of queries ``[B, q, d]`` over keys = values ``[B, n, d]`` with a boolean mask
     ``[B, 1, q, n]``: ``softmax(Q K^T / sqrt(d_h) masked) V`` per head, heads concatenated, output projection.
-    Through ``F.scaled_dot_product_attention`` (its fused kernels where they apply)."""
+    Through ``F.scaled_dot_product_attention`` (its fused kernels where they apply). ``mask=None``: causal over
+    positions (query i reads keys 0..i, SDPA's ``is_causal``: no mask tensor at all)."""
 
     def __init__(self, d: int, num_heads: int, *, dropout: float = 0.0):
         super().__init__()
@@ -118,11 +119,12 @@ class MaskedAttention(nn.Module):
         self.key_value = nn.Linear(d, 2 * d)
         self.out = nn.Linear(d, d)
 
-    def forward(self, queries: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         (B, q, d), n, H = queries.shape, keys.shape[1], self.num_heads
         Q = self.query(queries).view(B, q, H, d // H).transpose(1, 2)  # [B, H, q, d/H]
         Kt, V = self.key_value(keys).view(B, n, 2, H, d // H).permute(2, 0, 3, 1, 4)  # [B, H, n, d/H] each
-        y = F.scaled_dot_product_attention(Q, Kt, V, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        dropout = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(Q, Kt, V, attn_mask=mask, dropout_p=dropout, is_causal=mask is None)
         return self.out(y.transpose(1, 2).reshape(B, q, d))
 
 
@@ -146,8 +148,8 @@ class CausalAttentionLayer(nn.Module):
         self.norm_attention, self.norm_ffn = nn.LayerNorm(d), nn.LayerNorm(d)  # queries are among the keys: one LN
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, queries: torch.Tensor, keys: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
-        """``keys=None``: self attention over ``queries``."""
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
+        """``keys=None``: self attention over ``queries``; ``mask=None``: causal over positions."""
         normed = self.norm_attention(queries)
         context = normed if keys is None else self.norm_attention(keys)
         x = queries + self.dropout(self.attention(normed, context, mask))

@@ -126,6 +126,18 @@ class LONGER(CTRModel):
         dense = [len(names)] if self.embedding.num_dense_tokens else []
         return [names.index(n) for n in chosen] + dense
 
+    @classmethod
+    def param_problems(cls, params: dict, history_groups: tuple[str, ...] | None = None) -> list[str]:
+        problems = super().param_problems(params, history_groups)  # merge: concat | inner_trans
+        if not (isinstance(k := params.get("merge_size", 1), int) and k >= 1):
+            problems.append(f"merge_size must be an integer >= 1, got {k!r}")
+        if (q := params.get("num_query_tokens")) is not None and not (isinstance(q, int) and q >= 1):
+            problems.append(f"num_query_tokens must be >= 1 or null (all tokens), got {q!r}")
+        d, heads = params.get("d_model", 32), params.get("num_heads", 2)
+        if isinstance(d, int) and isinstance(heads, int) and heads >= 1 and d % heads:
+            problems.append(f"d_model {d} must be divisible by num_heads {heads}")
+        return problems
+
     def model_info(self) -> dict:
         return {
             "global_tokens": self.num_global,
