@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import itertools
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,25 @@ def input_file(
         data_lines=data_lines,
         row_id_offset=row_id_offset,
     )
+
+
+def input_files_of(
+    paths: Mapping[str, Path],
+    input_hash: str,
+    sha256: Mapping[str, str | None],
+    *,
+    lines: Mapping[str, int],
+    data_lines: Mapping[str, int],
+    offsets: Mapping[str, int],
+) -> dict[str, InputFile]:
+    """``input_file`` of each raw file of a directory format (``paths`` by split key: train, valid, gold ...), its row
+    ids starting at ``offsets[key]``."""
+    return {
+        key: input_file(
+            path, input_hash, sha256[key], lines=lines[key], data_lines=data_lines[key], row_id_offset=offsets[key]
+        )
+        for key, path in paths.items()
+    }
 
 
 def count_newlines(data: bytes | bytearray, start: int, end: int, step: int = 1 << 18) -> int:

@@ -36,7 +36,7 @@ from ctrbench.data.formats.aliexpress.reader import (
 )
 from ctrbench.data.manifest import DataManifest, RowCounts
 from ctrbench.data.outputs import COMPRESSION, ROW_GROUP_ROWS, SplitWriter, StagedOutputs, output_paths
-from ctrbench.data.raw_input import count_lines, input_file, input_hasher
+from ctrbench.data.raw_input import count_lines, input_files_of, input_hasher
 from ctrbench.data.reading import DEFAULT_BLOCK_BYTES, BadRows
 from ctrbench.data.schema import Feature, FeatureMap, Task
 from ctrbench.data.splits import (
@@ -160,17 +160,7 @@ def preprocess_aliexpress(
         manifest = DataManifest(
             dataset=dataset_name,
             format="aliexpress",
-            inputs={
-                key: input_file(
-                    path,
-                    options["input_hash"],
-                    sha256[key],
-                    lines=lines[key],
-                    data_lines=data_lines[key],
-                    row_id_offset=offsets[key],
-                )
-                for key, path in inputs.items()
-            },
+            inputs=input_files_of(inputs, options["input_hash"], sha256, lines=lines, data_lines=data_lines, offsets=offsets),
             options={
                 **options,
                 "split_block_lines": SPLIT_BLOCK_LINES,

@@ -25,7 +25,7 @@ from ctrbench.data.formats.bars_csv.options import OPTIONS
 from ctrbench.data.formats.bars_csv.reader import BAD_ROW_KINDS, LAYOUT, BarsFormatError, BarsReader
 from ctrbench.data.manifest import DataManifest, RowCounts
 from ctrbench.data.outputs import COMPRESSION, ROW_GROUP_ROWS, StagedOutputs, output_paths
-from ctrbench.data.raw_input import count_lines, input_file, input_hasher
+from ctrbench.data.raw_input import count_lines, input_files_of, input_hasher
 from ctrbench.data.reading import DEFAULT_BLOCK_BYTES
 from ctrbench.data.splits import SPLIT_BLOCK_LINES, SPLITS, SplitAssigner, check_split_labels, resolve_split_counts
 from ctrbench.data.vocab_splits import feature_map, write_vocab_splits
@@ -155,17 +155,7 @@ def preprocess_bars_csv(
         manifest = DataManifest(
             dataset=dataset_name,
             format=SOURCE,
-            inputs={
-                key: input_file(
-                    path,
-                    options["input_hash"],
-                    sha256[key],
-                    lines=lines[key],
-                    data_lines=data_lines[key],
-                    row_id_offset=offsets[key],
-                )
-                for key, path in inputs.items()
-            },
+            inputs=input_files_of(inputs, options["input_hash"], sha256, lines=lines, data_lines=data_lines, offsets=offsets),
             options={
                 **options,
                 "split_block_lines": SPLIT_BLOCK_LINES,

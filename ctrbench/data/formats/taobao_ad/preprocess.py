@@ -48,7 +48,7 @@ from ctrbench.data.outputs import (
     StagedOutputs,
     output_paths,
 )
-from ctrbench.data.raw_input import count_lines, input_file, input_hasher
+from ctrbench.data.raw_input import count_lines, input_files_of, input_hasher
 from ctrbench.data.reading import DEFAULT_BLOCK_BYTES, BadRows
 from ctrbench.data.schema import DEFAULT_SEQUENCE_GROUP, Feature, FeatureMap, SequenceGroup, Task
 from ctrbench.data.splits import (
@@ -191,17 +191,7 @@ def preprocess_taobao_ad(
         manifest = DataManifest(
             dataset=dataset_name,
             format="taobao_ad",
-            inputs={
-                key: input_file(
-                    path,
-                    input_hash,
-                    sha256[key],
-                    lines=lines[key],
-                    data_lines=data_lines[key],
-                    row_id_offset=offsets[key],
-                )
-                for key, path in inputs.items()
-            },
+            inputs=input_files_of(inputs, input_hash, sha256, lines=lines, data_lines=data_lines, offsets=offsets),
             options={
                 **options,
                 "valid_from": "train" if valid_from_train else "valid",
