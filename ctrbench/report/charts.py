@@ -11,11 +11,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 
+from ctrbench.report.axes import Axis, byte_axis, count_axis, linear_axis, nice_step, spread_axis
+
 # Tableau 10: distinguishable, and readable on white.
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
-
-# A wider spread than this (max / min) is drawn on a log axis, or the small values pile up at zero.
-LOG_SCALE_RATIO = 10.0
 
 FONT_SIZE = 11
 CHAR_WIDTH = 0.6 * FONT_SIZE  # rough advance of one character, for label collision tests
@@ -46,24 +45,6 @@ class Series:
     highlight_x: float | None = None  # drawn as a ring, e.g. the best epoch
 
 
-@dataclass(frozen=True)
-class Axis:
-    lo: float
-    hi: float
-    ticks: tuple[float, ...]
-    log: bool = False
-
-    def fraction(self, value: float) -> float:
-        if self.log:
-            return (math.log(value) - math.log(self.lo)) / (math.log(self.hi) - math.log(self.lo))
-        return (value - self.lo) / (self.hi - self.lo)
-
-    def tick_label(self, value: float) -> str:
-        """Just enough decimals that neighbouring ticks read differently (0.775, 0.780; 1, 2, 3)."""
-        step = self.ticks[1] - self.ticks[0] if len(self.ticks) > 1 else 1.0
-        return f"{value:.{max(0, math.ceil(-math.log10(step) - 1e-9))}f}"
-
-
 def _attr(value: object) -> str:
     return f"{value:.1f}" if isinstance(value, float) else str(value)
 
@@ -82,55 +63,6 @@ def _el(tag: str, text: object = None, *, children: str = "", **attrs: object) -
 
 def _label(text: object, x: float, y: float, anchor: str = "start", **attrs: object) -> str:
     return _el("text", text, x=x, y=y, dy="0.32em", text_anchor=anchor, font_size=FONT_SIZE, **attrs)
-
-
-def _nice_step(span: float, target_ticks: int) -> float:
-    raw = span / max(target_ticks, 1)
-    magnitude = 10 ** math.floor(math.log10(raw))
-    for multiple in (1, 2, 5, 10):
-        if multiple * magnitude >= raw:
-            return multiple * magnitude
-    return 10 * magnitude
-
-
-def linear_axis(values: Sequence[float], *, target_ticks: int = 5, unit: float = 1.0, integer: bool = False) -> Axis:
-    """Axis over ``values`` with round ticks; ``unit`` makes ticks round in that unit (e.g. MiB)."""
-    lo, hi = min(values) / unit, max(values) / unit
-    if integer:
-        # counts such as epochs: half a step of room and whole-number ticks, so no "epoch 0"
-        lo, hi = lo - 0.5, hi + 0.5
-        step = max(1.0, _nice_step(hi - lo, target_ticks))
-        first, last = math.ceil(lo / step), math.floor(hi / step)
-        return Axis(lo * unit, hi * unit, tuple(i * step * unit for i in range(first, last + 1)))
-    if hi == lo:  # one value or all equal: give it some room
-        pad = abs(lo) * 0.05 or 1.0
-    else:
-        pad = (hi - lo) * 0.08  # keep points off the frame
-    lo, hi = lo - pad, hi + pad
-    step = _nice_step(hi - lo, target_ticks)
-    lo, hi = math.floor(lo / step) * step, math.ceil(hi / step) * step
-    count = round((hi - lo) / step)
-    ticks = tuple((lo + i * step) * unit for i in range(count + 1))
-    return Axis(lo * unit, hi * unit, ticks)
-
-
-def log_axis(values: Sequence[float], *, base: int = 10, max_ticks: int = 7) -> Axis:
-    """Log axis with ticks at powers of ``base`` (2 suits bytes: 64 MiB, 128 MiB, ...)."""
-    lo_exp = math.floor(math.log(min(values), base))
-    hi_exp = math.ceil(math.log(max(values), base))
-    if hi_exp == lo_exp:
-        hi_exp += 1
-    stride = max(1, math.ceil((hi_exp - lo_exp) / (max_ticks - 1)))
-    ticks = tuple(float(base**e) for e in range(lo_exp, hi_exp + 1, stride))
-    return Axis(float(base**lo_exp), float(base**hi_exp), ticks, log=True)
-
-
-def byte_axis(values: Sequence[float]) -> Axis:
-    """Axis for byte counts: log (powers of two) over a wide spread, else round in KiB/MiB/GiB."""
-    if min(values) > 0 and max(values) / min(values) >= LOG_SCALE_RATIO:
-        return log_axis(values, base=2)
-    unit = 1024 ** max(0, min(4, int(math.log(max(max(values), 1), 1024))))
-    return linear_axis(values, unit=unit)
 
 
 class _Canvas:
@@ -238,12 +170,7 @@ def scatter_svg(
     if not points:
         return empty_chart(title, "no results with both values")
     xs, ys = [p.x for p in points], [p.y for p in points]
-    if x_bytes:
-        x_axis = byte_axis(xs)
-    elif min(xs) > 0 and max(xs) / min(xs) >= LOG_SCALE_RATIO:
-        x_axis = log_axis(xs)
-    else:
-        x_axis = linear_axis(xs)
+    x_axis = byte_axis(xs) if x_bytes else spread_axis(xs)
     canvas = _Canvas(width, height, x_axis, linear_axis(ys))
     canvas.frame(title, x_label + (" (log scale)" if x_axis.log else ""), y_label, x_format)
 
@@ -318,13 +245,6 @@ def line_chart_svg(
     return canvas.svg(title, "chart-lines")
 
 
-def _count_axis(largest: int, target_ticks: int = 4) -> Axis:
-    """0 .. a round number above ``largest`` (room for labels over the tallest bar), whole-number ticks."""
-    step = max(1.0, _nice_step(max(largest, 1), target_ticks))
-    top = max(1, math.ceil(largest * 1.15 / step)) * step
-    return Axis(0.0, top, tuple(i * step for i in range(round(top / step) + 1)))
-
-
 def histogram_svg(
     edges: Sequence[float],
     counts: Sequence[int],
@@ -350,9 +270,9 @@ def histogram_svg(
     if len(edges) != len(counts) + 1 or not counts:
         raise ValueError(f"a histogram needs len(edges) == len(counts) + 1 >= 2, got {len(edges)} and {len(counts)}")
     lo, hi = float(edges[0]), float(edges[-1])
-    step = _nice_step(hi - lo, 4)
+    step = nice_step(hi - lo, 4)
     x_ticks = tuple(lo + i * step for i in range(round((hi - lo) / step) + 1) if lo + i * step <= hi + 1e-9)
-    canvas = _Canvas(width, height, Axis(lo, hi, x_ticks), _count_axis(max(counts)))
+    canvas = _Canvas(width, height, Axis(lo, hi, x_ticks), count_axis(max(counts)))
     canvas.frame(title, x_label, "samples")
 
     last = len(counts) - 1
