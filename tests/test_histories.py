@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ctrbench.data.schema import EVENTS_FILE, Feature, FeatureMap, FeatureMapError, SequenceGroup, tasks_of
-from ctrbench.data.sources import InMemorySource, StreamingSource
+from ctrbench.data.sources import InMemorySource, StreamingSource, in_memory_bytes
 
 GROUP = SequenceGroup("history", max_len=5, storage="events", start="history_start", end="history_end")
 FM = FeatureMap(
@@ -136,6 +136,7 @@ def test_groups_with_times_give_each_event_its_gap_to_the_row(dataset):
     )
     fm = FeatureMap(dataset="ref", tasks=FM.tasks, features=FM.features, sequence_groups=[timed])
     assert fm.event_columns() == ["item_history", "category_history", "time_s"] and "when" in fm.columns()
+    assert in_memory_bytes(dataset["path"], fm) - in_memory_bytes(dataset["path"], FM) == 400 * 8  # int64 row times
     assert FeatureMap.from_json(fm.to_json()) == fm and "row_time" not in FM.to_json()["sequence_groups"][0]
     batch = InMemorySource(dataset["path"], fm).data.batch(slice(None))
     for row, (s, e) in enumerate(zip(dataset["start"], dataset["end"])):

@@ -147,8 +147,10 @@ class TensorDataset:
             for g in fm.sequence_groups
             if g.by_reference
         }
+        # by column: KuaiRand's per-behaviour groups all measure from one row time, held once
         self.row_times = {
-            g.name: torch.from_numpy(np.array(columns[g.row_time], dtype=np.int64)) for g in fm.sequence_groups if g.row_time
+            name: torch.from_numpy(np.array(columns[name], dtype=np.int64))
+            for name in dict.fromkeys(g.row_time for g in fm.sequence_groups if g.row_time)
         }
         if self.bounds and events is None:
             raise ValueError(f"dataset {fm.dataset!r} stores histories by reference: its EventTable is needed")
@@ -171,7 +173,7 @@ class TensorDataset:
                 sources[TIME_KEY] = spec.timestamp
             gathered, known = self.events.gather(sources, start[index], end[index], spec.max_len)
             if spec.timestamp:
-                gap = self.row_times[group][index].unsqueeze(1) - gathered.pop(TIME_KEY)
+                gap = self.row_times[spec.row_time][index].unsqueeze(1) - gathered.pop(TIME_KEY)
                 time_gaps[group] = torch.where(known, gap.clamp(min=0), 0)
             sequences |= gathered
         return Batch(

@@ -172,11 +172,12 @@ def _concat(batches: list[Batch]) -> Batch:
 def in_memory_bytes(path: str | Path, feature_map: FeatureMap) -> int:
     """What ``InMemorySource`` holds for the split: rows x the bytes of a row's tensors (float32 labels and
     dense values, int32 ids and fixed-size histories, a bool per masked task, int64 group, int64 bounds of
-    by-reference histories); the event table is held once for every split and is not counted here."""
+    by-reference histories and their row times); the event table is held once for every split and is not counted here."""
     fm = feature_map
     fixed = [f for f in fm.sequences if not fm.sequence_group(f.group).by_reference]
     per_row = 4 * (fm.num_tasks + len(fm.categorical) + len(fm.dense) + sum(fm.max_len(f) for f in fixed))
     per_row += 16 * sum(g.by_reference for g in fm.sequence_groups)  # int64 start and end (the events are shared)
+    per_row += 8 * len({g.row_time for g in fm.sequence_groups if g.row_time})  # int64 row times, one per column
     per_row += fm.num_tasks * any(fm.masks) + 8 * bool(fm.group_by)
     return pq.ParquetFile(path).metadata.num_rows * per_row
 
