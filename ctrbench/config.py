@@ -97,6 +97,34 @@ def distributed_problems(training: dict, train_resources: dict) -> list[str]:
     return problems
 
 
+def phase_problems(config: dict) -> list[str]:
+    """What is wrong with the models' ``init_from`` (training phases): the model they start from must exist and be
+    trained on every dataset they run on, and phases stay on one dataset (one feature map)."""
+    problems = []
+    pairs = set(benchmark_pairs(config))
+    for name, model in config["models"].items():
+        if not (init := model.get("init_from")):
+            continue
+        source = init["model"]
+        if source not in config["models"] or source == name:
+            problems.append(f"models.{name}.init_from.model {source!r} is not another model under models:")
+            continue
+        if (other := init.get("dataset")) is not None:
+            problems.append(
+                f"models.{name}.init_from.dataset {other!r}: training phases across datasets need one feature map (the "
+                "same fields and one vocabulary), and each dataset builds its own vocabularies from its train split, "
+                "so an id of one means another value in the other (weights carried over would match by frequency "
+                "rank, not by value); run the phases on one dataset"
+            )
+        for dataset, _ in sorted(p for p in pairs if p[1] == name):
+            if (dataset, source) not in pairs:
+                problems.append(
+                    f"models.{name} starts from {source!r} (init_from) on dataset {dataset!r}, but {source!r} is not "
+                    f"among that dataset's models: list it there too"
+                )
+    return problems
+
+
 def check_config(config: dict) -> None:
     problems = []
     for model in config["models"].values():  # registers the models (MODELS) before the checks below
@@ -179,6 +207,7 @@ def check_config(config: dict) -> None:
                 f"{kind}.{name}: the name is reserved for the workflow's own folders ({', '.join(sorted(RESERVED_NAMES))})"
             )
 
+    problems += phase_problems(config)
     for name, model in config["models"].items():
         try:
             check_params(model["arch"], model.get("params", {}))

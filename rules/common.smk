@@ -74,6 +74,18 @@ def model_config(wildcards):
     return config["models"][wildcards.model]
 
 
+def init_checkpoint(wildcards):
+    """The checkpoint a training phase starts from (the model's init_from), which makes it an input: the DAG runs
+    the earlier phase first. Nothing for a model trained from scratch."""
+    init = model_config(wildcards).get("init_from")
+    return f"results/{wildcards.dataset}/{init['model']}/checkpoint.pt" if init else []
+
+
+def init_parts(wildcards):
+    init = model_config(wildcards).get("init_from")
+    return init["parts"] if init else []
+
+
 def training_config(wildcards):
     return model_training(config, wildcards.model, wildcards.dataset)
 

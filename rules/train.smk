@@ -4,6 +4,7 @@ rule train:
         valid="results/{dataset}/data/valid.parquet",
         events="results/{dataset}/data/events.parquet",
         feature_map="results/{dataset}/data/feature_map.json",
+        init=init_checkpoint,
     output:
         checkpoint="results/{dataset}/{model}/checkpoint.pt",
         metrics="results/{dataset}/{model}/train_metrics.json",
@@ -11,6 +12,7 @@ rule train:
     params:
         model=model_config,
         training=training_config,
+        init_parts=init_parts,
         seed=config["seed"],
         meta=run_meta,
         downstream=training_downstream,

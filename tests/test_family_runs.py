@@ -76,3 +76,61 @@ def test_a_long_sequence_run_renders_every_model_and_the_length_charts(tmp_path)
     for model in models:
         assert f'data-model="{model}"' in html
     assert html.count('class="length-chart"') == 3 and "vs history length" in html
+
+
+@pytest.mark.slow
+def test_an_llm_ctr_run_trains_both_paths_and_carries_frozen_parts_through_the_phases(tmp_path):
+    """The LLM-CTR family end to end on synthetic Avazu: DeepFM, DeepFM+GEN, LLM-CTR in one phase (path C) and in two
+    (path A: the projector alone on DeepFM+GEN's frozen embeddings and GEN, then the projector and the LM), each phase
+    its own target whose input is the earlier checkpoint; the frozen embeddings reach phase 2 unchanged."""
+    import torch
+
+    models = ["deepfm", "deepfm_gen", "llm_ctr", "llm_phase1", "llm_phase2"]
+    llm = {"embedding_dim": 4, "projector_hidden": 8, "prompt": "Click?", "lm_layers": 1, "lm_width": 16, "lm_heads": 2,
+           "lm_kv_heads": 1, "lm_intermediate": 16}  # fmt: skip
+
+    def change(config):
+        config["benchmark"] = {"datasets": ["tiny_avazu"], "models": models}
+        config["datasets"] = {"tiny_avazu": {"format": "avazu", "synthetic": {"rows": 3000, "seed": 2}}}
+        config["training"]["optimizer"].update(projector={"name": "adam", "lr": 1e-3}, lm={"name": "adam", "lr": 1e-4})
+        config["models"].update({
+            "deepfm": {"arch": "deepfm", "params": {"embedding_dim": 4, "mlp_hidden": [8]}},
+            "deepfm_gen": {"arch": "deepfm", "params": {"embedding_dim": 4, "mlp_hidden": [8], "gen": True}},
+            "llm_ctr": {"arch": "llm_ctr", "params": llm},
+            "llm_phase1": {"arch": "llm_ctr", "params": {**llm, "freeze": ["embedding", "gen", "lm"]},
+                           "init_from": {"model": "deepfm_gen", "parts": ["embedding", "gen"]}},
+            "llm_phase2": {"arch": "llm_ctr", "params": {**llm, "freeze": ["embedding", "gen"]},
+                           "init_from": {"model": "llm_phase1", "parts": ["embedding", "gen", "projector", "lm"]}},
+        })  # fmt: skip
+
+    work = workflow_copy(tmp_path)
+    config = with_changes(TINY_CONFIG, change)
+    plan = snakemake(work, "-n", "results/tiny_avazu/llm_phase2/checkpoint.pt", config=config)
+    assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-3000:]
+    trained = re.findall(r"wildcards: dataset=tiny_avazu, model=(\w+)", plan.stdout)
+    assert sorted(trained) == ["deepfm_gen", "llm_phase1", "llm_phase2"]  # the phase-2 target plans its chain
+    run = snakemake(work, "results/report.html", config=config)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    results = work / "results/tiny_avazu"
+    records = {m: json.loads((results / m / "train_metrics.json").read_text()) for m in models}
+    assert records["llm_phase1"]["initialised_from"]["parts"] == ["embedding", "gen"]
+    assert records["llm_phase1"]["initialised_from"]["checkpoint"] == "results/tiny_avazu/deepfm_gen/checkpoint.pt"
+    assert records["llm_ctr"]["initialised_from"] is None
+    groups = {m: records[m]["cost"]["parameter_groups"] for m in models[2:]}
+    assert not groups["llm_ctr"]["frozen"]["params"] and groups["llm_phase1"]["lm"]["params"] == 0
+    assert groups["llm_phase2"]["lm"]["params"] == groups["llm_ctr"]["lm"]["params"] > 0
+    assert records["llm_ctr"]["model_info"]["attention"] == "sdpa"
+
+    def weights(model):
+        return torch.load(results / model / "checkpoint.pt", weights_only=True)["state_dict"]
+
+    baseline, phase1, phase2 = weights("deepfm_gen"), weights("llm_phase1"), weights("llm_phase2")
+    for key in ("embedding.embedding.weight", "gen.linear.weight"):
+        assert torch.equal(phase2[key], baseline[key]), key  # frozen since DeepFM+GEN trained them
+    assert not torch.equal(phase2["projector.0.weight"], phase1["projector.0.weight"])  # phase 2 trained it on
+    lm_keys = [k for k in phase1 if k.startswith("lm.")]
+    assert any(not torch.equal(phase2[k], phase1[k]) for k in lm_keys)  # the LM trains in phase 2 only
+    html = (work / "results/report.html").read_text()
+    for model in models:
+        assert f'data-model="{model}"' in html

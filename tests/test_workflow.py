@@ -244,6 +244,26 @@ def with_changes(config: dict, change) -> dict:
             lambda c: c["datasets"]["tiny_criteo"]["synthetic"].update(profile="long_history"),
             "datasets.tiny_criteo.synthetic: format 'criteo_dac' has no synthetic profile 'long_history' (it has: default)",
         ),
+        # training phases: the model a phase starts from must exist and train on the same dataset; never across datasets
+        (
+            lambda c: c["models"]["deepfm"].update(init_from={"model": "dcn9", "parts": ["embedding"]}),
+            "models.deepfm.init_from.model 'dcn9' is not another model under models:",
+        ),
+        (
+            lambda c: (
+                c["models"].update(other={"arch": "deepfm", "params": {"embedding_dim": 4}}),
+                c["models"]["deepfm"].update(init_from={"model": "other", "parts": ["embedding"]}),
+            ),
+            "models.deepfm starts from 'other' (init_from) on dataset 'tiny_criteo', but 'other' is not among that dataset's models",
+        ),
+        (
+            lambda c: c["models"]["deepfm"].update(init_from={"model": "dcnv2", "parts": ["embedding"], "dataset": "tiny_userbehavior"}),
+            "training phases across datasets need one feature map (the same fields and one vocabulary)",
+        ),
+        (
+            lambda c: c["models"].update(llm={"arch": "llm_ctr", "params": {"lm_path": "/models/Qwen3-0.6B"}}),
+            "models.llm: model arch 'llm_ctr': lm_path '/models/Qwen3-0.6B' is not a directory",
+        ),
     ],
     ids=[
         "unknown-arch",
@@ -274,6 +294,10 @@ def with_changes(config: dict, change) -> dict:
         "one-history-model-on-several",
         "history-group-not-made",
         "unknown-synthetic-profile",
+        "phase-from-unknown-model",
+        "phase-from-a-model-not-on-the-dataset",
+        "phase-across-datasets",
+        "missing-lm-path",
     ],
 )
 def test_config_errors_are_reported_before_any_job(tmp_path, change, message):

@@ -30,6 +30,7 @@ def _load_models() -> None:
         ft_transformer,
         hyformer,
         infnet,
+        llm_ctr,
         longer,
         mamba4rec,
         mdaf,

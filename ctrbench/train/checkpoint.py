@@ -39,3 +39,39 @@ def load_checkpoint(path: str | Path, device: torch.device) -> tuple[CTRModel, d
     model = build_model(ckpt["arch"], feature_map, ckpt["params"], sparse_embeddings=ckpt["sparse_embeddings"])
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device), ckpt
+
+
+def same_features(a: FeatureMap, b: FeatureMap) -> bool:
+    """One feature map for weights to carry over: the same fields in the same order with the same vocabularies."""
+    return [(f.name, f.vocab_size) for f in a.categorical] == [(f.name, f.vocab_size) for f in b.categorical] and [
+        f.name for f in a.dense
+    ] == [f.name for f in b.dense]
+
+
+def load_parts(model: CTRModel, path: str | Path, parts: list[str]) -> dict:
+    """Copy the weights of the submodules ``parts`` (e.g. ``embedding``, ``gen``) from another run's checkpoint into
+    ``model``: a training phase starting where an earlier one ended. Both must be trained on one feature map, and
+    each part must exist in both with the same tensors; returns what was loaded, for the train record."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not same_features(FeatureMap.from_json(ckpt["feature_map"]), model.feature_map):
+        raise ValueError(
+            f"{path}: trained on other features or vocabularies than this run's ({model.feature_map.dataset!r}); "
+            "weights carry over between phases only on one feature map"
+        )
+    own = model.state_dict()
+    loaded = {}
+    for part in parts:
+        prefix = part + "."
+        theirs = {k: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+        ours = {k for k in own if k.startswith(prefix)}
+        if not theirs or not ours:
+            where = f"the {ckpt['arch']} checkpoint {path}" if not theirs else f"this {type(model).__name__}"
+            raise ValueError(f"init_from part {part!r}: {where} has no such part")
+        if set(theirs) != ours or any(theirs[k].shape != own[k].shape for k in ours):
+            raise ValueError(
+                f"init_from part {part!r}: the {ckpt['arch']} checkpoint {path} holds other tensors or shapes "
+                f"({sorted(set(theirs) ^ ours) or 'shapes differ'}); are the params (e.g. embedding_dim) the same?"
+            )
+        loaded.update(theirs)
+    model.load_state_dict(loaded, strict=False)
+    return {"checkpoint": str(path), "arch": ckpt["arch"], "epoch": ckpt["epoch"], "parts": list(parts)}

@@ -32,7 +32,7 @@ from ctrbench.models.base import FROZEN
 from ctrbench.models.registry import build_model
 from ctrbench.provenance import provenance
 from ctrbench.results import MEAN_AUC, Cost, EpochRecord, GroupCost, TaskMetrics, TrainRecord, write_record
-from ctrbench.train.checkpoint import save_checkpoint
+from ctrbench.train.checkpoint import load_parts, save_checkpoint
 from ctrbench.train.cost import (
     FLOP_BATCH_ROWS,
     PeakMemory,
@@ -107,8 +107,10 @@ def train(
     outputs: TrainOutputs,
     meta: dict | None = None,
     progress: bool = True,
+    init: dict | None = None,
 ) -> TrainRecord:
-    """Train one model and write its checkpoint, ``TrainRecord`` and JSON-lines log (rank 0); returns the record."""
+    """Train one model and write its checkpoint, ``TrainRecord`` and JSON-lines log (rank 0); returns the record.
+    ``init``: ``{"checkpoint": path, "parts": [...]}``, submodules to start from another run's weights (a phase)."""
     seed_everything(seed)
     precision = training.get("precision", "fp32")
     distributed = training.get("distributed") or {}
@@ -125,7 +127,9 @@ def train(
     log.info("%d train (%s) / %d valid rows in %.1fs", train_source.rows, train_source.kind, valid_source.rows, time.perf_counter() - load_start)
 
     optimizer_config = training["optimizer"]
-    model = build_model(arch, feature_map, params, sparse_embeddings=embeddings_are_sparse(optimizer_config)).to(device)
+    model = build_model(arch, feature_map, params, sparse_embeddings=embeddings_are_sparse(optimizer_config))
+    initialised_from = load_parts(model, init["checkpoint"], init["parts"]) if init else None
+    model = model.to(device)
     wrapped = world.wrap(model, device)
     if world.enabled:
         # every process built the same initial weights from `seed`; from here each draws its own dropout masks
@@ -211,6 +215,7 @@ def train(
         training=training,
         seed=seed,
         model_info=model.model_info(),
+        initialised_from=initialised_from,
         tasks=feature_map.labels,
         history_lengths={g: feature_map.sequence_group(g).max_len for g in model.history_groups_read()},
         monitor=monitor,
