@@ -88,7 +88,7 @@ class LLMCTR(CTRModel):
         if lora_rank:
             add_lora(self.lm, lora_rank, lora_alpha, lora_dropout, tuple(lora_targets))
         if gradient_checkpointing:
-            self.lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            self.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.register_buffer("prompt_ids", torch.tensor(tokenizer.encode(prompt, add_special_tokens=False)), persistent=False)
         self.register_buffer("answer_ids", torch.tensor(answer_token_ids(tokenizer)), persistent=False)  # ("0", "1")
         for part in freeze:
