@@ -130,6 +130,71 @@ def test_attention_equals_explicit_softmax():
     torch.testing.assert_close(attention(queries, keys, mask), expected)
 
 
+def masked_encode(model, batch: Batch) -> torch.Tensor:
+    """The reference: LONGER's encoder with the explicit ``[B, 1, m+k, m+L']`` and ``[B, 1, m+k, m+k]`` masks."""
+    history, target, mask = model.tokens(batch)
+    G = model.global_tokens(batch, target)
+    H, real = model.sequence_tokens(batch, history, mask)
+    (B, m), n = G.shape[:2], H.shape[1]
+    k = min(model.num_query, n)
+    positions = torch.arange(n)
+    key_real = torch.cat([real.new_ones(B, m), real], dim=1)
+    query_real = torch.cat([real.new_ones(B, m), real[:, n - k :]], dim=1)
+    keep = query_real.unsqueeze(-1).float()
+    cross_mask = global_causal_mask(m, positions[n - k :], positions, query_real, key_real)
+    self_mask = global_causal_mask(m, positions[n - k :], positions[n - k :], query_real, query_real)
+    O = model.cross(torch.cat([G, H[:, n - k :]], dim=1), torch.cat([G, H], dim=1), cross_mask) * keep
+    for layer in model.layers:
+        O = layer(O, None, self_mask) * keep
+    return model.norm(O) * keep
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},  # K 4: 3 merged tokens, all queries
+        {"merge_size": 2, "num_query_tokens": 2, "num_layers": 2},  # sampled queries: 2 of 6
+        {"merge_size": 1, "num_query_tokens": None, "num_layers": 2},  # the full model: 12 x 12
+        {"merge": "inner_trans", "merge_size": 5, "num_query_tokens": 1},
+    ],
+)
+def test_split_attention_equals_the_explicit_mask(params):
+    """Global queries with a key-padding mask and sequence queries with ``is_causal`` (no q x kv mask where every
+    sequence token is a query) give the masked formulation's states: padded, empty and full histories alike."""
+    model = build(**params)
+    batch = make_batch(lengths=(0, 1, 2, 5, 12, 11, 7))
+    masks, attend = [], MaskedAttention.attend
+
+    def recording(self, Q, KV, mask, causal=False):
+        masks.append(None if mask is None else tuple(mask.shape))
+        return attend(self, Q, KV, mask, causal)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MaskedAttention, "attend", recording)
+        states, _ = model.encode(batch)
+    torch.testing.assert_close(states, masked_encode(model, batch), rtol=1e-5, atol=1e-6)
+    B, m, n = 7, model.num_global, model.num_merged
+    for shape in masks:  # a key-padding mask, none, or (sampled queries only) the k x n sequence part
+        assert shape is None or shape == (B, 1, 1, m + n) or shape == (B, 1, 1, m + model.num_query) \
+            or (model.num_query < n and shape == (B, 1, model.num_query, n)), shape  # fmt: skip
+
+
+def test_global_causal_attention_against_the_mask_with_padded_rows():
+    """``MaskedAttention.global_causal`` against the masked attention on every real row; padded rows finite."""
+    torch.manual_seed(2)
+    attention = MaskedAttention(8, 2)
+    real = torch.arange(6) >= torch.tensor([[6], [4], [0], [1]])  # 0, 2, 6 and 5 real tokens of 6
+    keys = torch.randn(4, 2 + 6, 8)
+    for q in (6, 3):  # every token a query (is_causal), then the 3 most recent (a q x n mask)
+        queries = torch.cat([keys[:, :2], keys[:, 2 + 6 - q :]], dim=1)
+        query_real = torch.cat([torch.ones(4, 2, dtype=torch.bool), real[:, 6 - q :]], dim=1)
+        key_real = torch.cat([torch.ones(4, 2, dtype=torch.bool), real], dim=1)
+        mask = global_causal_mask(2, torch.arange(6 - q, 6), torch.arange(6), query_real, key_real)
+        split, masked = attention.global_causal(queries, keys, 2, real), attention(queries, keys, mask)
+        assert torch.isfinite(split).all()
+        torch.testing.assert_close(split[query_real], masked[query_real])
+
+
 @pytest.mark.parametrize("params", [{}, {"merge": "inner_trans", "num_layers": 2, "num_query_tokens": None}])
 def test_sequence_tokens_never_see_the_candidate_or_other_features(params):
     model = build(**params)

@@ -15,7 +15,7 @@ from torch import nn
 
 from ctrbench.models.infnet_layers import CrossAttention, GroupedLinear
 from ctrbench.models.layers import TransformerBlock
-from ctrbench.models.long_sequence import CausalAttentionLayer
+from ctrbench.models.long_sequence import CausalAttentionLayer, gather_rows, real_to_front
 
 
 def field_groups(num_fields: int, num_groups: int) -> list[range]:
@@ -78,12 +78,8 @@ class CausalSequenceLayer(CausalAttentionLayer):
     moved back after."""
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        L, D = x.shape[1:]
-        padding = L - key_mask.sum(dim=1, keepdim=True)  # [B, 1]
-        front = (torch.arange(L, device=x.device) + padding) % L  # position j of the moved row reads x[j + padding]
-        back = (torch.arange(L, device=x.device) - padding) % L
-        moved = torch.gather(x, 1, front.unsqueeze(-1).expand(-1, -1, D))
-        return torch.gather(super().forward(moved, None, None), 1, back.unsqueeze(-1).expand(-1, -1, D))
+        front, back = real_to_front(key_mask)  # [B, L] each
+        return gather_rows(super().forward(gather_rows(x, front), None, None), back)
 
 
 def sequence_layer(kind: str, d: int, *, num_heads: int, multiplier: float, dropout: float) -> nn.Module:

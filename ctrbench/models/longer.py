@@ -26,7 +26,9 @@ The paper's mask is ``M_ij = 0 if j >= i`` over global tokens first and sequence
 tokens see no global token, which is what lets a server compute (and cache) the sequence side once per
 request for every candidate. We keep that, and causality in time; global tokens see each other in full (the
 paper's ordering would let the first global token see the later ones only; they are never cached either way).
-With K > 1 causality holds per merged token (InnerTrans is bidirectional inside a group).
+With K > 1 causality holds per merged token (InnerTrans is bidirectional inside a group). The mask is never built
+at ``[m+k, m+L']`` (L' x L' for the full model): global queries attend with a key-padding mask, sequence queries
+causally with SDPA's ``is_causal`` (``MaskedAttention.global_causal``); tests check it equals the masked form.
 
 Head: an MLP over the flattened outputs of the m global tokens (CLS, candidate and field tokens), one logit per
 task. Switching off token merge (``merge_size: 1``) and query sampling (``num_query_tokens: null``) gives the
@@ -45,7 +47,7 @@ from ctrbench.data.schema import FeatureMap
 from ctrbench.models.base import CTRModel, ModelOutput
 from ctrbench.models.infnet_layers import GroupedLinear
 from ctrbench.models.layers import MLP, FeatureEmbedding, uniform_token
-from ctrbench.models.long_sequence import CausalAttentionLayer, MergeMode, TokenMerge, global_causal_mask
+from ctrbench.models.long_sequence import CausalAttentionLayer, MergeMode, TokenMerge
 from ctrbench.models.registry import register
 from ctrbench.models.sequence import BehaviourTokens, TimeGapEmbedding
 
@@ -171,18 +173,13 @@ class LONGER(CTRModel):
         H, real = self.sequence_tokens(batch, history, mask)  # [B, L', d], [B, L']
         (B, m), n = G.shape[:2], H.shape[1]
         k = min(self.num_query, n)
-        positions = torch.arange(n, device=H.device)
-        key_real = torch.cat([real.new_ones(B, m), real], dim=1)  # [B, m+L']
         query_real = torch.cat([real.new_ones(B, m), real[:, n - k :]], dim=1)  # [B, m+k]
         keep = query_real.unsqueeze(-1).to(H.dtype)
-        # masks once per batch: the cross layer's, then the self layers' (shared by every layer)
-        recent = positions[n - k :]
-        cross_mask = global_causal_mask(m, recent, positions, query_real, key_real)  # [B, 1, m+k, m+L']
-        self_mask = global_causal_mask(m, recent, recent, query_real, query_real)  # [B, 1, m+k, m+k]
-        R = torch.cat([G, H], dim=1)  # [B, m+L', d]
-        O = self.cross(torch.cat([G, H[:, n - k :]], dim=1), R, cross_mask) * keep  # [B, m+k, d]
+        # no [m+k, m+L'] mask: global queries read every real token, sequence queries only earlier real events
+        O = self.cross(torch.cat([G, H[:, n - k :]], dim=1), torch.cat([G, H], dim=1), num_global=m, key_real=real)
+        O = O * keep  # [B, m+k, d]
         for layer in self.layers:
-            O = layer(O, None, self_mask) * keep
+            O = layer(O, num_global=m, key_real=real[:, n - k :]) * keep
         return self.norm(O) * keep, query_real
 
     def forward(self, batch: Batch) -> ModelOutput:
