@@ -13,6 +13,7 @@ from ctrbench.data.formats.tenrec.synthetic import write_synthetic_tenrec
 FILES = {
     "/data/criteo/train.txt": lambda work: DATA / "criteo" / "train_head50.txt",
     "/data/taobao/UserBehavior.csv": lambda work: DATA / "taobao_userbehavior" / "UserBehavior_head1000.csv",
+    "/data/avazu/train.csv": lambda work: DATA / "avazu" / "avazu_sample.txt",
 }
 
 
@@ -46,6 +47,22 @@ def _kuairand(work: Path) -> Path:
     return folder
 
 
+def local_qwen3(work: Path) -> Path:
+    """A Hugging Face folder in the layout of a local Qwen3 (config.json, safetensors weights, tokenizer files), holding
+    a tiny random Qwen3 and the byte-level tokenizer: where a preset's ``lm_path`` points at Qwen3-0.6B."""
+    import torch
+
+    from ctrbench.models.language_model import TinyLM, byte_level_tokenizer, load_language_model
+
+    folder = work / "Qwen3-tiny"
+    if not folder.exists():
+        torch.manual_seed(0)
+        model, tokenizer, _ = load_language_model(None, TinyLM(layers=1, width=16, heads=2, kv_heads=1, intermediate=16), "sdpa")
+        model.save_pretrained(folder)
+        byte_level_tokenizer().save_pretrained(folder)
+    return folder
+
+
 MADE = {
     "/data/TaobaoAd_x1": _taobao_ad,
     "/data/AliExpress_NL": _aliexpress,
@@ -53,6 +70,7 @@ MADE = {
     "/data/KuaiRand-Pure/data": _kuairand,
     "/data/KuaiRand-27K/data": _kuairand,  # the Pure layout: the reader takes both (27K's logs come in _part files)
     "/data/KuaiRand-1K/data": _kuairand,
+    "/models/Qwen3-0.6B": local_qwen3,
 }
 
 

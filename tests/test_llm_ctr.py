@@ -213,3 +213,18 @@ def test_bf16_autocast_keeps_the_read_out_in_fp32():
     assert logits.dtype == torch.float32
     torch.testing.assert_close(torch.sigmoid(logits), torch.sigmoid(model(batch).logits), atol=0.05, rtol=0)
     assert F.binary_cross_entropy_with_logits(logits, batch.labels).isfinite()
+
+
+def test_a_local_qwen3_folder_is_loaded_with_its_own_tokenizer(tmp_path):
+    """``lm_path``: the weights and tokenizer of a local Hugging Face folder (here a tiny Qwen3 saved in that layout),
+    not the random tiny LM: the model's LM holds the saved weights."""
+    from preset_data import local_qwen3
+    from transformers import AutoModelForCausalLM
+
+    folder = local_qwen3(tmp_path)
+    model = llm(seed=5, lm_path=str(folder))
+    saved = AutoModelForCausalLM.from_pretrained(folder)
+    for (name, ours), theirs in zip(model.lm.state_dict().items(), saved.state_dict().values()):
+        torch.testing.assert_close(ours, theirs, msg=name)
+    assert model.model_info()["lm"] == f"qwen3 from {folder}"
+    assert model.answer_ids.tolist() == [15, 16]

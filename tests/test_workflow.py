@@ -326,6 +326,9 @@ def test_presets_plan_every_model_on_a_sample(tmp_path, preset):
     stand_in = stand_ins(tmp_path)
     for dataset in config["benchmark"]["datasets"]:
         config["datasets"][dataset]["path"] = stand_in[config["datasets"][dataset]["path"]]
+    for model in config["models"].values():  # a local language model's folder
+        if "lm_path" in model.get("params", {}):
+            model["params"]["lm_path"] = stand_in[model["params"]["lm_path"]]
     run = snakemake(workflow_copy(tmp_path), "-n", "results/report.html", config=config)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     jobs = planned_jobs(run.stdout + run.stderr)
