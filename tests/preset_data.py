@@ -52,14 +52,14 @@ def local_qwen3(work: Path) -> Path:
     a tiny random Qwen3 and the byte-level tokenizer: where a preset's ``lm_path`` points at Qwen3-0.6B."""
     import torch
 
-    from ctrbench.models.language_model import TinyLM, byte_level_tokenizer, load_language_model
+    from ctrbench.models.language_model import TinyLM, load_language_model
 
     folder = work / "Qwen3-tiny"
     if not folder.exists():
         torch.manual_seed(0)
         model, tokenizer, _ = load_language_model(None, TinyLM(layers=1, width=16, heads=2, kv_heads=1, intermediate=16), "sdpa")
         model.save_pretrained(folder)
-        byte_level_tokenizer().save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
     return folder
 
 
