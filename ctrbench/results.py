@@ -120,7 +120,7 @@ class TrainRecord(_Result):
     training: dict
     seed: int
     model_info: dict
-    # a phase's start: {checkpoint, arch, epoch, parts} of the run whose weights it loaded (config init_from)
+    # a phase's start: {model, checkpoint, arch, epoch, parts} of the run whose weights it loaded (config init_from)
     initialised_from: dict | None = None
     tasks: list[str]
     # events per history the model read, by the sequence groups it reads (training.history_max_len, else the

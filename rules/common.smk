@@ -81,9 +81,10 @@ def init_checkpoint(wildcards):
     return f"results/{wildcards.dataset}/{init['model']}/checkpoint.pt" if init else []
 
 
-def init_parts(wildcards):
+def init_settings(wildcards):
+    """The model and parts a training phase starts from (init_from), or None."""
     init = model_config(wildcards).get("init_from")
-    return init["parts"] if init else []
+    return {"model": init["model"], "parts": init["parts"]} if init else None
 
 
 def training_config(wildcards):

@@ -12,7 +12,7 @@ rule train:
     params:
         model=model_config,
         training=training_config,
-        init_parts=init_parts,
+        init=init_settings,
         seed=config["seed"],
         meta=run_meta,
         downstream=training_downstream,

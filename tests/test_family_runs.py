@@ -115,6 +115,7 @@ def test_an_llm_ctr_run_trains_both_paths_and_carries_frozen_parts_through_the_p
     results = work / "results/tiny_avazu"
     records = {m: json.loads((results / m / "train_metrics.json").read_text()) for m in models}
     assert records["llm_phase1"]["initialised_from"]["parts"] == ["embedding", "gen"]
+    assert records["llm_phase1"]["initialised_from"]["model"] == "deepfm_gen"
     assert records["llm_phase1"]["initialised_from"]["checkpoint"] == "results/tiny_avazu/deepfm_gen/checkpoint.pt"
     assert records["llm_ctr"]["initialised_from"] is None
     groups = {m: records[m]["cost"]["parameter_groups"] for m in models[2:]}
@@ -134,3 +135,5 @@ def test_an_llm_ctr_run_trains_both_paths_and_carries_frozen_parts_through_the_p
     html = (work / "results/report.html").read_text()
     for model in models:
         assert f'data-model="{model}"' in html
+    epoch = records["llm_phase1"]["initialised_from"]["epoch"]
+    assert f"from deepfm_gen&#39;s embedding, gen (epoch {epoch})" in html  # the phase's start, beside its name

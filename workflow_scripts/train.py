@@ -32,5 +32,5 @@ with job_logging(snakemake.log[0]) as log:
         seed=snakemake.params.seed,
         outputs=TrainOutputs(snakemake.output.checkpoint, snakemake.output.metrics, snakemake.output.train_log),
         meta=stamped(snakemake.params.meta),
-        init={"checkpoint": snakemake.input.init, "parts": snakemake.params.init_parts} if snakemake.params.init_parts else None,
+        init=snakemake.params.init and {**snakemake.params.init, "checkpoint": snakemake.input.init},
     )

@@ -82,6 +82,14 @@ def info_text(value) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
 
 
+def starts_from_text(initialised_from: dict | None) -> str:
+    """A training phase's start, as the record keeps it: "from deepfm_gen's embedding, gen (epoch 3)"."""
+    if not initialised_from:
+        return ""
+    source = initialised_from.get("model") or initialised_from["checkpoint"]
+    return f"from {source}'s {', '.join(initialised_from['parts'])} (epoch {initialised_from['epoch']})"
+
+
 def model_info_text(info: dict) -> str:
     return ", ".join(f"{key}: {info_text(value)}" for key, value in info.items())
 

@@ -15,7 +15,7 @@ from markupsafe import Markup
 
 from ctrbench.data.manifest import DataManifest, SplitTimes
 from ctrbench.report import charts
-from ctrbench.report.entries import ResultEntry, model_info_text
+from ctrbench.report.entries import ResultEntry, model_info_text, starts_from_text
 from ctrbench.report.formatting import format_bytes, format_count, format_metric
 from ctrbench.report.table import (
     Cell,
@@ -216,6 +216,7 @@ def dataset_sections(
                     rank,
                     cells,
                     model_info=model_info_text(entry.model_info),
+                    starts_from=starts_from_text(entry.train.initialised_from),
                 )
             )
             extra += [

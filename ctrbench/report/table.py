@@ -192,6 +192,7 @@ class TableRow:
     cells: list[Cell] = field(default_factory=list)
     missing: bool = False
     model_info: str = ""
+    starts_from: str = ""  # a training phase: the run and parts it started from
 
 
 # ---------------------------------------------------------------- reference values

@@ -110,7 +110,8 @@ def train(
     init: dict | None = None,
 ) -> TrainRecord:
     """Train one model and write its checkpoint, ``TrainRecord`` and JSON-lines log (rank 0); returns the record.
-    ``init``: ``{"checkpoint": path, "parts": [...]}``, submodules to start from another run's weights (a phase)."""
+    ``init``: ``{"checkpoint": path, "parts": [...], "model": its name}``, submodules to start from another run's
+    weights (a training phase)."""
     seed_everything(seed)
     precision = training.get("precision", "fp32")
     distributed = training.get("distributed") or {}
@@ -128,7 +129,7 @@ def train(
 
     optimizer_config = training["optimizer"]
     model = build_model(arch, feature_map, params, sparse_embeddings=embeddings_are_sparse(optimizer_config))
-    initialised_from = load_parts(model, init["checkpoint"], init["parts"]) if init else None
+    initialised_from = {"model": init.get("model"), **load_parts(model, init["checkpoint"], init["parts"])} if init else None
     model = model.to(device)
     wrapped = world.wrap(model, device)
     if world.enabled:
