@@ -1,5 +1,7 @@
 """CUDA paths: run where a GPU is present (the GPU machines of the project), skipped elsewhere."""
 
+import importlib.util
+
 import pytest
 import torch
 
@@ -32,3 +34,27 @@ def test_cuda_training_accounts_cuda_memory_and_scores_like_cpu(tiny_processed, 
                            output_path=tmp_path / "cpu.json", device="cpu")
     assert on_gpu.tasks["label"].auc == pytest.approx(on_cpu.tasks["label"].auc, abs=1e-4)
     assert on_gpu.tasks["label"].logloss == pytest.approx(on_cpu.tasks["label"].logloss, abs=1e-4)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("flash_attn") is None, reason="needs flash_attn")
+def test_llm_ctr_flash_attention_agrees_with_sdpa():
+    """LLM-CTR's LM under FlashAttention-2 and under SDPA: the same weights give the same click probabilities (bf16
+    autocast, as the presets train), and ``auto`` chooses flash here."""
+    from test_models import feature_map, random_batch
+
+    from ctrbench.inference import autocast
+    from ctrbench.models.registry import build_model
+
+    fm = feature_map(n_dense=1)
+    params = {"prompt": "Click? 1/0:", "lm_width": 64, "lm_heads": 4, "lm_kv_heads": 2}
+    torch.manual_seed(0)
+    flash = build_model("llm_ctr", fm, {**params, "attention": "auto"}).cuda().eval()
+    assert flash.model_info()["attention"] == "flash_attention_2"
+    torch.manual_seed(0)
+    sdpa = build_model("llm_ctr", fm, {**params, "attention": "sdpa"}).cuda().eval()
+    sdpa.load_state_dict(flash.state_dict())
+    batch = random_batch(fm, 64).to(torch.device("cuda"))
+    with torch.no_grad(), autocast(torch.device("cuda"), "bf16"):
+        p_flash, p_sdpa = (torch.sigmoid(m(batch).logits) for m in (flash, sdpa))
+    assert p_flash.dtype == torch.float32
+    torch.testing.assert_close(p_flash, p_sdpa, atol=2e-2, rtol=0)
