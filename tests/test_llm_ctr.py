@@ -170,11 +170,20 @@ def test_attention_is_flash_where_cuda_and_flash_attn_are(monkeypatch):
         ({"lm_path": "/nonexistent/qwen3"}, "is not a directory"),
         ({"lm_width": 30, "lm_heads": 4}, "not divisible"),
         ({"attention": "flash"}, "attention must be one of"),
+        ({"lm_vocab_size": 100}, "lm_vocab_size must hold the byte tokenizer's 256 ids"),
     ],
 )
 def test_bad_params_are_refused_when_the_config_is_read(params, problem):
     with pytest.raises(ValueError, match=re.escape(problem)):
         check_params("llm_ctr", params)
+
+
+def test_the_lm_shape_follows_its_params():
+    """Qwen3-0.6B's shape has heads of 128 over a width of 1024: ``lm_head_dim`` apart from the width, and a table
+    larger than the byte tokenizer's (as bench/llm_ctr_cost.py builds it)."""
+    config = llm(lm_width=16, lm_heads=4, lm_kv_heads=2, lm_head_dim=8, lm_vocab_size=300).lm.config
+    assert (config.head_dim, config.num_attention_heads, config.num_key_value_heads, config.vocab_size) == (8, 4, 2, 300)
+    assert llm().lm.config.head_dim == 8  # width 16 / 2 heads
 
 
 def test_one_task_only():

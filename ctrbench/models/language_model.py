@@ -32,6 +32,8 @@ class TinyLM:
     heads: int = 4
     kv_heads: int = 2
     intermediate: int = 128
+    head_dim: int | None = None  # None: width // heads
+    vocab_size: int = 256  # the byte tokenizer's ids are the first 256; a larger table only costs memory
 
 
 def path_problem(path: str) -> str | None:
@@ -89,13 +91,13 @@ def load_language_model(path: str | None, tiny: TinyLM, attention: str) -> tuple
         model = AutoModelForCausalLM.from_pretrained(path, attn_implementation=attention, torch_dtype=torch.float32)
         return model, AutoTokenizer.from_pretrained(path), f"{model.config.model_type} from {path}"
     config = Qwen3Config(
-        vocab_size=256,
+        vocab_size=tiny.vocab_size,
         hidden_size=tiny.width,
         intermediate_size=tiny.intermediate,
         num_hidden_layers=tiny.layers,
         num_attention_heads=tiny.heads,
         num_key_value_heads=tiny.kv_heads,
-        head_dim=tiny.width // tiny.heads,
+        head_dim=tiny.head_dim or tiny.width // tiny.heads,
         max_position_embeddings=4096,
         tie_word_embeddings=True,
     )

@@ -63,6 +63,8 @@ class LLMCTR(CTRModel):
         lm_heads: int = 4,
         lm_kv_heads: int = 2,
         lm_intermediate: int = 128,
+        lm_head_dim: int | None = None,
+        lm_vocab_size: int = 256,
         attention: Literal["auto", "sdpa", "eager", "flash_attention_2"] = "auto",
         lora_rank: int = 0,
         lora_alpha: float = 16.0,
@@ -78,7 +80,7 @@ class LLMCTR(CTRModel):
         fields = self.embedding.num_tokens
         self.gen = FeatureGeneration(fields, embedding_dim, gen_gamma) if gen else None
         self.attention = attention_implementation(attention)
-        tiny = TinyLM(lm_layers, lm_width, lm_heads, lm_kv_heads, lm_intermediate)
+        tiny = TinyLM(lm_layers, lm_width, lm_heads, lm_kv_heads, lm_intermediate, lm_head_dim, lm_vocab_size)
         self.lm, tokenizer, self.lm_description = load_language_model(lm_path, tiny, self.attention)
         width = self.lm.config.hidden_size
         self.projector = nn.Sequential(
@@ -104,8 +106,10 @@ class LLMCTR(CTRModel):
             problems.append("freeze names gen, but gen is off")
         if params.get("lm_path") is not None and (problem := path_problem(params["lm_path"])):
             problems.append(problem)
-        if params.get("lm_width", 64) % params.get("lm_heads", 4):
+        if params.get("lm_head_dim") is None and params.get("lm_width", 64) % params.get("lm_heads", 4):
             problems.append(f"lm_width {params.get('lm_width', 64)} is not divisible by lm_heads {params.get('lm_heads', 4)}")
+        if params.get("lm_vocab_size", 256) < 256:
+            problems.append(f"lm_vocab_size must hold the byte tokenizer's 256 ids, got {params['lm_vocab_size']}")
         if params.get("lora_rank", 0) < 0:
             problems.append(f"lora_rank must be >= 0 (0: no adapters), got {params['lora_rank']}")
         return problems
