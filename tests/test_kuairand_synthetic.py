@@ -233,14 +233,18 @@ def test_task_logits_are_the_equations_of_the_docstring():
     z = synthetic._task_logits(lat, user, video, tab, hour, e, clicks, likes, liked_author, viewed_author)
     b, q, d = lat.user_bias[user], lat.video_quality[video], lat.duration_z[video]
     x = lat.interaction[lat.user_group[user], lat.video_tag[video]]
+    y = lat.long_interaction[lat.user_group[user], lat.video_tag[video]]
     tab_effect = pd.Series({0: 0.3, 1: -0.6, 2: 0.2, 4: 0.0, 6: -0.3})[tab].to_numpy()
     hour_effect = 0.4 * np.cos(2 * np.pi * (hour - 13) / 24)
-    click = b + 0.6 * q + 0.5 * x - 0.3 * d + tab_effect + hour_effect + 0.5 * np.log1p(clicks) + 0.6 * e
-    like = 0.8 * q + 1.2 * x + 1.0 * np.log1p(likes) + 1.5 * liked_author + 0.6 * e
-    long_view = 0.5 * b + 0.4 * q - 0.9 * d + 0.4 * np.log1p(clicks) + 0.8 * viewed_author + 0.6 * e
+    click = b + 0.6 * q + 1.5 * x - 0.3 * d + tab_effect + hour_effect + 0.5 * np.log1p(clicks) + 0.6 * e
+    like = 0.5 * q + 1.0 * x + 1.0 * np.log1p(likes) + 1.0 * liked_author + 0.6 * e
+    long_view = 0.5 * b + 0.4 * q - 1.2 * x + 1.2 * y - 0.9 * d + 0.4 * np.log1p(clicks) + 0.8 * viewed_author + 0.6 * e
     np.testing.assert_allclose(z, np.stack([click, like, long_view]), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(d, (np.log(lat.video_duration_ms) - np.log(30_000))[video] / 0.9, atol=1e-3)
-    assert set(np.unique(lat.interaction)) == {-1.0, 1.0} and lat.biases[1] < lat.biases[2] < lat.biases[0]
+    for table in (lat.interaction, lat.long_interaction):  # rank 2 of random signs: A C^T / sqrt(2)
+        np.testing.assert_allclose(np.unique(table), [-np.sqrt(2), 0, np.sqrt(2)], atol=1e-12)
+        assert np.linalg.matrix_rank(table) == 2
+    assert lat.biases[1] < lat.biases[2] < lat.biases[0]
 
 
 def _earlier(log: pd.DataFrame, key: str, label: str) -> np.ndarray:
@@ -265,8 +269,9 @@ def signal_features(generated, tables):
     df = df.merge(statistic[["video_id", "like_cnt", "play_cnt"]], how="left")
     df["tag0"], df["author_id"] = df["tag0"].fillna(-1).astype(int), df["author_id"].fillna("")
     known = df["group"].notna() & (df["tag0"] >= 0)
-    table = np.array(facts["planted"]["interaction"])
-    df["cross"] = np.where(known, table[df["group"].fillna(0).astype(int), df["tag0"].clip(0)], 0.0)
+    for column, key in (("cross", "interaction"), ("long_cross", "long_interaction")):
+        table = np.array(facts["planted"][key])
+        df[column] = np.where(known, table[df["group"].fillna(0).astype(int), df["tag0"].clip(0)], 0.0)
     like_rate = np.log((df["like_cnt"].astype(float) + 0.1) / (df["play_cnt"].astype(float) + 1.0))
     df["like_rate"] = like_rate.fillna(like_rate.mean())
     df["log_duration"] = np.log(df["duration_ms"])
@@ -295,7 +300,9 @@ def test_each_task_is_learnable_from_the_files(signal_features):
     context = ["hour_cos", "hour_sin"] + [f"tab{t}" for t in synthetic.TABS]
     click = _auc(df, ["cross", "like_rate", "log_duration", "clicks_of_tag", *context], "is_click")
     like = _auc(df, ["cross", "like_rate", "likes_of_tag", "liked_author"], "is_like")
-    long_view = _auc(df, ["like_rate", "log_duration", "clicks_of_tag", "long_viewed_author"], "long_view")
+    long_view = _auc(
+        df, ["cross", "long_cross", "like_rate", "log_duration", "clicks_of_tag", "long_viewed_author"], "long_view"
+    )
     assert click > 0.68 and like > 0.78 and long_view > 0.7, (click, like, long_view)
 
 
@@ -329,6 +336,29 @@ def test_tasks_are_related_but_not_the_same(signal_features):
     liked = df["is_like"] == 1
     assert df.loc[liked, "is_click"].mean() > df.loc[~liked, "is_click"].mean()  # related ...
     assert df.loc[liked, "is_click"].mean() < 0.9  # ... not the same
+
+
+def test_like_shares_clicks_interaction_and_long_view_reads_it_reversed(signal_features):
+    """The multi-task structure, from the raw files: X (group x tag) raises click and like and lowers long view;
+    Y moves long view alone; and X's cells are pinned down by click's labels far better than by like's (what a
+    like head gains by sharing with click)."""
+    df = signal_features
+
+    def auc(feature: str, label: str) -> float:
+        return roc_auc_score(df[label], df[feature])
+
+    assert auc("cross", "is_click") > 0.65 and auc("cross", "is_like") > 0.65, "X drives click and like"
+    assert auc("cross", "long_view") < 0.4, "long view reads X reversed"
+    # Y beyond X (the tables share rows and columns, so their cells correlate a little): long view's alone
+    gain = {label: _auc(df, ["cross", "long_cross"], label) - _auc(df, ["cross"], label) for label in synthetic.TASKS}
+    assert gain["long_view"] > 0.05 and max(gain["is_click"], gain["is_like"]) < 0.01, gain
+    # each (group, tag) cell's rate, estimated from the first half of the users' rows: click's estimate follows X
+    cells = df[df["group"].notna() & (df["tag0"] >= 0) & (df["user_id"] % 2 == 0)]
+    by_cell = cells.groupby(["group", "tag0"]).agg(x=("cross", "first"), click=("is_click", "mean"),
+                                                   like=("is_like", "mean"), n=("is_like", "size"))  # fmt: skip
+    by_cell = by_cell[by_cell["n"] >= 20]
+    r_click, r_like = (np.corrcoef(by_cell["x"], by_cell[label])[0, 1] for label in ("click", "like"))
+    assert r_click > 0.8 and r_like < r_click - 0.1, (r_click, r_like)
 
 
 def test_the_long_history_profile_plants_a_signal_beyond_the_last_50_clicks(tmp_path):

@@ -12,8 +12,9 @@ the basic file, the statistics file, or both). The log is user-major and time-or
 
 Generative model. Videos have a quality ``q_v ~ N(0, 1)``, a primary tag ``t_v`` (Zipf over ``N_TAGS``), an
 author ``a_v`` and a log-normal duration (median ``DURATION_MEDIAN_MS``) with standardised log ``d_v``; users a
-group ``g_u`` (written as ``onehot_feat1``) and a bias ``b_u ~ N(0, USER_BIAS_SD)``; ``X[g, t]`` is a random
-+-1 table, the user x video-feature interaction. Each user's requests are simulated in time order with state
+group ``g_u`` (written as ``onehot_feat1``) and a bias ``b_u ~ N(0, USER_BIAS_SD)``. Two user-group x tag
+interaction tables of rank ``INTERACTION_RANK`` = K: ``X = A C^T / sqrt(K)`` and ``Y = A' C'^T / sqrt(K)`` with
+random signs ``A, A'`` ``[groups, K]`` and ``C, C'`` ``[tags, K]``. Each user's requests are simulated in time order with state
 from the user's *earlier requests* only (events of one request never inform each other, as a reader's histories
 must not): ``C`` = the user's clicks and ``L`` = likes on videos of tag ``t_v``; ``A_like`` / ``A_long`` =
 [``a_v`` is among the authors of the user's last ``RING`` likes / long views]. A request's videos come from
@@ -21,14 +22,18 @@ popularity (Zipf), or, each with probability ``P_FROM_HISTORY``, from an author 
 recommender's feedback loop). For an exposure in tab ``tab`` at Beijing hour ``h``, with ``e ~ N(0, 1)``
 shared by the exposure's tasks (weights in ``WEIGHTS``, ``NOISE_WEIGHT``, ``TAB_EFFECT``):
 
-    z_click = B_click + b_u + 0.6 q_v + 0.5 X[g_u, t_v] - 0.3 d_v + TAB_EFFECT[tab]
+    z_click = B_click + b_u + 0.6 q_v + 1.5 X[g_u, t_v] - 0.3 d_v + TAB_EFFECT[tab]
               + HOUR_AMPLITUDE cos(2 pi (h - HOUR_PEAK) / 24) + 0.5 log1p(C) + 0.6 e
-    z_like  = B_like + 0.8 q_v + 1.2 X[g_u, t_v] + 1.0 log1p(L) + 1.5 A_like + 0.6 e
-    z_long  = B_long + 0.5 b_u + 0.4 q_v - 0.9 d_v + 0.4 log1p(C) + 0.8 A_long + 0.6 e
+    z_like  = B_like + 0.5 q_v + 1.0 X[g_u, t_v] + 1.0 log1p(L) + 1.0 A_like + 0.6 e
+    z_long  = B_long + 0.5 b_u + 0.4 q_v - 1.2 X[g_u, t_v] + 1.2 Y[g_u, t_v] - 0.9 d_v + 0.4 log1p(C)
+              + 0.8 A_long + 0.6 e
 
-and ``y ~ Bernoulli(sigmoid(z))``. Like and click share the interaction, click and long view share duration and
-click history, and each has a term of its own (like: like history; long view: long-view history; click: tab and
-hour), so sharing across tasks helps and task-aware sharing helps more. The biases ``B`` are solved (bisection
+and ``y ~ Bernoulli(sigmoid(z))``. Like is rare (1 exposure in 27) and shares X with click (1 in 3): click's
+labels pin X's cells down, like's alone do not, so a like head that reads what click learned gains (sharing
+helps); long view reads X reversed plus Y of its own on the same fields (task-aware sharing). Rank 2: a full-rank
+table was not learned within the default budget, a rank-1 one was learned from like's labels alone. Click and
+long view also share duration and click history; each task keeps a term of its own (like: like history; long
+view: long-view history; click: tab and hour). The biases ``B`` are solved (bisection
 on a seeded calibration sample of exposures without history) for ``STATIC_RATES``; histories and the feedback
 loop raise the realised rates to about click 0.35, like 0.04, long view 0.25 (``facts["rates"]``). The rarer
 labels follow the main ones (``MINOR_LABELS``: follow, comment, forward from like; profile entry from click;
@@ -86,11 +91,13 @@ USER_BIAS_SD = 0.5
 RING, P_FROM_HISTORY = 8, 0.3
 STATIC_RATES = (0.31, 0.03, 0.21)  # click, like, long view without history terms: what the biases are solved for
 CALIBRATION_SAMPLE = 20_000
+INTERACTION_RANK = 2  # K of X and Y
 WEIGHTS = {
-    "is_click": {"user": 1.0, "quality": 0.6, "interaction": 0.5, "duration": -0.3, "click_history": 0.5},
-    "is_like": {"quality": 0.8, "interaction": 1.2, "like_history": 1.0, "liked_author": 1.5},
-    "long_view": {"user": 0.5, "quality": 0.4, "duration": -0.9, "click_history": 0.4, "long_viewed_author": 0.8},
-}
+    "is_click": {"user": 1.0, "quality": 0.6, "interaction": 1.5, "duration": -0.3, "click_history": 0.5},
+    "is_like": {"quality": 0.5, "interaction": 1.0, "like_history": 1.0, "liked_author": 1.0},
+    "long_view": {"user": 0.5, "quality": 0.4, "interaction": -1.2, "long_interaction": 1.2, "duration": -0.9,
+                  "click_history": 0.4, "long_viewed_author": 0.8},
+}  # fmt: skip
 NOISE_WEIGHT = 0.6  # of e, shared by the tasks of an exposure
 TABS, TAB_P, TAB_EFFECT = np.array([0, 1, 2, 4, 6]), [0.45, 0.3, 0.18, 0.04, 0.03], np.array([0.3, -0.6, 0.2, 0, -0.3])
 HOUR_AMPLITUDE, HOUR_PEAK = 0.4, 13
@@ -138,7 +145,8 @@ class KuaiRandLatents:
     author_size: np.ndarray  # [authors]
     author_raw_id: np.ndarray  # [authors] 7-digit ids, as the real author_id
     music_raw_id: np.ndarray  # [music] 10-digit ids, as the real music_id
-    interaction: np.ndarray  # [len(USER_GROUP_P), N_TAGS] X, +-1
+    interaction: np.ndarray  # [len(USER_GROUP_P), N_TAGS] X, shared by click, like and (negated) long view
+    long_interaction: np.ndarray  # [len(USER_GROUP_P), N_TAGS] Y, long view's own
     absent_users: np.ndarray  # [users] bool: not in the user file
     absent_basic: np.ndarray  # [videos] bool: not in the video basic file
     absent_statistic: np.ndarray  # [videos] bool: not in the video statistic file
@@ -148,9 +156,10 @@ class KuaiRandLatents:
 def _task_logits(lat: KuaiRandLatents, user, video, tab, hour, noise, clicks, likes, liked_author, viewed_author):
     """z of TASKS without their biases, [3, n], as the module docstring writes them."""
     q, d = lat.video_quality[video], lat.duration_z[video]
-    cross, b = lat.interaction[lat.user_group[user], lat.video_tag[video]], lat.user_bias[user]
+    g, t, b = lat.user_group[user], lat.video_tag[video], lat.user_bias[user]
     terms = {
-        "user": b, "quality": q, "interaction": cross, "duration": d, "click_history": np.log1p(clicks),
+        "user": b, "quality": q, "interaction": lat.interaction[g, t], "long_interaction": lat.long_interaction[g, t],
+        "duration": d, "click_history": np.log1p(clicks),
         "like_history": np.log1p(likes), "liked_author": liked_author, "long_viewed_author": viewed_author,
     }  # fmt: skip
     z = np.stack([sum(w * terms[k] for k, w in WEIGHTS[task].items()) for task in TASKS]) + NOISE_WEIGHT * noise
@@ -208,13 +217,21 @@ def make_latents(rows: int, seed: int, events_per_user: int = EVENTS_PER_USER) -
         author_size=author_size,
         author_raw_id=1_000_000 + rng.choice(9_000_000, n_authors, replace=False),
         music_raw_id=rng.integers(10**9, 10**10, sizes["music"]),
-        interaction=rng.choice([-1.0, 1.0], (len(USER_GROUP_P), N_TAGS)),
+        interaction=_low_rank_signs(rng),
+        long_interaction=_low_rank_signs(rng),
         absent_users=absent_users,
         absent_basic=absent_basic,
         absent_statistic=absent_statistic,
     )
     lat.biases = _solve_biases(lat, np.random.default_rng([seed, 5]))
     return lat
+
+
+def _low_rank_signs(rng: np.random.Generator) -> np.ndarray:
+    """``A C^T / sqrt(K)``, ``[groups, tags]``, with random signs ``A [groups, K]``, ``C [tags, K]``."""
+    a = rng.choice([-1.0, 1.0], (len(USER_GROUP_P), INTERACTION_RANK))
+    c = rng.choice([-1.0, 1.0], (N_TAGS, INTERACTION_RANK))
+    return a @ c.T / np.sqrt(INTERACTION_RANK)
 
 
 def _push(rings: np.ndarray, pointer: np.ndarray, which: int, users: np.ndarray, authors: np.ndarray) -> None:
@@ -307,7 +324,9 @@ def _multitask_planted(lat: KuaiRandLatents) -> dict:
         "noise_weight": NOISE_WEIGHT,
         "minor_labels": {label: {"bias": b, **w} for label, (b, w) in MINOR_LABELS.items()},
         "interaction_user_column": "onehot_feat1",
-        "interaction": lat.interaction.astype(int).tolist(),  # [onehot_feat1][primary tag]
+        "interaction": lat.interaction.tolist(),  # X [onehot_feat1][primary tag]
+        "long_interaction": lat.long_interaction.tolist(),  # Y, the same layout
+        "interaction_rank": INTERACTION_RANK,
         "tab_effect": {int(t): float(e) for t, e in zip(TABS, TAB_EFFECT, strict=True)},
         "hour_amplitude": HOUR_AMPLITUDE,
         "hour_peak": HOUR_PEAK,
