@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import copy
 
-from ctrbench.data.formats import FORMATS
-from ctrbench.data.formats.base import OptionsError
 from ctrbench.models.registry import MODELS, check_params, model_class
 from ctrbench.schema_problem import schema_problem as one_line_problem
-from ctrbench.train.distributed import sparse_problem
-from ctrbench.train.optim import SPARSE_CAPABLE, embeddings_are_sparse
+
+# The dataset formats (every format's reader) and the training modules (torch) are imported by the checks that use
+# them, not here: the report job reads the per-model view of the config (dataset_models) and needs neither.
 
 # folder names the workflow itself uses under results/ and results/<dataset>/
 RESERVED_NAMES = {"data", "raw", "logs", "benchmarks"}
@@ -28,6 +27,8 @@ def schema_problem(error) -> str:
     """A jsonschema ValidationError of the config as one short line (``schema_problem.schema_problem``). A key that
     a dataset entry does not take is named with the keys its format does take (the entry's own and those of the
     format's options.yaml): jsonschema would only say "Unevaluated properties are not allowed"."""
+    from ctrbench.data.formats import FORMATS
+
     dataset_format = FORMATS.get(error.instance.get("format")) if isinstance(error.instance, dict) else None
     if error.validator == "unevaluatedProperties" and dataset_format is not None:
         taken = sorted({*error.schema.get("properties", {}), *dataset_format.options.names})
@@ -71,6 +72,9 @@ def benchmark_pairs(config: dict) -> list[tuple[str, str]]:
 
 def distributed_problems(training: dict, train_resources: dict) -> list[str]:
     """What data-parallel training cannot do with these settings (checked before any job starts)."""
+    from ctrbench.train.distributed import sparse_problem
+    from ctrbench.train.optim import embeddings_are_sparse
+
     distributed = training.get("distributed") or {}
     processes = distributed.get("processes", 1)
     if processes == 1:
@@ -126,6 +130,10 @@ def phase_problems(config: dict) -> list[str]:
 
 
 def check_config(config: dict) -> None:
+    from ctrbench.data.formats import FORMATS
+    from ctrbench.data.formats.base import OptionsError
+    from ctrbench.train.optim import SPARSE_CAPABLE
+
     problems = []
     for model in config["models"].values():  # registers the models (MODELS) before the checks below
         try:

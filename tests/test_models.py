@@ -13,7 +13,7 @@ from ctrbench.data.batch import Batch
 from ctrbench.data.schema import Feature, FeatureMap, tasks_of
 from ctrbench.models.base import CTRModel, ModelOutput
 from ctrbench.models.layers import CrossNetMix, CrossNetV2, FeatureEmbedding, FMInteraction, MultiHeadSelfAttention
-from ctrbench.models.registry import MODELS, _load_models, build_model
+from ctrbench.models.registry import BUILT_IN, MODELS, _load_models, build_model
 
 _load_models()
 # the flat-feature models; the sequence models (which refuse a dataset without histories) are in test_sequence_models
@@ -62,6 +62,8 @@ def test_registry_has_every_model():
     assert set(LLM_ARCHS) <= set(PACKAGE_MODELS)
     for arch, cls in MODELS.items():
         assert issubclass(cls, CTRModel) and cls.arch == arch
+    # the registry's table of modules, which model_class imports one at a time, names where each model is defined
+    assert {arch: cls.__module__ for arch, cls in PACKAGE_MODELS.items()} == BUILT_IN
 
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense_grad", "sparse_grad"])

@@ -1,13 +1,30 @@
-"""Model names (the config's ``arch``) → classes, and construction with checked hyper-parameters."""
+"""Model names (the config's ``arch``) → classes, and construction with checked hyper-parameters.
+
+A job builds one model, so ``model_class`` imports the module of that arch alone (``BUILT_IN``): a job does not pay
+for every model's imports, and a model whose module needs a heavy package (a pretrained-LM model importing
+``transformers``) costs only the jobs that build it. ``_load_models`` imports them all (the config check, the tests).
+"""
 
 from __future__ import annotations
 
+import importlib
 import inspect
+from typing import TYPE_CHECKING
 
-from ctrbench.data.schema import FeatureMap
-from ctrbench.models.base import CTRModel
+if TYPE_CHECKING:  # annotations only: the registry itself imports no torch (the config check and report use it)
+    from ctrbench.data.schema import FeatureMap
+    from ctrbench.models.base import CTRModel
 
 MODELS: dict[str, type[CTRModel]] = {}
+
+# arch -> the module that defines (and registers) it; test_models checks each module registers its arch
+BUILT_IN: dict[str, str] = {
+    arch: f"ctrbench.models.{arch}"
+    for arch in (
+        "autoint", "bst", "dcnv2", "dcnv3", "deepfm", "din", "ft_transformer", "hyformer", "infnet", "llm_ctr",
+        "longer", "mamba4rec", "mdaf", "mmoe", "omoe", "ple", "shared_bottom", "sum_pooling",
+    )
+}  # fmt: skip
 
 
 def register(cls: type[CTRModel]) -> type[CTRModel]:
@@ -18,34 +35,17 @@ def register(cls: type[CTRModel]) -> type[CTRModel]:
 
 
 def _load_models() -> None:
-    # imported here, not at module import, so that registering cannot be circular; every time (imports are
-    # cached), since importing one model module first registers that model alone
-    from ctrbench.models import (  # noqa: F401
-        autoint,
-        bst,
-        dcnv2,
-        dcnv3,
-        deepfm,
-        din,
-        ft_transformer,
-        hyformer,
-        infnet,
-        llm_ctr,
-        longer,
-        mamba4rec,
-        mdaf,
-        mmoe,
-        omoe,
-        ple,
-        shared_bottom,
-        sum_pooling,
-    )
+    """Import every built-in model module (each registers its model; imports are cached, so calling again is free)."""
+    for module in BUILT_IN.values():
+        importlib.import_module(module)
 
 
 def model_class(arch: str) -> type[CTRModel]:
-    _load_models()
+    # imported here, not at module import, so that registering cannot be circular
+    if arch not in MODELS and arch in BUILT_IN:
+        importlib.import_module(BUILT_IN[arch])
     if arch not in MODELS:
-        raise ValueError(f"unknown model arch {arch!r}; known: {', '.join(sorted(MODELS))}")
+        raise ValueError(f"unknown model arch {arch!r}; known: {', '.join(sorted({*BUILT_IN, *MODELS}))}")
     return MODELS[arch]
 
 
