@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from sklearn.metrics import log_loss, roc_auc_score
+from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from ctrbench.metrics import binary_metrics, group_auc
 
@@ -14,13 +14,32 @@ def _scores(n=3000, seed=0):
     return labels, probs, groups
 
 
-def test_auc_and_logloss_match_sklearn():
+def test_auc_logloss_and_accuracy_equal_sklearn_bit_for_bit():
+    """ctrbench computes scikit-learn's formulas without importing it: the same floats, ties and float32 scores
+    (what predict returns) included, and probabilities at 0 and 1 (clipped alike)."""
     labels, probs, _ = _scores()
     metrics = binary_metrics(labels, probs)
-    assert metrics["auc"] == pytest.approx(roc_auc_score(labels, probs), abs=1e-12)
-    assert metrics["logloss"] == pytest.approx(log_loss(labels, probs), abs=1e-12)
-    assert metrics["accuracy"] == pytest.approx(np.mean((probs >= 0.5) == labels))
+    assert metrics["auc"] == roc_auc_score(labels, probs)
+    assert metrics["logloss"] == log_loss(labels, probs, labels=[0.0, 1.0])
+    assert metrics["accuracy"] == accuracy_score(labels, probs >= 0.5)
     assert metrics["gauc"] is None
+    rng = np.random.default_rng(1)
+    for case in range(60):
+        n = int(rng.integers(2, 5000))
+        labels = (rng.random(n) < rng.uniform(0.02, 0.6)).astype(np.float64)
+        labels[:2] = [0.0, 1.0]
+        probs = rng.random(n).astype(np.float32).astype(np.float64)
+        if case % 3 == 0:
+            probs = np.round(probs, 2)  # ties, and exact 0 and 1
+        metrics = binary_metrics(labels, probs)
+        assert metrics["auc"] == roc_auc_score(labels, probs), case
+        assert metrics["logloss"] == log_loss(labels, probs, labels=[0.0, 1.0]), case
+        assert metrics["accuracy"] == accuracy_score(labels, probs >= 0.5), case
+
+
+def test_probabilities_must_be_finite_and_in_range():
+    with pytest.raises(ValueError, match="1 of 3 probabilities are NaN or outside"):
+        binary_metrics(np.array([0.0, 1.0, 1.0]), np.array([0.2, np.nan, 0.9]))
 
 
 def test_group_auc_is_impression_weighted_mean_of_sklearn_per_group_auc():
