@@ -152,14 +152,22 @@ def test_gradient_checkpointing_changes_nothing_but_memory():
         torch.testing.assert_close(grads[1][name], grads[0][name], msg=name)
 
 
-def test_attention_is_flash_where_cuda_and_flash_attn_are(monkeypatch):
-    import importlib.util
+def test_attention_is_flash_only_where_it_can_run(monkeypatch):
+    """FlashAttention-2 needs the package, CUDA inputs and half precision: ``auto`` takes it only then, per forward
+    pass (so the trainer's fp32 FLOP count or a CPU evaluation of a GPU-trained model runs SDPA)."""
+    from ctrbench.models import language_model
 
-    assert attention_implementation("auto", device_has_cuda=False) == "sdpa"
-    assert attention_implementation("eager", device_has_cuda=True) == "eager"
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name == "flash_attn" else None)
-    assert attention_implementation("auto", device_has_cuda=True) == "flash_attention_2"
-    assert llm().model_info()["attention"] == "sdpa"  # no CUDA here
+    monkeypatch.setattr(language_model, "flash_attention_installed", lambda: True)
+    assert attention_implementation("auto", on_cuda=True, half_precision=True) == "flash_attention_2"
+    assert attention_implementation("auto", on_cuda=True, half_precision=False) == "sdpa"
+    assert attention_implementation("auto", on_cuda=False, half_precision=True) == "sdpa"
+    assert attention_implementation("eager", on_cuda=True, half_precision=True) == "eager"
+    monkeypatch.setattr(language_model, "flash_attention_installed", lambda: False)
+    assert attention_implementation("auto", on_cuda=True, half_precision=True) == "sdpa"
+    model = llm().eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(random_batch(FM, 4))
+    assert model.model_info()["attention"] == "sdpa" and model.lm.config._attn_implementation == "sdpa"
 
 
 @pytest.mark.parametrize(
@@ -171,6 +179,8 @@ def test_attention_is_flash_where_cuda_and_flash_attn_are(monkeypatch):
         ({"lm_width": 30, "lm_heads": 4}, "not divisible"),
         ({"attention": "flash"}, "attention must be one of"),
         ({"lm_vocab_size": 100}, "lm_vocab_size must hold the byte tokenizer's 256 ids"),
+        ({"lm_heads": 4, "lm_kv_heads": 3}, "lm_heads 4 is not a multiple of lm_kv_heads 3"),
+        ({"freeze": "lm"}, "freeze is a list of parts, e.g. [lm], got the string 'lm'"),
     ],
 )
 def test_bad_params_are_refused_when_the_config_is_read(params, problem):

@@ -72,15 +72,20 @@ def answer_token_ids(tokenizer) -> tuple[int, int]:
     return ids[0], ids[1]
 
 
-def attention_implementation(requested: str, device_has_cuda: bool | None = None) -> str:
-    """``auto``: FlashAttention-2 when CUDA and the ``flash_attn`` package are there, else PyTorch's SDPA."""
+@functools.cache
+def flash_attention_installed() -> bool:
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+def attention_implementation(requested: str, on_cuda: bool, half_precision: bool) -> str:
+    """The attention one forward pass runs: ``auto`` is FlashAttention-2 where it can run (the ``flash_attn``
+    package, inputs on CUDA, in bf16 / fp16: its kernels take nothing else), else PyTorch's SDPA."""
     if requested != "auto":
         return requested
-    cuda = torch.cuda.is_available() if device_has_cuda is None else device_has_cuda
-    return "flash_attention_2" if cuda and importlib.util.find_spec("flash_attn") is not None else "sdpa"
+    return "flash_attention_2" if on_cuda and half_precision and flash_attention_installed() else "sdpa"
 
 
-def load_language_model(path: str | None, tiny: TinyLM, attention: str) -> tuple[nn.Module, object, str]:
+def load_language_model(path: str | None, tiny: TinyLM, attention: str = "sdpa") -> tuple[nn.Module, object, str]:
     """(causal LM, tokenizer, description): the Qwen3 in ``path`` with its own tokenizer, or the tiny random one
     (initialised from torch's global seed, which the trainer sets) with the byte-level tokenizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3Config, Qwen3ForCausalLM

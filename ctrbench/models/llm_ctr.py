@@ -17,6 +17,8 @@ projector and the LM; the single-phase run ("path C") trains everything. ``lora_
 
 from __future__ import annotations
 
+import inspect
+from collections import Counter
 from collections.abc import Sequence
 from typing import Literal
 
@@ -79,9 +81,11 @@ class LLMCTR(CTRModel):
         self.embedding = FeatureEmbedding(feature_map, embedding_dim, dense_mode="per_feature", sparse=sparse_embeddings)
         fields = self.embedding.num_tokens
         self.gen = FeatureGeneration(fields, embedding_dim, gen_gamma) if gen else None
-        self.attention = attention_implementation(attention)
+        # chosen per forward pass (device and precision decide whether FlashAttention-2 can run); what ran is counted
+        self.attention = attention
+        self.attention_ran: Counter[str] = Counter()
         tiny = TinyLM(lm_layers, lm_width, lm_heads, lm_kv_heads, lm_intermediate, lm_head_dim, lm_vocab_size)
-        self.lm, tokenizer, self.lm_description = load_language_model(lm_path, tiny, self.attention)
+        self.lm, tokenizer, self.lm_description = load_language_model(lm_path, tiny, "eager" if attention == "eager" else "sdpa")
         width = self.lm.config.hidden_size
         self.projector = nn.Sequential(
             nn.Linear(embedding_dim, projector_hidden), nn.GELU(), nn.Linear(projector_hidden, width), nn.LayerNorm(width)
@@ -100,18 +104,24 @@ class LLMCTR(CTRModel):
     @classmethod
     def param_problems(cls, params: dict, history_groups: tuple[str, ...] | None = None) -> list[str]:
         problems = super().param_problems(params, history_groups)
-        if unknown := sorted(set(params.get("freeze", ())) - set(PARTS)):
+        defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()}
+        value = {**defaults, **params}
+        if isinstance(value["freeze"], str):
+            problems.append(f"freeze is a list of parts, e.g. [{value['freeze']}], got the string {value['freeze']!r}")
+        elif unknown := sorted(set(value["freeze"]) - set(PARTS)):
             problems.append(f"freeze names {unknown}; the parts are {list(PARTS)}")
-        if "gen" in params.get("freeze", ()) and not params.get("gen", True):
+        elif "gen" in value["freeze"] and not value["gen"]:
             problems.append("freeze names gen, but gen is off")
-        if params.get("lm_path") is not None and (problem := path_problem(params["lm_path"])):
+        if value["lm_path"] is not None and (problem := path_problem(value["lm_path"])):
             problems.append(problem)
-        if params.get("lm_head_dim") is None and params.get("lm_width", 64) % params.get("lm_heads", 4):
-            problems.append(f"lm_width {params.get('lm_width', 64)} is not divisible by lm_heads {params.get('lm_heads', 4)}")
-        if params.get("lm_vocab_size", 256) < 256:
-            problems.append(f"lm_vocab_size must hold the byte tokenizer's 256 ids, got {params['lm_vocab_size']}")
-        if params.get("lora_rank", 0) < 0:
-            problems.append(f"lora_rank must be >= 0 (0: no adapters), got {params['lora_rank']}")
+        if value["lm_head_dim"] is None and value["lm_width"] % value["lm_heads"]:
+            problems.append(f"lm_width {value['lm_width']} is not divisible by lm_heads {value['lm_heads']}")
+        if value["lm_heads"] % value["lm_kv_heads"]:
+            problems.append(f"lm_heads {value['lm_heads']} is not a multiple of lm_kv_heads {value['lm_kv_heads']}")
+        if value["lm_vocab_size"] < 256:
+            problems.append(f"lm_vocab_size must hold the byte tokenizer's 256 ids, got {value['lm_vocab_size']}")
+        if value["lora_rank"] < 0:
+            problems.append(f"lora_rank must be >= 0 (0: no adapters), got {value['lora_rank']}")
         return problems
 
     def _part(self, name: str) -> nn.Module:
@@ -129,6 +139,10 @@ class LLMCTR(CTRModel):
         soft = self.soft_tokens(batch)  # [B, F, D]
         prompt = self.lm.get_input_embeddings()(self.prompt_ids)  # [P, D], from the table as it is now
         inputs = torch.cat([prompt.to(soft.dtype).expand(soft.shape[0], -1, -1), soft], dim=1)  # [B, P + F, D]
+        half = inputs.dtype in (torch.float16, torch.bfloat16) or torch.is_autocast_enabled(inputs.device.type)
+        attention = attention_implementation(self.attention, inputs.is_cuda, half)
+        self.lm.config._attn_implementation = attention  # transformers reads it at every attention call
+        self.attention_ran[attention] += 1
         last = self.lm.get_decoder()(inputs_embeds=inputs, use_cache=False).last_hidden_state[:, -1]  # [B, D]
         head = self.lm.get_output_embeddings()
         with torch.autocast(last.device.type, enabled=False):  # autocast would run the product in bf16
@@ -153,7 +167,8 @@ class LLMCTR(CTRModel):
     def model_info(self) -> dict:
         return {
             "lm": self.lm_description,
-            "attention": self.attention,
+            # the attention most forward passes ran (training's, in a train record; the gold pass's, in a gold one)
+            "attention": self.attention_ran.most_common(1)[0][0] if self.attention_ran else self.attention,
             "lora_rank": self.lora_rank,
             "prompt_tokens": int(self.prompt_ids.numel()),
         }
