@@ -113,6 +113,13 @@ def phase_problems(config: dict) -> list[str]:
         if source not in config["models"] or source == name:
             problems.append(f"models.{name}.init_from.model {source!r} is not another model under models:")
             continue
+        chain, step = [name], source
+        while step in config["models"] and step not in chain:  # the phases before this one
+            chain.append(step)
+            step = (config["models"][step].get("init_from") or {}).get("model")
+        if step == name:
+            problems.append(f"models.{name}.init_from: the phases start from each other in a cycle ({' -> '.join([*chain, name])})")
+            continue
         if (other := init.get("dataset")) is not None:
             problems.append(
                 f"models.{name}.init_from.dataset {other!r}: training phases across datasets need one feature map (the "

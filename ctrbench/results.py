@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from ctrbench.atomic import atomic_write_text
 
-RESULT_VERSION = 2
+RESULT_VERSION = 3  # 3: TrainRecord.initialised_from (training phases)
 MEAN_AUC = "mean_auc"  # TrainRecord.monitor when early stopping compares the mean validation AUC over the tasks
 Precision = Literal["fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
@@ -107,7 +107,7 @@ class _Result(VersionedRecord):
     config's name), the hash of the settings it depends on, and the architecture."""
 
     REBUILD: ClassVar[str] = "rerun that model's train and gold_eval jobs"
-    version: Literal[2] = RESULT_VERSION
+    version: Literal[3] = RESULT_VERSION
     dataset: str
     model: str
     config_sha256: str | None

@@ -247,3 +247,36 @@ def test_a_local_qwen3_folder_is_loaded_with_its_own_tokenizer(tmp_path):
         torch.testing.assert_close(ours, theirs, msg=name)
     assert model.model_info()["lm"] == f"qwen3 from {folder}"
     assert model.answer_ids.tolist() == [15, 16]
+
+
+def test_the_avazu_preset_runs_the_published_prompt_after_the_merge_into_the_default():
+    """A --configfile is merged key by key into config/config.yaml, whose LLM models of the same names carry a short
+    CPU prompt: the preset's models must still end up with the published prompt and Adam without weight decay."""
+    import yaml
+    from conftest import REPO
+    from snakemake.utils import update_config
+
+    from ctrbench.config import model_training
+    from ctrbench.models.language_model import PUBLISHED_PROMPT
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    update_config(config, yaml.safe_load((REPO / "config" / "presets" / "avazu_x4_llm.yaml").read_text()))
+    for name in ("llm_ctr", "llm_ctr_phase1", "llm_ctr_phase2"):
+        assert config["models"][name]["params"]["prompt"] == PUBLISHED_PROMPT
+        assert config["models"][name]["params"]["lm_path"] == "/models/Qwen3-0.6B"
+        optimizer = model_training(config, name, "avazu_x4")["optimizer"]
+        assert {group: settings.get("weight_decay") for group, settings in optimizer.items()} == dict.fromkeys(optimizer, 0.0)
+
+
+def test_phase_two_loads_every_named_part_even_into_lora_adapters(tmp_path):
+    """Phase 2 takes phase 1's projector and LM (not only the embeddings); an LM phase 1 trained whole loads into
+    phase 2's LoRA-wrapped layers (peft's base_layer weights), the adapters keeping their zero start."""
+    phase1 = llm(seed=3)
+    path = tmp_path / "phase1.pt"
+    save_checkpoint(path, phase1, "llm_ctr", TINY, epoch=2, precision="fp32")
+    for params in ({}, {"lora_rank": 4}):
+        phase2 = llm(seed=4, **params)
+        load_parts(phase2, path, ["embedding", "gen", "projector", "lm"])
+        batch = random_batch(FM, 6)
+        torch.testing.assert_close(phase2.eval()(batch).logits, phase1.eval()(batch).logits)
+        torch.testing.assert_close(phase2.projector[0].weight, phase1.projector[0].weight)

@@ -74,7 +74,7 @@ def _metrics(logloss, auc, gauc) -> dict:
 
 
 def _train_metrics(dataset: str, model: str, r: dict) -> dict:
-    """A TrainRecord (version 2) with the table's numbers."""
+    """A TrainRecord (version 3) with the table's numbers."""
     epochs = [
         {
             "epoch": e, "train_loss": 0.5 - 0.01 * e, "valid": {"label": _metrics(0.47, r["valid_auc"] - 0.01 * (3 - e), None)},
@@ -85,7 +85,7 @@ def _train_metrics(dataset: str, model: str, r: dict) -> dict:
     ]  # fmt: skip
     group = lambda n, opt, state: {"params": n, "bytes": 4 * n, "trainable": opt is not None, "optimizer": opt, "optimizer_state_bytes": state}
     return {
-        "kind": "ctrbench.train", "version": 2, "dataset": dataset, "model": model, "config_sha256": "c0ffee" * 10,
+        "kind": "ctrbench.train", "version": 3, "dataset": dataset, "model": model, "config_sha256": "c0ffee" * 10,
         "arch": model, "params": {}, "training": {}, "seed": 1, "model_info": {}, "tasks": ["label"], "monitor": "mean_auc",
         "best_epoch": 3, "best_valid": {"label": _metrics(0.45, r["valid_auc"], None)}, "stopped_early": False, "epochs": epochs,
         "cost": {
@@ -100,9 +100,9 @@ def _train_metrics(dataset: str, model: str, r: dict) -> dict:
 
 
 def _gold_eval(dataset: str, model: str, r: dict) -> dict:
-    """A GoldRecord (version 2) with the table's numbers."""
+    """A GoldRecord (version 3) with the table's numbers."""
     return {
-        "kind": "ctrbench.gold_eval", "version": 2, "dataset": dataset, "model": model, "config_sha256": "c0ffee" * 10,
+        "kind": "ctrbench.gold_eval", "version": 3, "dataset": dataset, "model": model, "config_sha256": "c0ffee" * 10,
         "arch": model, "checkpoint_epoch": 3, "precision": "fp32", "rows": 2000,
         "tasks": {"label": _metrics(r["logloss"], r["auc"], r["gauc"])}, "gold_sha256": GOLD_HASH[dataset], "events_sha256": EVENTS_HASH,
         "checkpoint_sha256": "d" * 64, "eval_seconds": 1.2, "eval_samples_per_s": 2000 / 1.2, "device": "cpu",

@@ -26,8 +26,8 @@ def _edit(path, change):
 
 
 def test_a_record_of_a_future_version_is_refused_naming_the_file(records):
-    _edit(records["train"], lambda d: d.update(version=3))
-    with pytest.raises(ResultError, match=r"train_metrics.json: ctrbench.train version 3 is not the version 2 .*update ctrbench"):
+    _edit(records["train"], lambda d: d.update(version=4))
+    with pytest.raises(ResultError, match=r"train_metrics.json: ctrbench.train version 4 is not the version 3 .*update ctrbench"):
         read_record(records["train"], TrainRecord)
 
 

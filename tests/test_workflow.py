@@ -257,6 +257,13 @@ def with_changes(config: dict, change) -> dict:
             "models.deepfm starts from 'other' (init_from) on dataset 'tiny_criteo', but 'other' is not among that dataset's models",
         ),
         (
+            lambda c: (
+                c["models"]["deepfm"].update(init_from={"model": "dcnv2", "parts": ["embedding"]}),
+                c["models"]["dcnv2"].update(init_from={"model": "deepfm", "parts": ["embedding"]}),
+            ),
+            "models.deepfm.init_from: the phases start from each other in a cycle (deepfm -> dcnv2 -> deepfm)",
+        ),
+        (
             lambda c: c["models"]["deepfm"].update(init_from={"model": "dcnv2", "parts": ["embedding"], "dataset": "tiny_userbehavior"}),
             "training phases across datasets need one feature map (the same fields and one vocabulary)",
         ),
@@ -296,6 +303,7 @@ def with_changes(config: dict, change) -> dict:
         "unknown-synthetic-profile",
         "phase-from-unknown-model",
         "phase-from-a-model-not-on-the-dataset",
+        "phase-cycle",
         "phase-across-datasets",
         "missing-lm-path",
     ],

@@ -48,6 +48,11 @@ def same_features(a: FeatureMap, b: FeatureMap) -> bool:
     ] == [f.name for f in b.dense]
 
 
+def without_adapters(key: str) -> str:
+    """A state-dict key as it reads without LoRA adapters (peft names an adapted layer's own weight base_layer.*)."""
+    return key.replace(".base_layer.", ".")
+
+
 def load_parts(model: CTRModel, path: str | Path, parts: list[str]) -> dict:
     """Copy the weights of the submodules ``parts`` (e.g. ``embedding``, ``gen``) from another run's checkpoint into
     ``model``: a training phase starting where an earlier one ended. Both must be trained on one feature map, and
@@ -63,15 +68,18 @@ def load_parts(model: CTRModel, path: str | Path, parts: list[str]) -> dict:
     for part in parts:
         prefix = part + "."
         theirs = {k: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-        ours = {k for k in own if k.startswith(prefix)}
+        # ours -> its tensor in theirs: LoRA (peft) wraps a layer's weights as base_layer.*, and adapters this run
+        # adds keep their initialisation (a phase may add LoRA to an LM an earlier phase trained whole)
+        ours = {k: without_adapters(k) for k in own if k.startswith(prefix) and "lora_" not in k}
         if not theirs or not ours:
             where = f"the {ckpt['arch']} checkpoint {path}" if not theirs else f"this {type(model).__name__}"
             raise ValueError(f"init_from part {part!r}: {where} has no such part")
-        if set(theirs) != ours or any(theirs[k].shape != own[k].shape for k in ours):
+        if set(theirs) != set(ours.values()) or any(theirs[ours[k]].shape != own[k].shape for k in ours):
+            differ = sorted(set(theirs) ^ set(ours.values())) or "shapes differ"
             raise ValueError(
                 f"init_from part {part!r}: the {ckpt['arch']} checkpoint {path} holds other tensors or shapes "
-                f"({sorted(set(theirs) ^ ours) or 'shapes differ'}); are the params (e.g. embedding_dim) the same?"
+                f"({differ}); are the params (e.g. embedding_dim) the same?"
             )
-        loaded.update(theirs)
+        loaded.update({k: theirs[source] for k, source in ours.items()})
     model.load_state_dict(loaded, strict=False)
     return {"checkpoint": str(path), "arch": ckpt["arch"], "epoch": ckpt["epoch"], "parts": list(parts)}
