@@ -107,3 +107,17 @@ def test_the_config_check_refuses_a_wrong_level_count():
         ConfigError, match=f"models.{ple}: .*lists {levels + 1} levels' widths, but num_levels is {levels}"
     ):
         check_config(copy.deepcopy(config))
+
+
+def test_without_shared_experts_a_task_shares_nothing_but_the_inputs():
+    """``num_shared_experts: 0`` (the default's ``ple_no_shared``): one task's loss moves its own expert and tower
+    only; what the tasks still share is the input (embeddings, pooled histories)."""
+    torch.manual_seed(0)
+    params = {**PARAMS, "num_levels": 1, "num_specific_experts": 1, "num_shared_experts": 0, "expert_hidden": [8]}
+    model = build_model("ple", FM, params)
+    model(make_batch()).logits[:, 0].sum().backward()
+    expert_grad = next(m for m in model.levels[0].experts if isinstance(m, ParallelLinear)).weight.grad  # [3, in, 8]
+    tower_grad = next(m for m in model.towers if isinstance(m, ParallelLinear)).weight.grad  # [3, 8, 5]
+    for grad in (expert_grad, tower_grad):
+        assert grad[0].abs().sum() > 0 and grad[1:].abs().sum() == 0
+    assert model.inputs.embedding.embedding.weight.grad.abs().sum() > 0
