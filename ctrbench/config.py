@@ -120,7 +120,11 @@ def phase_problems(config: dict) -> list[str]:
         if step == name:
             problems.append(f"models.{name}.init_from: the phases start from each other in a cycle ({' -> '.join([*chain, name])})")
             continue
-        if (other := init.get("dataset")) is not None:
+        runs_on = {d for d, m in pairs if m == name}
+        if (other := init.get("dataset")) is not None and (other not in config["datasets"] or runs_on <= {other}):
+            why = "is not under datasets:" if other not in config["datasets"] else "is the dataset it runs on: leave it out"
+            problems.append(f"models.{name}.init_from.dataset {other!r} {why}")
+        elif other is not None:
             problems.append(
                 f"models.{name}.init_from.dataset {other!r}: training phases across datasets need one feature map (the "
                 "same fields and one vocabulary), and each dataset builds its own vocabularies from its train split, "

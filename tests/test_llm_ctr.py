@@ -280,3 +280,25 @@ def test_phase_two_loads_every_named_part_even_into_lora_adapters(tmp_path):
         batch = random_batch(FM, 6)
         torch.testing.assert_close(phase2.eval()(batch).logits, phase1.eval()(batch).logits)
         torch.testing.assert_close(phase2.projector[0].weight, phase1.projector[0].weight)
+
+
+@pytest.mark.parametrize(
+    "dataset,problem",
+    [
+        ("avazu_synthetic", "init_from.dataset 'avazu_synthetic' is the dataset it runs on: leave it out"),
+        ("nope", "init_from.dataset 'nope' is not under datasets:"),
+        ("criteo_synthetic", "training phases across datasets need one feature map"),
+    ],
+)
+def test_a_phase_names_another_dataset_only_to_be_told_why_not(dataset, problem):
+    import copy
+
+    import yaml
+    from conftest import REPO
+
+    from ctrbench.config import ConfigError, check_config
+
+    config = copy.deepcopy(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+    config["models"]["llm_ctr_phase1"]["init_from"]["dataset"] = dataset
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        check_config(config)

@@ -11,7 +11,7 @@ from torch import nn
 from ctrbench.data.batch import Batch
 from ctrbench.data.schema import FeatureMap
 from ctrbench.models.base import CTRModel, ModelOutput
-from ctrbench.models.gen import FeatureGeneration, GeneratedPairInteraction
+from ctrbench.models.gen import GEN_GAMMA, FeatureGeneration, GeneratedPairInteraction
 from ctrbench.models.layers import MLP, FeatureEmbedding, FMInteraction
 from ctrbench.models.registry import register
 
@@ -43,7 +43,7 @@ class DeepFM(CTRModel):
         dropout: float = 0.1,
         batch_norm: bool = False,
         gen: bool = False,
-        gen_gamma: float = 6.0,
+        gen_gamma: float = GEN_GAMMA,
     ):
         super().__init__(feature_map, sparse_embeddings=sparse_embeddings)
         n_tasks = feature_map.num_tasks

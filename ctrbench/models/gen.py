@@ -17,11 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+GEN_GAMMA = 6.0  # gamma of the published Avazu runs
+
 
 class FeatureGeneration(nn.Module):
     """``G = gamma * ReLU(W vec(E))``: ``[B, F, d] -> [B, F, d]``."""
 
-    def __init__(self, num_fields: int, dim: int, gamma: float = 6.0):
+    def __init__(self, num_fields: int, dim: int, gamma: float = GEN_GAMMA):
         super().__init__()
         self.gamma = gamma
         self.linear = nn.Linear(num_fields * dim, num_fields * dim, bias=False)  # W

@@ -25,13 +25,13 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 @dataclass(frozen=True)
 class TinyLM:
-    """The shape of the randomly initialised Qwen3 used when no ``lm_path`` is given."""
+    """The shape of the randomly initialised Qwen3 used when no ``lm_path`` is given (its defaults: LLM-CTR's params)."""
 
-    layers: int = 2
-    width: int = 64
-    heads: int = 4
-    kv_heads: int = 2
-    intermediate: int = 128
+    layers: int
+    width: int
+    heads: int
+    kv_heads: int
+    intermediate: int
     head_dim: int | None = None  # None: width // heads
     vocab_size: int = 256  # the byte tokenizer's ids are the first 256; a larger table only costs memory
 

@@ -28,7 +28,7 @@ from torch import nn
 from ctrbench.data.batch import Batch
 from ctrbench.data.schema import FeatureMap
 from ctrbench.models.base import FROZEN, CTRModel, ModelOutput
-from ctrbench.models.gen import FeatureGeneration
+from ctrbench.models.gen import GEN_GAMMA, FeatureGeneration
 from ctrbench.models.language_model import (
     LORA_TARGETS,
     PUBLISHED_PROMPT,
@@ -56,7 +56,7 @@ class LLMCTR(CTRModel):
         sparse_embeddings: bool = False,
         embedding_dim: int = 16,
         gen: bool = True,
-        gen_gamma: float = 6.0,
+        gen_gamma: float = GEN_GAMMA,
         projector_hidden: int = 512,
         prompt: str = PUBLISHED_PROMPT,
         lm_path: str | None = None,
