@@ -162,7 +162,8 @@ class LLMCTR(CTRModel):
             for param in module.parameters() if module is not None else ():
                 group = owner if owner != "embedding" or id(param) in tables else "dense"
                 groups[FROZEN if not param.requires_grad else group].append(param)
-        return groups
+        # a part that is frozen leaves its group empty: no optimizer for it, nor a trainable 0 in the record
+        return {group: params for group, params in groups.items() if params or group == FROZEN}
 
     def model_info(self) -> dict:
         return {

@@ -159,7 +159,7 @@ def train(
             sync(device)
             epoch_start = time.perf_counter()
             loss_sum = torch.zeros((), device=device)
-            bar = tqdm(range(steps), desc=f"{arch} epoch {epoch}/{max_epochs}", disable=not (progress and world.is_main), mininterval=2, leave=False)
+            bar = tqdm(range(steps), desc=f"{(meta or {}).get('model', arch)} epoch {epoch}/{max_epochs}", disable=not (progress and world.is_main), mininterval=2, leave=False)
             for _ in bar:
                 loss_sum += train_step(wrapped, model, optimizer, next(batches).to(device), device, precision)
             bar.close()
