@@ -92,6 +92,8 @@ def _run_detail(entry: ResultEntry) -> str:
 
 COST_COLUMNS: tuple[Column, ...] = (
     Column("params", "Parameters", "min", lambda e: float(e.cost.params()), format_count, detail=_params_detail, detail_label="per group"),
+    # apart from all parameters: a frozen backbone (an LM, a phase's embeddings) or LoRA trains a fraction of them
+    Column("trained_params", "Trained parameters", "min", lambda e: float(e.cost.params(trainable=True)), format_count),
     Column(
         "optimizer_state", "Optimizer state", "min", lambda e: float(e.cost.optimizer_state_bytes), format_bytes,
         detail=_optimizer_detail, detail_label="optimizer per group",
