@@ -6,7 +6,7 @@ from pathlib import Path
 
 from conftest import DATA
 
-from ctrbench.data.formats.kuairand.synthetic import write_synthetic_kuairand
+from ctrbench.data.formats.kuairand.synthetic_writer import write_synthetic_kuairand
 from ctrbench.data.formats.tenrec.synthetic import write_synthetic_tenrec
 
 # placeholder path in config/presets/*.yaml -> how to make a stand-in under a scratch folder

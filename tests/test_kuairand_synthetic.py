@@ -26,8 +26,9 @@ from sklearn.metrics import roc_auc_score
 
 from ctrbench.data.formats.kuairand import synthetic
 from ctrbench.data.formats.kuairand import synthetic_features as features
-from ctrbench.data.formats.kuairand.synthetic import LOG_FILE, write_synthetic_kuairand
+from ctrbench.data.formats.kuairand.synthetic import LOG_FILE
 from ctrbench.data.formats.kuairand.synthetic_features import USER_FILE, VIDEO_BASIC_FILE, VIDEO_STATISTIC_FILE
+from ctrbench.data.formats.kuairand.synthetic_writer import write_synthetic_kuairand
 
 REAL_USER_HEADER = (
     "user_id,user_active_degree,is_lowactive_period,is_live_streamer,is_video_author,follow_user_num,"

@@ -18,8 +18,8 @@ from ctrbench.data.formats.base import DatasetFormat
 from ctrbench.data.formats.kuairand.layout import FILES
 from ctrbench.data.formats.kuairand.options import OPTIONS, option_problems
 from ctrbench.data.formats.kuairand.preprocess import preprocess_kuairand
-from ctrbench.data.formats.kuairand.synthetic import write_synthetic_kuairand
 from ctrbench.data.formats.kuairand.synthetic_long import LONG_HISTORY
+from ctrbench.data.formats.kuairand.synthetic_writer import write_synthetic_kuairand
 
 FORMAT = DatasetFormat(
     name="kuairand",
