@@ -41,18 +41,21 @@ def main() -> None:
         if run.returncode != 0:
             sys.exit(f"default run failed:\n{run.stderr[-4000:]}")
         per_job = {}
-        for tsv in sorted(work.glob("results/*/*/benchmarks/*.tsv")):
+        for tsv in sorted(work.glob("results/*/*/seed*/benchmarks/*.tsv")):
             seconds = float(tsv.read_text().splitlines()[1].split("\t")[0])
             per_job[str(tsv.relative_to(work / "results"))] = round(seconds, 1)
         gold = {}
-        for path in sorted(work.glob("results/*/*/gold_eval.json")):
+        for path in sorted(work.glob("results/*/*/seed*/gold_eval.json")):
             record = json.loads(path.read_text())
-            gold[f"{record['dataset']}/{record['model']}"] = {task: m["auc"] for task, m in record["tasks"].items()}
+            gold[f"{record['dataset']}/{record['model']} seed {record['seed']}"] = {task: m["auc"] for task, m in record["tasks"].items()}
+        report = (work / "results" / "report.html").read_text()
+        shutil.copy(work / "results" / "report.html", Path(tempfile.gettempdir()) / "ctrbench-default-report.html")
 
     print(f"default run: {wall:.1f} s wall on {args.cores} cores; goal {args.goal_seconds:.0f} s "
           f"-> {wall / args.goal_seconds:.2f} of the budget ({'met' if wall <= args.goal_seconds else 'NOT met'})")
     for job, seconds in per_job.items():
         print(f"  {job:<50} {seconds:>7.1f} s")
+    print(f"  report: {len(report) / 1024:.0f} KiB, kept at {Path(tempfile.gettempdir()) / 'ctrbench-default-report.html'}")
     for result, aucs in gold.items():
         print(f"  gold AUC {result:<40} " + ", ".join(f"{task} {auc:.4f}" for task, auc in aucs.items()))
 

@@ -70,6 +70,16 @@ def benchmark_pairs(config: dict) -> list[tuple[str, str]]:
     return [(d, m) for d in config["benchmark"]["datasets"] for m in dataset_models(config, d)]
 
 
+def dataset_seeds(config: dict, dataset: str) -> list[int]:
+    """The training seeds of every model on ``dataset``: its own ``seeds``, else ``benchmark.seeds``."""
+    return list(config["datasets"].get(dataset, {}).get("seeds", config["benchmark"]["seeds"]))
+
+
+def benchmark_runs(config: dict) -> list[tuple[str, str, int]]:
+    """Every (dataset, model, seed) training run the report compares: each pair once per seed of its dataset."""
+    return [(d, m, seed) for d, m in benchmark_pairs(config) for seed in dataset_seeds(config, d)]
+
+
 def distributed_problems(training: dict, train_resources: dict) -> list[str]:
     """What data-parallel training cannot do with these settings (checked before any job starts)."""
     from ctrbench.train.distributed import sparse_problem
@@ -146,6 +156,8 @@ def check_config(config: dict) -> None:
     from ctrbench.train.optim import SPARSE_CAPABLE
 
     problems = []
+    if "seed" in config:
+        problems.append(f"seed: {config['seed']!r} is now benchmark.seeds, a list of training seeds (e.g. [{config['seed']}])")
     for model in config["models"].values():  # registers the models (MODELS) before the checks below
         try:
             model_class(model["arch"])

@@ -9,8 +9,9 @@ the versions and what to do.
 - ``TrainRecord`` (``train_metrics.json``): what was trained and how (arch, params, training settings,
   precision, processes), every epoch's validation metrics per task, the best epoch, the cost bill
   (parameters per group, frozen ones included; optimizer state; peak memory; throughput) and provenance.
-- ``GoldRecord`` (``gold_eval.json``): metrics per task on the gold split, its sha256, the checkpoint's,
-  and the model's extra outputs (``ExtraOutput``, e.g. MDAF's gate distribution) as the model describes them.
+- ``GoldRecord`` (``gold_eval.json``): metrics per task on the gold split, its sha256, the checkpoint's, the
+  per-row predictions file and its sha256 (``ctrbench.predictions``), and the model's extra outputs
+  (``ExtraOutput``, e.g. MDAF's gate distribution) as the model describes them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from ctrbench.atomic import atomic_write_text
 
-RESULT_VERSION = 3  # 3: TrainRecord.initialised_from (training phases)
+RESULT_VERSION = 4  # 3: TrainRecord.initialised_from (training phases); 4: seeds, GoldRecord.predictions
 MEAN_AUC = "mean_auc"  # TrainRecord.monitor when early stopping compares the mean validation AUC over the tasks
 Precision = Literal["fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
@@ -107,7 +108,7 @@ class _Result(VersionedRecord):
     config's name), the hash of the settings it depends on, and the architecture."""
 
     REBUILD: ClassVar[str] = "rerun that model's train and gold_eval jobs"
-    version: Literal[3] = RESULT_VERSION
+    version: Literal[4] = RESULT_VERSION
     dataset: str
     model: str
     config_sha256: str | None
@@ -182,10 +183,22 @@ class ExtraOutput(StrictRecord):
     kind: Literal["distribution"]
     shape: list[int]  # of the output over the whole split, e.g. [rows] or [rows, k]
     summary: Distribution
+    # the report flags the run when the mean is this close to either end of the histogram's range, with the warning
+    collapse_margin: float | None = None
+    collapse_warning: str = ""
+
+
+class PredictionsFile(StrictRecord):
+    """The gold evaluation's per-row predictions (``ctrbench.predictions``), beside its record."""
+
+    file: str  # the name, in the record's folder
+    sha256: str
+    rows: int
 
 
 class GoldRecord(_Result):
     kind: Literal["ctrbench.gold_eval"] = "ctrbench.gold_eval"
+    seed: int | None  # the training run's (None: evaluated outside the workflow without it)
     checkpoint_epoch: int
     precision: Precision
     rows: int
@@ -199,6 +212,7 @@ class GoldRecord(_Result):
     device_name: str
     model_info: dict
     extra_outputs: list[ExtraOutput]
+    predictions: PredictionsFile
     provenance: Provenance
 
 

@@ -11,7 +11,7 @@ from snakemake.logging import logger
 from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import min_version, validate
 
-from ctrbench.config import ConfigError, benchmark_pairs as configured_pairs, check_config, model_training, schema_problem
+from ctrbench.config import ConfigError, benchmark_runs as configured_runs, check_config, model_training, schema_problem
 from ctrbench.data.formats import FORMATS
 from ctrbench.provenance import sha256_json
 from ctrbench.results import RESULT_VERSION
@@ -37,6 +37,7 @@ except ConfigError as error:
 wildcard_constraints:
     dataset="|".join(map(re.escape, config["datasets"])),
     model="|".join(map(re.escape, config["models"])),
+    seed=r"\d+",
 
 
 def dataset_config(wildcards):
@@ -45,8 +46,8 @@ def dataset_config(wildcards):
 
 def data_settings(wildcards):
     """What the processed data depends on: the dataset's entry without the keys about what runs on it (its
-    model list, training overrides, published references), so that editing those re-processes nothing."""
-    return {k: v for k, v in dataset_config(wildcards).items() if k not in ("models", "training", "reference")}
+    model list, seeds, training overrides, published references), so that editing those re-processes nothing."""
+    return {k: v for k, v in dataset_config(wildcards).items() if k not in ("models", "seeds", "training", "reference")}
 
 
 def synthetic_raw(wildcards):
@@ -74,11 +75,16 @@ def model_config(wildcards):
     return config["models"][wildcards.model]
 
 
+def run_dir(dataset, model, seed):
+    """Where one training run (a dataset, a model, a seed) keeps its files."""
+    return f"results/{dataset}/{model}/seed{seed}"
+
+
 def init_checkpoint(wildcards):
-    """The checkpoint a training phase starts from (the model's init_from), which makes it an input: the DAG runs
-    the earlier phase first. Nothing for a model trained from scratch."""
+    """The checkpoint a training phase starts from (the model's init_from, trained with the same seed), which makes
+    it an input: the DAG runs the earlier phase first. Nothing for a model trained from scratch."""
     init = model_config(wildcards).get("init_from")
-    return f"results/{wildcards.dataset}/{init['model']}/checkpoint.pt" if init else []
+    return f"{run_dir(wildcards.dataset, init['model'], wildcards.seed)}/checkpoint.pt" if init else []
 
 
 def init_settings(wildcards):
@@ -95,7 +101,7 @@ def run_meta(wildcards):
     """What identifies a result: names, and the hash of every config value it depends on."""
     depends_on = {
         "result_version": RESULT_VERSION,  # results of another version are rebuilt, not read
-        "seed": config["seed"],
+        "seed": int(wildcards.seed),
         "dataset": data_settings(wildcards),
         "model": model_config(wildcards),
         "training": training_config(wildcards),
@@ -103,6 +109,7 @@ def run_meta(wildcards):
     return {
         "dataset": wildcards.dataset,
         "model": wildcards.model,
+        "seed": int(wildcards.seed),
         "config_sha256": sha256_json(depends_on),
     }
 
@@ -111,44 +118,48 @@ def job_resources(rule_name):
     return config["resources"][rule_name]
 
 
-def benchmark_pairs():
-    return configured_pairs(config)
+def benchmark_runs():
+    return configured_runs(config)
 
 
-def result_files(dataset, model):
-    return f"results/{dataset}/{model}/train_metrics.json", f"results/{dataset}/{model}/gold_eval.json"
+def result_files(dataset, model, seed):
+    """A run's train record, gold record and gold predictions."""
+    folder = run_dir(dataset, model, seed)
+    return f"{folder}/train_metrics.json", f"{folder}/gold_eval.json", f"{folder}/gold_predictions.parquet"
 
 
 def training_downstream(wildcards, output):
-    """The files made from a training run's outputs (the model's gold evaluation): the train job removes them when it
-    starts, since they describe the run it replaces, and a failed retrain must not leave them looking current.
-    As a param that takes `output`, Snakemake counts it as derived from the outputs and leaves it out of the params
-    it compares to decide reruns (adding it retrained nothing)."""
-    return [result_files(wildcards.dataset, wildcards.model)[1]]
+    """The files made from a training run's outputs (its gold evaluation and predictions): the train job removes
+    them when it starts, since they describe the run it replaces, and a failed retrain must not leave them looking
+    current. As a param that takes `output`, Snakemake counts it as derived from the outputs and leaves it out of
+    the params it compares to decide reruns (adding it retrained nothing)."""
+    return list(result_files(wildcards.dataset, wildcards.model, wildcards.seed)[1:])
 
 
-def unfinished_pairs():
-    return [(d, m) for d, m in benchmark_pairs() if not all(map(os.path.exists, result_files(d, m)))]
+def unfinished_runs():
+    return [run for run in benchmark_runs() if not all(map(os.path.exists, result_files(*run)))]
 
 
-def report_inputs(pairs, manifest_exists=lambda path: True):
+def report_inputs(runs, manifest_exists=lambda path: True):
     manifests = [f"results/{d}/data/manifest.json" for d in config["benchmark"]["datasets"]]
+    files = [result_files(*run) for run in runs]
     return {
-        "train_metrics": [result_files(d, m)[0] for d, m in pairs],
-        "gold_evals": [result_files(d, m)[1] for d, m in pairs],
+        "train_metrics": [train for train, _, _ in files],
+        "gold_evals": [gold for _, gold, _ in files],
+        "predictions": [predictions for _, _, predictions in files],
         "manifests": [path for path in manifests if manifest_exists(path)],
     }
 
 
 def all_results(wildcards):
-    """Inputs of the report: every configured (dataset, model) result."""
-    return report_inputs(benchmark_pairs())
+    """Inputs of the report: every configured (dataset, model, seed) result."""
+    return report_inputs(benchmark_runs())
 
 
 def finished_results(wildcards):
     """Inputs of the partial report: the results and manifests that exist now."""
-    unfinished = unfinished_pairs()
-    return report_inputs([p for p in benchmark_pairs() if p not in unfinished], os.path.exists)
+    unfinished = unfinished_runs()
+    return report_inputs([run for run in benchmark_runs() if run not in unfinished], os.path.exists)
 
 
 @functools.cache

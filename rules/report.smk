@@ -28,7 +28,7 @@ rule partial_report:
         report="results/report_partial.html",
     params:
         config=config,
-        missing=lambda wc: [list(pair) for pair in unfinished_pairs()],
+        missing=lambda wc: [list(run) for run in unfinished_runs()],
     conda:
         "../envs/ctrbench.yaml"
     container:

@@ -6,14 +6,14 @@ rule train:
         feature_map="results/{dataset}/data/feature_map.json",
         init=init_checkpoint,
     output:
-        checkpoint="results/{dataset}/{model}/checkpoint.pt",
-        metrics="results/{dataset}/{model}/train_metrics.json",
-        train_log="results/{dataset}/{model}/train_log.jsonl",
+        checkpoint="results/{dataset}/{model}/seed{seed}/checkpoint.pt",
+        metrics="results/{dataset}/{model}/seed{seed}/train_metrics.json",
+        train_log="results/{dataset}/{model}/seed{seed}/train_log.jsonl",
     params:
         model=model_config,
         training=training_config,
         init=init_settings,
-        seed=config["seed"],
+        seed=lambda wc: int(wc.seed),
         meta=run_meta,
         downstream=training_downstream,
     conda:
@@ -21,9 +21,9 @@ rule train:
     container:
         container_image("gpu")
     log:
-        "results/{dataset}/{model}/logs/train.log",
+        "results/{dataset}/{model}/seed{seed}/logs/train.log",
     benchmark:
-        "results/{dataset}/{model}/benchmarks/train.tsv"
+        "results/{dataset}/{model}/seed{seed}/benchmarks/train.tsv"
     threads: job_resources("train")["threads"]
     retries: job_resources("train").get("retries", 0)
     resources:

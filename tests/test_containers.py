@@ -486,7 +486,7 @@ def test_build_script_names_and_builds_each_image_once(tmp_path, fake_apptainer)
 # --- the rules ---------------------------------------------------------------------------------------------------
 
 def _one_small_model(config: dict) -> None:
-    config["benchmark"] = {"datasets": ["tiny"], "models": ["dcnv2"]}
+    config["benchmark"] = {"datasets": ["tiny"], "models": ["dcnv2"], "seeds": [11]}
     config["datasets"] = {"tiny": {**config["datasets"]["tiny_criteo"], "synthetic": {"rows": 3000, "seed": 3}, "hash_bins": 200}}
     config["models"] = {"dcnv2": {"arch": "dcnv2", "params": {"embedding_dim": 4, "num_cross_layers": 1, "mlp_hidden": [8]}}}
     config["training"]["max_epochs"] = 1
@@ -553,7 +553,7 @@ def test_apptainer_runs_every_job_in_its_image_with_this_checkouts_ctrbench(tmp_
     for script, kind in RULE_IMAGES.items():
         assert ran[script]["exec"] == str(images[kind]), f"{script} ran in {ran[script]['exec']}"
         assert "--nv" in ran[script]["options"].split()
-    metrics = json.loads((work / "results" / "tiny" / "dcnv2" / "train_metrics.json").read_text())
+    metrics = json.loads((work / "results" / "tiny" / "dcnv2" / "seed11" / "train_metrics.json").read_text())
     assert metrics["provenance"]["packages"]["ctrbench"].startswith("9.9.9+checkout-"), (
         "the job imported another ctrbench"
     )

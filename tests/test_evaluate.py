@@ -178,3 +178,38 @@ def test_distribution_summary_matches_numpy_on_random_values():
 def test_distribution_summary_rejects_bad_input(values, options, message):
     with pytest.raises(ValueError, match=message):
         distribution_summary(values, **options)
+
+
+def test_gold_eval_writes_the_rows_predictions_that_give_its_metrics(tmp_path, tiny_processed):
+    from ctrbench.metrics import task_metrics
+    from ctrbench.predictions import read_predictions
+    from ctrbench.provenance import sha256_file
+
+    _, written = _evaluate(tmp_path, tiny_processed, "flat")
+    path = tmp_path / written["predictions"]["file"]
+    assert written["predictions"] == {"file": "gold_predictions.parquet", "sha256": sha256_file(path), "rows": 512}
+    found = read_predictions(path, ["label"], written["predictions"]["sha256"])
+    gold = pq.read_table(tiny_processed["gold"])
+    assert found.row_id.tolist() == gold.column("row_id").to_pylist()
+    assert found.labels[:, 0].tolist() == gold.column("label").to_pylist() and found.known.all()
+    assert task_metrics(["label"], found.labels, found.probs)["label"] == written["tasks"]["label"]
+    path.write_bytes(path.read_bytes() + b"\0")  # any change to the file is caught by its record's hash
+    with pytest.raises(ValueError, match="is not the .* its gold record names"):
+        read_predictions(path, ["label"], written["predictions"]["sha256"])
+
+
+def test_predictions_keep_unknown_labels_unknown_and_the_groups(tmp_path):
+    from ctrbench.predictions import read_predictions, write_predictions
+
+    labels = np.array([[1, 0], [0, 1], [1, 1]], np.float32)
+    mask = np.array([[True, False], [True, True], [False, True]])
+    probs = np.array([[0.9, 0.2], [0.1, 0.8], [0.7, 0.6]], np.float32)
+    write_predictions(tmp_path / "p.parquet", ["click", "like"], np.array([5, 7, 9]), labels, probs, mask, np.array([1, 1, 2]))
+    table = pq.read_table(tmp_path / "p.parquet")
+    assert table.column("label:like").to_pylist() == [None, 1, 1] and table.column("label:click").to_pylist() == [1, 0, None]
+    found = read_predictions(tmp_path / "p.parquet", ["click", "like"])
+    assert found.known.tolist() == mask.tolist() and found.groups.tolist() == [1, 1, 2]
+    rows, task_labels, task_probs = found.task("like")
+    assert rows.tolist() == [7, 9] and task_labels.tolist() == [1, 1] and task_probs.tolist() == pytest.approx([0.8, 0.6])
+    with pytest.raises(ValueError, match="no column label:share, prob:share"):
+        read_predictions(tmp_path / "p.parquet", ["share"])

@@ -16,7 +16,7 @@ def test_a_multi_task_run_renders_every_model_and_task(tmp_path):
     models = ["dcnv2", "mmoe", "ple", "infnet"]
 
     def change(config):
-        config["benchmark"] = {"datasets": ["tiny_kuairand"], "models": models}
+        config["benchmark"] = {"datasets": ["tiny_kuairand"], "models": models, "seeds": [11]}
         config["datasets"] = {"tiny_kuairand": {
             "format": "kuairand", "synthetic": {"rows": 6000, "seed": 2}, "tasks": tasks,
             "history": {"behaviors": ["click", "like"], "max_len": 6}, "time_split": {"valid_days": 2, "gold_days": 2},
@@ -31,7 +31,7 @@ def test_a_multi_task_run_renders_every_model_and_task(tmp_path):
     run = snakemake(work, "results/report.html", config=with_changes(TINY_CONFIG, change))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     for model in models:
-        gold = json.loads((work / "results/tiny_kuairand" / model / "gold_eval.json").read_text())
+        gold = json.loads((work / "results/tiny_kuairand" / model / "seed11" / "gold_eval.json").read_text())
         assert list(gold["tasks"]) == tasks and all(gold["tasks"][t]["auc"] is not None for t in tasks)
     html = (work / "results/report.html").read_text()
     assert re.findall(r'data-group="([^"]*)"', html) == [*tasks, "mean over tasks", ""]
@@ -49,7 +49,7 @@ def test_a_long_sequence_run_renders_every_model_and_the_length_charts(tmp_path)
     models = ["sum_pooling", "din", "din_short", "longer", "hyformer", "bst_short"]
 
     def change(config):
-        config["benchmark"] = {"datasets": ["tiny_long"], "models": models}
+        config["benchmark"] = {"datasets": ["tiny_long"], "models": models, "seeds": [11]}
         config["datasets"] = {"tiny_long": {
             "format": "kuairand", "synthetic": {"rows": 4000, "seed": 2, "profile": "long_history"}, "tasks": ["is_click"],
             "statistics": [], "history": {"behaviors": ["click"], "fields": ["video_id", "author_id"], "max_len": 64},
@@ -69,7 +69,7 @@ def test_a_long_sequence_run_renders_every_model_and_the_length_charts(tmp_path)
     run = snakemake(work, "results/report.html", config=with_changes(TINY_CONFIG, change))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     for model in models:
-        train = json.loads((work / "results/tiny_long" / model / "train_metrics.json").read_text())
+        train = json.loads((work / "results/tiny_long" / model / "seed11" / "train_metrics.json").read_text())
         assert train["history_lengths"] == {"click": 8 if model.endswith("_short") else 64}
         assert train["cost"]["forward_flops_per_sample"] > 0
     html = (work / "results/report.html").read_text()
@@ -90,7 +90,7 @@ def test_an_llm_ctr_run_trains_both_paths_and_carries_frozen_parts_through_the_p
            "lm_kv_heads": 1, "lm_intermediate": 16}  # fmt: skip
 
     def change(config):
-        config["benchmark"] = {"datasets": ["tiny_avazu"], "models": models}
+        config["benchmark"] = {"datasets": ["tiny_avazu"], "models": models, "seeds": [11]}
         config["datasets"] = {"tiny_avazu": {"format": "avazu", "synthetic": {"rows": 3000, "seed": 2}}}
         config["training"]["optimizer"].update(projector={"name": "adam", "lr": 1e-3}, lm={"name": "adam", "lr": 1e-4})
         config["models"].update({
@@ -105,7 +105,7 @@ def test_an_llm_ctr_run_trains_both_paths_and_carries_frozen_parts_through_the_p
 
     work = workflow_copy(tmp_path)
     config = with_changes(TINY_CONFIG, change)
-    plan = snakemake(work, "-n", "results/tiny_avazu/llm_phase2/checkpoint.pt", config=config)
+    plan = snakemake(work, "-n", "results/tiny_avazu/llm_phase2/seed11/checkpoint.pt", config=config)
     assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-3000:]
     trained = re.findall(r"wildcards: dataset=tiny_avazu, model=(\w+)", plan.stdout)
     assert sorted(trained) == ["deepfm_gen", "llm_phase1", "llm_phase2"]  # the phase-2 target plans its chain
@@ -113,10 +113,10 @@ def test_an_llm_ctr_run_trains_both_paths_and_carries_frozen_parts_through_the_p
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
     results = work / "results/tiny_avazu"
-    records = {m: json.loads((results / m / "train_metrics.json").read_text()) for m in models}
+    records = {m: json.loads((results / m / "seed11" / "train_metrics.json").read_text()) for m in models}
     assert records["llm_phase1"]["initialised_from"]["parts"] == ["embedding", "gen"]
     assert records["llm_phase1"]["initialised_from"]["model"] == "deepfm_gen"
-    assert records["llm_phase1"]["initialised_from"]["checkpoint"] == "results/tiny_avazu/deepfm_gen/checkpoint.pt"
+    assert records["llm_phase1"]["initialised_from"]["checkpoint"] == "results/tiny_avazu/deepfm_gen/seed11/checkpoint.pt"
     assert records["llm_ctr"]["initialised_from"] is None
     groups = {m: records[m]["cost"]["parameter_groups"] for m in models[2:]}
     assert not groups["llm_ctr"]["frozen"]["params"] and set(groups["llm_phase1"]) == {"projector", "frozen"}
@@ -124,7 +124,7 @@ def test_an_llm_ctr_run_trains_both_paths_and_carries_frozen_parts_through_the_p
     assert records["llm_ctr"]["model_info"]["attention"] == "sdpa"
 
     def weights(model):
-        return torch.load(results / model / "checkpoint.pt", weights_only=True)["state_dict"]
+        return torch.load(results / model / "seed11" / "checkpoint.pt", weights_only=True)["state_dict"]
 
     baseline, phase1, phase2 = weights("deepfm_gen"), weights("llm_phase1"), weights("llm_phase2")
     for key in ("embedding.embedding.weight", "gen.linear.weight"):

@@ -13,6 +13,7 @@ import pytest
 
 from ctrbench.data.manifest import DataManifest
 from ctrbench.metrics import distribution_summary
+from ctrbench.predictions import write_predictions
 from ctrbench.report import GoldHashMismatch, build_report, load_entries, render_report
 from ctrbench.report.build import (
     DEFAULT_TEMPLATE_DIR,
@@ -78,7 +79,7 @@ def _metrics(logloss, auc, gauc) -> dict:
 
 
 def _train_metrics(dataset: str, model: str, r: dict) -> dict:
-    """A TrainRecord (version 3) with the table's numbers."""
+    """A TrainRecord (version 4) with the table's numbers."""
     epochs = [
         {
             "epoch": e, "train_loss": 0.5 - 0.01 * e, "valid": {"label": _metrics(0.47, r["valid_auc"] - 0.01 * (3 - e), None)},
@@ -89,7 +90,7 @@ def _train_metrics(dataset: str, model: str, r: dict) -> dict:
     ]  # fmt: skip
     group = lambda n, opt, state: {"params": n, "bytes": 4 * n, "trainable": opt is not None, "optimizer": opt, "optimizer_state_bytes": state}
     return {
-        "kind": "ctrbench.train", "version": 3, "dataset": dataset, "model": model, "config_sha256": "c0ffee" * 10,
+        "kind": "ctrbench.train", "version": 4, "dataset": dataset, "model": model, "config_sha256": "c0ffee" * 10,
         "arch": model, "params": {}, "training": {}, "seed": 1, "model_info": {}, "tasks": ["label"], "monitor": "mean_auc",
         "best_epoch": 3, "best_valid": {"label": _metrics(0.45, r["valid_auc"], None)}, "stopped_early": False, "epochs": epochs,
         "cost": {
@@ -104,14 +105,30 @@ def _train_metrics(dataset: str, model: str, r: dict) -> dict:
 
 
 def _gold_eval(dataset: str, model: str, r: dict) -> dict:
-    """A GoldRecord (version 3) with the table's numbers."""
+    """A GoldRecord (version 4) with the table's numbers (its predictions file: ``_write_results`` writes it)."""
     return {
-        "kind": "ctrbench.gold_eval", "version": 3, "dataset": dataset, "model": model, "config_sha256": "c0ffee" * 10,
+        "kind": "ctrbench.gold_eval", "version": 4, "seed": 1, "dataset": dataset, "model": model, "config_sha256": "c0ffee" * 10,
         "arch": model, "checkpoint_epoch": 3, "precision": "fp32", "rows": 2000,
         "tasks": {"label": _metrics(r["logloss"], r["auc"], r["gauc"])}, "gold_sha256": GOLD_HASH[dataset], "events_sha256": EVENTS_HASH,
         "checkpoint_sha256": "d" * 64, "eval_seconds": 1.2, "eval_samples_per_s": 2000 / 1.2, "device": "cpu",
         "device_name": "x86_64 CPU", "model_info": {}, "extra_outputs": [], "provenance": _provenance(),
+        "predictions": {"file": "gold_predictions.parquet", "sha256": "0" * 64, "rows": GOLD_ROWS},
     }  # fmt: skip
+
+
+GOLD_ROWS = 400
+
+
+def _write_predictions(folder: Path, dataset: str, aucs: dict[str, float], seed: int = 0) -> str:
+    """Predictions on one shared set of gold rows per dataset whose scores separate each task's classes about as
+    well as its AUC in ``aucs`` says (a normal shift of √2·Φ⁻¹(auc)); returns the file's sha256."""
+    from scipy.stats import norm
+
+    rows = np.random.default_rng(sum(map(ord, dataset)))
+    labels = (rows.random((GOLD_ROWS, len(aucs))) < 0.3).astype(np.float32)
+    noise = np.random.default_rng([sum(map(ord, dataset)), int(sum(aucs.values()) * 1e4), seed]).normal(size=labels.shape)
+    probs = 1 / (1 + np.exp(-(labels * np.sqrt(2) * norm.ppf(list(aucs.values())) + noise - 1)))
+    return write_predictions(folder / "gold_predictions.parquet", list(aucs), np.arange(GOLD_ROWS), labels, probs)
 
 
 def _write_results(root: Path, results: dict = RESULTS) -> list[tuple[Path, Path]]:
@@ -121,7 +138,9 @@ def _write_results(root: Path, results: dict = RESULTS) -> list[tuple[Path, Path
             folder = root / dataset / model
             folder.mkdir(parents=True)
             (folder / "train_metrics.json").write_text(json.dumps(_train_metrics(dataset, model, r)))
-            (folder / "gold_eval.json").write_text(json.dumps(_gold_eval(dataset, model, r)))
+            gold = _gold_eval(dataset, model, r)
+            gold["predictions"]["sha256"] = _write_predictions(folder, dataset, {"label": r["auc"]})
+            (folder / "gold_eval.json").write_text(json.dumps(gold))
             pairs.append((folder / "train_metrics.json", folder / "gold_eval.json"))
     return pairs
 
@@ -575,7 +594,7 @@ def test_model_info_of_the_checkpoint_is_listed_where_it_differs(tmp_path):
     provenance = html[html.index('id="provenance"') :]
     details = provenance[provenance.index("Model details") : provenance.index("Package versions")]
     assert "2 different values" in details
-    assert "mamba_ssm" in details and "taobao_synthetic/dcnv2 eval (checkpoint)" in details
+    assert "mamba_ssm" in details and "taobao_synthetic/dcnv2/seed1 eval (checkpoint)" in details
 
 
 def test_no_model_details_without_model_info(report):
@@ -757,6 +776,8 @@ def test_a_multi_task_dataset_shows_one_column_group_per_task(tmp_path):
                     epoch["valid"]["like"] = _metrics(0.3, likes[model], None)
             else:
                 data["tasks"]["like"] = _metrics(0.3, likes[model], None)
+                aucs = {"label": data["tasks"]["label"]["auc"], "like": likes[model]}
+                data["predictions"]["sha256"] = _write_predictions(path.parent, "criteo_synthetic", aucs)
 
         _edit_json(path, edit)
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from ctrbench.data.schema import FeatureMap, FeatureMapError
-from ctrbench.results import GoldRecord, ResultError, TrainRecord, read_record, write_record
+from ctrbench.results import RESULT_VERSION, GoldRecord, ResultError, TrainRecord, read_record, write_record
 
 
 @pytest.fixture
@@ -26,8 +26,8 @@ def _edit(path, change):
 
 
 def test_a_record_of_a_future_version_is_refused_naming_the_file(records):
-    _edit(records["train"], lambda d: d.update(version=4))
-    with pytest.raises(ResultError, match=r"train_metrics.json: ctrbench.train version 4 is not the version 3 .*update ctrbench"):
+    _edit(records["train"], lambda d: d.update(version=RESULT_VERSION + 1))
+    with pytest.raises(ResultError, match=rf"train_metrics.json: ctrbench.train version {RESULT_VERSION + 1} is not the version {RESULT_VERSION} .*update ctrbench"):
         read_record(records["train"], TrainRecord)
 
 

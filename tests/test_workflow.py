@@ -18,8 +18,7 @@ WORKFLOW_PARTS = ["Snakefile", "rules", "workflow_scripts", "config", "envs", "c
 MODELS = ["dcnv2", "autoint", "ft_transformer", "deepfm"]
 
 TINY_CONFIG = {
-    "seed": 11,
-    "benchmark": {"datasets": ["tiny_criteo"], "models": MODELS},
+    "benchmark": {"datasets": ["tiny_criteo"], "models": MODELS, "seeds": [11]},
     "datasets": {
         "tiny_criteo": {
             "format": "criteo_dac",
@@ -149,7 +148,7 @@ def with_changes(config: dict, change) -> dict:
         ),
         (
             lambda c: c["datasets"]["tiny_userbehavior"].update(splits={"valid": 0.1, "gold": 0.1}),
-            "'splits' is not a key of a taobao_userbehavior dataset; it takes format, history, input_hash, max_bad_rows, models, path, reference, split_seed, synthetic, targets, time_range, time_split, training",
+            "'splits' is not a key of a taobao_userbehavior dataset; it takes format, history, input_hash, max_bad_rows, models, path, reference, seeds, split_seed, synthetic, targets, time_range, time_split, training",
         ),
         (
             lambda c: c["datasets"]["tiny_userbehavior"]["models"].append("mdaf_bts"),
@@ -357,7 +356,7 @@ def test_tiny_run_end_to_end_renders_every_model(tmp_path):
     html = (results / "report.html").read_text()
     gold_hashes = set()
     for model in MODELS:
-        gold = json.loads((results / "tiny_criteo" / model / "gold_eval.json").read_text())
+        gold = json.loads((results / "tiny_criteo" / model / "seed11" / "gold_eval.json").read_text())
         assert (
             gold["rows"]
             == json.loads((results / "tiny_criteo/data/manifest.json").read_text())["splits"]["gold"]["rows"]
@@ -368,46 +367,54 @@ def test_tiny_run_end_to_end_renders_every_model(tmp_path):
         gold_hashes.add(gold["gold_sha256"])
         assert model in html
         assert f"{gold['tasks']['label']['auc']:.4f}" in html  # the model's number, as the report formats it
-        assert (results / "tiny_criteo" / model / "benchmarks" / "train.tsv").exists()
-        assert (results / "tiny_criteo" / model / "logs" / "train.log").stat().st_size > 0
+        assert (results / "tiny_criteo" / model / "seed11" / "benchmarks" / "train.tsv").exists()
+        assert (results / "tiny_criteo" / model / "seed11" / "logs" / "train.log").stat().st_size > 0
     assert len(gold_hashes) == 1 and gold_hashes.pop() in html
     assert not re.search(r"<script[^>]+src=|<link[^>]+href=\"?https?:", html)
 
     # the sequence dataset: its own models only, gAUC per user, the Mamba backend and MDAF's gate
     sequence = results / "tiny_userbehavior"
-    assert sorted(p.name for p in sequence.iterdir() if (p / "gold_eval.json").exists()) == sorted(SEQUENCE_MODELS)
+    assert sorted(p.name for p in sequence.iterdir() if (p / "seed11" / "gold_eval.json").exists()) == sorted(SEQUENCE_MODELS)
     assert not (results / "tiny_criteo" / "bst").exists() and not (sequence / "dcnv2").exists()
     manifest = json.loads((sequence / "data/manifest.json").read_text())
     for model in SEQUENCE_MODELS:
-        gold = json.loads((sequence / model / "gold_eval.json").read_text())
+        gold = json.loads((sequence / model / "seed11" / "gold_eval.json").read_text())
         assert gold["rows"] == manifest["splits"]["gold"]["rows"]
         assert 0.0 <= gold["tasks"]["label"]["gauc"] <= 1.0 and f"{gold['tasks']['label']['gauc']:.4f}" in html
     for model in ("mamba4rec", "mdaf_mamba"):
         assert (
-            json.loads((sequence / model / "train_metrics.json").read_text())["model_info"]["mamba_backend"] == "torch"
+            json.loads((sequence / model / "seed11" / "train_metrics.json").read_text())["model_info"]["mamba_backend"] == "torch"
         )
-    (gate_output,) = json.loads((sequence / "mdaf_mamba" / "gold_eval.json").read_text())["extra_outputs"]
+    (gate_output,) = json.loads((sequence / "mdaf_mamba" / "seed11" / "gold_eval.json").read_text())["extra_outputs"]
     gate = gate_output["summary"]
     assert 0 < gate["mean"] < 1 and sum(gate["histogram"]["counts"]) == manifest["splits"]["gold"]["rows"]
     assert "Model outputs on the gold set" in html and "mamba_backend" in html
     # deepfm trained in two data-parallel CPU processes (torchrun, gloo) through the same rule
-    deepfm = json.loads((results / "tiny_criteo" / "deepfm" / "train_metrics.json").read_text())
-    assert deepfm["cost"]["processes"] == 2 and "rank 0" in (results / "tiny_criteo/deepfm/logs/train.log").read_text()
+    deepfm = json.loads((results / "tiny_criteo" / "deepfm" / "seed11" / "train_metrics.json").read_text())
+    assert deepfm["cost"]["processes"] == 2 and "rank 0" in (results / "tiny_criteo/deepfm/seed11/logs/train.log").read_text()
 
     # asking for one model's gold evaluation again finds nothing to do
-    again = snakemake(work, "-n", "results/tiny_criteo/dcnv2/gold_eval.json", config=TINY_SEQUENCE_CONFIG)
+    again = snakemake(work, "-n", "results/tiny_criteo/dcnv2/seed11/gold_eval.json", config=TINY_SEQUENCE_CONFIG)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
     # changing one model's hyper-parameter retrains exactly that model (params trigger), then the report
     changed = with_changes(TINY_SEQUENCE_CONFIG, lambda c: c["models"]["dcnv2"]["params"].update(embedding_dim=6))
     plan = snakemake(work, "-n", "results/report.html", config=changed)
     assert plan.returncode == 0, plan.stderr[-2000:]
-    model_wildcards = "dataset=tiny_criteo, model=dcnv2"
+    model_wildcards = "dataset=tiny_criteo, model=dcnv2, seed=11"
     assert planned_jobs(plan.stdout + plan.stderr) == {
         ("train", model_wildcards),
         ("gold_eval", model_wildcards),
         ("report", ""),
     }
+
+    # adding a seed to one dataset trains each of its models once more, with that seed only, and nothing else
+    two_seeds = with_changes(TINY_SEQUENCE_CONFIG, lambda c: c["datasets"]["tiny_criteo"].update(seeds=[11, 12]))
+    plan = snakemake(work, "-n", "results/report.html", config=two_seeds)
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    assert planned_jobs(plan.stdout + plan.stderr) == {
+        (rule, f"dataset=tiny_criteo, model={model}, seed=12") for rule in ("train", "gold_eval") for model in MODELS
+    } | {("report", "")}
 
     # a dataset's model list is not part of its data or of its other models' settings: adding a model
     # (and a published reference) trains just that one, reprocessing nothing
@@ -422,7 +429,7 @@ def test_tiny_run_end_to_end_renders_every_model(tmp_path):
 
     plan = snakemake(work, "-n", "results/report.html", config=with_changes(TINY_SEQUENCE_CONFIG, add_model))
     assert plan.returncode == 0, plan.stderr[-2000:]
-    model_wildcards = "dataset=tiny_userbehavior, model=bst_wide"
+    model_wildcards = "dataset=tiny_userbehavior, model=bst_wide, seed=11"
     assert planned_jobs(plan.stdout + plan.stderr) == {
         ("train", model_wildcards),
         ("gold_eval", model_wildcards),
@@ -450,13 +457,13 @@ def test_a_failing_model_is_retried_others_finish_and_the_partial_report_names_i
     assert run.returncode != 0
     assert output.count("Error in rule train") == 2 and "model=broken" in output  # the first try and the retry
     results = work / "results" / "tiny_criteo"
-    assert (results / "dcnv2" / "gold_eval.json").exists()
-    assert not any((results / "broken").glob("*.json")) and not (results / "broken" / "checkpoint.pt").exists()
+    assert (results / "dcnv2" / "seed11" / "gold_eval.json").exists()
+    assert not any((results / "broken" / "seed11").glob("*.json")) and not (results / "broken" / "seed11" / "checkpoint.pt").exists()
     assert not (work / "results" / "report.html").exists()
 
     partial = snakemake(work, "results/report_partial.html", config=config)
     assert partial.returncode == 0, partial.stderr[-2000:]
     html = (work / "results" / "report_partial.html").read_text()
-    dcnv2_auc = json.loads((results / "dcnv2" / "gold_eval.json").read_text())["tasks"]["label"]["auc"]
+    dcnv2_auc = json.loads((results / "dcnv2" / "seed11" / "gold_eval.json").read_text())["tasks"]["label"]["auc"]
     assert f"{dcnv2_auc:.4f}" in html
     assert re.search(r"Missing models.*broken", html, flags=re.DOTALL)

@@ -19,6 +19,7 @@ with job_logging(snakemake.log[0]) as log:
         checkpoint_path=snakemake.input.checkpoint,
         gold_path=snakemake.input.gold,
         output_path=snakemake.output.gold_eval,
+        predictions_path=snakemake.output.predictions,
         batch_size=snakemake.params.training.get("eval_batch_size"),
         device=snakemake.params.training["device"],
         loader=snakemake.params.training.get("loader"),

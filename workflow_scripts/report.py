@@ -9,7 +9,7 @@ from ctrbench.data.manifest import DataManifest
 from ctrbench.joblog import job_logging
 from ctrbench.provenance import provenance, sha256_json
 from ctrbench.results import read_record
-from ctrbench.report.build import build_report, config_references, dataset_models, models_line
+from ctrbench.report.build import build_report, config_references, dataset_models, models_line, seeds_line
 
 smk = snakemake  # noqa: F821  (the object Snakemake's script directive defines)
 
@@ -29,11 +29,12 @@ with job_logging(smk.log[0]) as log:
             "datasets": ", ".join(config["benchmark"]["datasets"]),
             # each dataset compares its own `models` list where it has one, else benchmark.models
             "models": models_line(dataset_models(config)),
-            "seed": config["seed"],
+            "seeds": seeds_line(config),
             "host": info["host"],
         },
         manifests=manifests,
         missing=[tuple(pair) for pair in smk.params.missing],
         # published values to compare with: datasets.<name>.reference {metric, source, values}
         references=config_references(config),
+        cost=config["report"]["cost"],
     )

@@ -34,6 +34,9 @@ class OutputDescription:
     reading: str  # one line on how to read it
     kind: Literal["distribution"] = "distribution"  # summarised as a histogram with mean and quantiles
     value_range: tuple[float, float] = (0.0, 1.0)
+    # a sanity flag in the report when the gold mean lies this close to either end of value_range, with this warning
+    collapse_margin: float | None = None
+    collapse_warning: str = ""
 
 
 def task_losses(logits: torch.Tensor, batch: Batch) -> torch.Tensor:

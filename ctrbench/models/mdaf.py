@@ -122,6 +122,8 @@ class MDAF(CTRModel):
                 title="gate g",
                 axis_label="g (0: sequence, 1: static branch)",
                 reading="g≈1: static branch, g≈0: sequence branch",
+                collapse_margin=0.02,
+                collapse_warning="the fusion collapsed onto one branch",
             )
         ]
 

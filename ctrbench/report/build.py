@@ -23,6 +23,7 @@ from ctrbench.report import charts
 from ctrbench.report.entries import GoldHashMismatch, ResultEntry, check_comparable, check_gold_hashes, load_entries
 from ctrbench.report.formatting import NOT_AVAILABLE, format_bytes, format_count, format_duration, format_rate
 from ctrbench.report.provenance_view import provenance_view
+from ctrbench.report.section_charts import COST_AXES
 from ctrbench.report.sections import data_summary, dataset_sections
 from ctrbench.report.table import COST_GROUP, check_references
 
@@ -78,23 +79,26 @@ def render_html(
     *,
     title: str = "ctrbench report",
     run_info: dict | None = None,
-    missing: Sequence[tuple[str, str]] = (),
+    missing: Sequence[tuple] = (),
     template_dir: str | Path | None = None,
     manifests: dict[str, DataManifest] | None = None,
     references: dict[str, dict] | None = None,
+    cost: str = "peak_memory",
 ) -> str:
     """The report as a string; raises GoldHashMismatch / ValueError before rendering anything."""
     entries = list(entries)
-    missing = [(str(dataset), str(model)) for dataset, model in missing]
+    if cost not in COST_AXES:
+        raise ValueError(f"cost {cost!r} is not one of {', '.join(COST_AXES)}")
+    missing = [(str(item[0]), str(item[1]), *item[2:]) for item in missing]
     check_gold_hashes(entries, manifests)
     check_comparable(entries, missing)
     references = check_references(references)
     template_dir = Path(template_dir) if template_dir is not None else DEFAULT_TEMPLATE_DIR
 
     # one colour per model name across all datasets, so a model looks the same in every chart
-    model_names = list(dict.fromkeys([e.model for e in entries] + [m for _, m in missing]))
+    model_names = list(dict.fromkeys([e.model for e in entries] + [item[1] for item in missing]))
     colors = {name: charts.color_for(index) for index, name in enumerate(model_names)}
-    sections = dataset_sections(entries, missing, colors, references)
+    sections = dataset_sections(entries, missing, colors, references, manifests, cost)
     for section in sections:
         if manifests and section.name in manifests:
             section.data_summary = data_summary(manifests[section.name])
@@ -115,7 +119,8 @@ def render_html(
 def render_report(entries: Sequence[ResultEntry], output_path: str | Path, **options: Any) -> Path:
     """Render the report to ``output_path`` (atomically) and return that path; options as ``render_html``.
 
-    ``missing`` lists (dataset, model) pairs without results; they are shown as missing.
+    ``missing`` lists (dataset, model) or (dataset, model, seed) items without results; they are shown as missing.
+    ``cost`` is the x axis of the gold-AUC charts: peak_memory, params, flops or samples_per_s.
     ``template_dir`` replaces the top-level report/ folder (templates/report.html.j2, style.css).
     ``references`` maps a dataset to published values to compare with:
     ``{"metric": "valid_auc", "source": "text", "values": {model name: number}, "task": optional}``.
@@ -148,6 +153,13 @@ def models_line(models_by_dataset: dict[str, list[str]]) -> str:
         return union
     per_dataset = "; ".join(f"{d}: {', '.join(models)}" for d, models in models_by_dataset.items())
     return f"{union} ({per_dataset})"
+
+
+def seeds_line(config: dict) -> str:
+    """The training seeds: benchmark.seeds, and each dataset's own where it has them."""
+    line = ", ".join(map(str, config["benchmark"]["seeds"]))
+    own = [f"{d}: {', '.join(map(str, config['datasets'][d]['seeds']))}" for d in config["benchmark"]["datasets"] if "seeds" in config["datasets"].get(d, {})]
+    return line + (f" ({'; '.join(own)})" if own else "")
 
 
 def config_references(config: dict) -> dict[str, dict]:

@@ -35,6 +35,9 @@ class Point:
     y: float
     color: str
     tooltip: str = ""
+    error: float | None = None  # y half-width of its confidence interval, drawn as a bar
+    on_front: bool = False  # on the Pareto front: joined by the front's dashed line
+    highlight: bool = False  # ringed (the cheapest model not significantly worse than the best)
 
 
 @dataclass(frozen=True)
@@ -165,17 +168,31 @@ def scatter_svg(
     width: int = 520,
     height: int = 340,
 ) -> str:
-    """One labelled dot per point; the x axis turns logarithmic when the values spread widely."""
+    """One labelled dot per point, with its error bar where it has one; the points on the Pareto front joined in x
+    order by a dashed line, a highlighted point ringed; the x axis turns logarithmic when the values spread widely."""
     points = [p for p in points if math.isfinite(p.x) and math.isfinite(p.y)]
     if not points:
         return empty_chart(title, "no results with both values")
-    xs, ys = [p.x for p in points], [p.y for p in points]
+    xs = [p.x for p in points]
+    ys = [y for p in points for y in ((p.y - p.error, p.y + p.error) if p.error else (p.y,))]
     x_axis = byte_axis(xs) if x_bytes else spread_axis(xs)
     canvas = _Canvas(width, height, x_axis, linear_axis(ys))
     canvas.frame(title, x_label + (" (log scale)" if x_axis.log else ""), y_label, x_format)
 
     anchors = [(canvas.px(p.x), canvas.py(p.y), p.label) for p in points]
+    front = sorted((p.x, p.y) for p in points if p.on_front)
+    if len(front) > 1:
+        coords = " ".join(f"{canvas.px(x):.1f},{canvas.py(y):.1f}" for x, y in front)
+        canvas.parts.append(
+            _el("polyline", children=_el("title", "Pareto front"), class_="pareto-front", points=coords, fill="none",
+                stroke=MUTED_COLOR, stroke_width=1.2, stroke_dasharray="4 3")
+        )  # fmt: skip
     for point, (x, y, _) in zip(points, anchors):
+        if point.error:
+            low, high = canvas.py(point.y - point.error), canvas.py(point.y + point.error)
+            canvas.parts.append(_el("line", class_="error-bar", x1=x, y1=low, x2=x, y2=high, stroke=point.color, stroke_width=1.5))
+        if point.highlight:
+            canvas.parts.append(_el("circle", class_="highlight", cx=x, cy=y, r=9, fill="none", stroke=point.color, stroke_width=1.5))
         tooltip = _el("title", point.tooltip) if point.tooltip else ""
         canvas.parts.append(
             _el(

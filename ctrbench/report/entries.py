@@ -1,4 +1,5 @@
-"""The results the report compares: (train record, gold record) pairs, loaded and checked for comparability."""
+"""The results the report compares: (train record, gold record) pairs, one per training run (a seed), loaded and
+checked for comparability, and grouped into one ``ModelResult`` per (dataset, model) over its seeds."""
 
 from __future__ import annotations
 
@@ -37,7 +38,15 @@ class ResultEntry:
 
     @property
     def label(self) -> str:
-        return f"{self.dataset}/{self.model}"
+        return f"{self.dataset}/{self.model}/seed{self.seed}"
+
+    @property
+    def seed(self) -> int:
+        return self.train.seed
+
+    @property
+    def predictions_path(self) -> Path:
+        return Path(self.gold_path or ".").parent / self.gold.predictions.file
 
     @property
     def arch(self) -> str:
@@ -104,6 +113,8 @@ def load_entries(pairs: Iterable[tuple[str | Path, str | Path]]) -> list[ResultE
                 raise ValueError(f"{key} differs between {train_path} ({getattr(train, key)!r}) and {gold_path} ({getattr(gold, key)!r})")
         if list(gold.tasks) != train.tasks:
             raise ValueError(f"{train_path} has tasks {train.tasks} but {gold_path} has {list(gold.tasks)}")
+        if gold.seed is not None and gold.seed != train.seed:
+            raise ValueError(f"seed differs between {train_path} ({train.seed}) and {gold_path} ({gold.seed})")
         entries.append(ResultEntry(train.dataset, train.model, train, gold, str(train_path), str(gold_path)))
     return entries
 
@@ -122,18 +133,90 @@ def check_gold_hashes(entries: Iterable[ResultEntry], manifests: dict[str, DataM
             raise GoldHashMismatch(dataset, models_by_hash)
 
 
-def check_comparable(entries: Sequence[ResultEntry], missing: Sequence[tuple[str, str]]) -> None:
-    """One result per (dataset, model), none also listed as missing, and one set of tasks per dataset."""
-    seen: set[tuple[str, str]] = set()
+def check_comparable(entries: Sequence[ResultEntry], missing: Sequence[tuple]) -> None:
+    """One result per (dataset, model, seed), none also listed as missing ((dataset, model) or (dataset, model,
+    seed)), and one set of tasks per dataset."""
+    seen: set[tuple] = set()
     tasks: dict[str, tuple[list[str], str]] = {}
     for entry in entries:
-        key = (entry.dataset, entry.model)
+        key = (entry.dataset, entry.model, entry.seed)
         if key in seen:
             raise ValueError(f"two results for {entry.label}")
         seen.add(key)
         first = tasks.setdefault(entry.dataset, (entry.tasks, entry.model))
         if first[0] != entry.tasks:
             raise ValueError(f"dataset {entry.dataset!r}: {first[1]} has tasks {first[0]} but {entry.model} has {entry.tasks}")
-    both = sorted(seen & {tuple(pair) for pair in missing})
+    given = seen | {key[:2] for key in seen}
+    both = sorted(tuple(item) for item in missing if tuple(item) in given)
     if both:
-        raise ValueError(f"listed as missing but results were given: {', '.join(f'{d}/{m}' for d, m in both)}")
+        raise ValueError(f"listed as missing but results were given: {', '.join('/'.join(map(str, item)) for item in both)}")
+
+
+MEASURED_COST = ("peak_memory_bytes", "train_samples_per_s", "train_seconds", "seconds_per_epoch")
+
+
+@dataclass
+class ModelResult:
+    """A model's runs on one dataset, one per seed (seed order): the report's unit. Quality is the mean over the
+    seeds; the bill is the first run's with its measured figures (memory, speed, time) averaged over the seeds."""
+
+    runs: list[ResultEntry]
+
+    def __post_init__(self):
+        self.runs = sorted(self.runs, key=lambda run: run.seed)
+
+    @property
+    def first(self) -> ResultEntry:
+        return self.runs[0]
+
+    dataset = property(lambda self: self.first.dataset)
+    model = property(lambda self: self.first.model)
+    arch = property(lambda self: self.first.arch)
+    tasks = property(lambda self: self.first.tasks)
+    train = property(lambda self: self.first.train)  # settings, curves and params: the first seed's
+    gold = property(lambda self: self.first.gold)
+    gold_sha256 = property(lambda self: self.first.gold_sha256)
+    model_info = property(lambda self: self.first.model_info)
+
+    @property
+    def seeds(self) -> list[int]:
+        return [run.seed for run in self.runs]
+
+    @property
+    def cost(self) -> Cost:
+        first = self.first.cost
+        return first.model_copy(
+            update={
+                name: type(getattr(first, name))(np.mean([getattr(run.cost, name) for run in self.runs]))
+                for name in MEASURED_COST
+            }
+        )
+
+    def gold_values(self, task: str, name: str) -> list[float | None]:
+        return [run.gold_metric(task, name) for run in self.runs]
+
+    def valid_values(self, task: str, name: str) -> list[float | None]:
+        return [run.valid_metric(task, name) for run in self.runs]
+
+    def gold_metric(self, task: str, name: str) -> float | None:
+        return _mean(self.gold_values(task, name))
+
+    def valid_metric(self, task: str, name: str) -> float | None:
+        return _mean(self.valid_values(task, name))
+
+    def mean_gold(self, name: str) -> float | None:
+        return _mean([run.mean_gold(name) for run in self.runs])
+
+
+def _mean(values: list[float | None]) -> float | None:
+    """The mean over the seeds; None when any seed lacks the value (a task with one class in the split lacks it in
+    every seed alike, since they share the split)."""
+    return None if not values or any(v is None for v in values) else float(np.mean(values))
+
+
+def group_runs(entries: Sequence[ResultEntry]) -> list[ModelResult]:
+    """One ModelResult per (dataset, model), in first-seen order."""
+    grouped: dict[tuple[str, str], list[ResultEntry]] = {}
+    for entry in entries:
+        grouped.setdefault((entry.dataset, entry.model), []).append(entry)
+    return [ModelResult(runs) for runs in grouped.values()]

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-import math
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,8 +12,11 @@ from markupsafe import Markup
 
 from ctrbench.data.manifest import DataManifest, SplitTimes
 from ctrbench.report import charts
-from ctrbench.report.entries import ResultEntry, model_info_text, starts_from_text
-from ctrbench.report.formatting import format_bytes, format_count, format_metric
+from ctrbench.report.entries import ModelResult, ResultEntry, group_runs, model_info_text, starts_from_text
+from ctrbench.report.flags import model_flags, small_gold_flag, train_label_rates
+from ctrbench.report.formatting import format_count
+from ctrbench.report.section_charts import length_charts, quality_cost_chart, validation_curves
+from ctrbench.report.significance import TaskSignificance, dataset_significance
 from ctrbench.report.table import (
     Cell,
     Column,
@@ -27,7 +27,8 @@ from ctrbench.report.table import (
     reference_notes,
     section_columns,
 )
-from ctrbench.results import MEAN_AUC, ExtraOutput
+from ctrbench.results import ExtraOutput
+from ctrbench.statistics import mean_ci
 
 
 @dataclass
@@ -51,6 +52,7 @@ class DatasetSection:
     rows: list[TableRow]
     missing: list[str]
     notes: list[str]
+    flags: list[str]  # dataset-level sanity flags (ctrbench.report.flags)
     scatter_svg: Markup | None
     curves_svg: Markup | None
     task_charts: list[Markup] = field(default_factory=list)  # one per task of a multi-task dataset
@@ -83,115 +85,91 @@ def anchor(name: str, taken: set[str]) -> str:
     return result
 
 
-def _tick_bytes(value: float) -> str:
-    """Axis ticks are round numbers: '2 GiB' rather than '2.00 GiB'."""
-    number, _, unit = format_bytes(value).partition(" ")
-    if "." in number:
-        number = number.rstrip("0").rstrip(".")
-    return "0" if value == 0 else f"{number} {unit}"
+def _cell(column: Column, result: ModelResult, best: bool, significance: dict[tuple[str, str], TaskSignificance]) -> Cell:
+    """One table cell: the mean over the seeds, its spread (± the 95% t interval) and each seed's value in the
+    tooltip, and for a tested metric whether the gold rows tell it from the best."""
+    value = column.value(result)
+    cell = Cell(column.key, value, column.format(value), column.detail(result), best)
+    values = column.per_seed(result) if column.per_seed else []
+    if len(values) > 1 and None not in values:
+        cell.spread = f"± {mean_ci(values)[1]:.4f}"
+        cell.title = "seeds: " + ", ".join(f"{seed} {column.format(v)}" for seed, v in zip(result.seeds, values))
+    tested = significance.get((column.group, column.tested)) if column.tested else None
+    if tested is not None and result.model in tested.versus:
+        versus = tested.versus[result.model]
+        cell.tied = tested.tied(result.model) and not best
+        test = f"vs {tested.best}: {versus.difference:+.4f}, p {versus.p_value:.3g} (Holm {versus.p_holm:.3g})"
+        cell.title = f"{cell.title}; {test}" if cell.title else test
+    return cell
 
 
-def _auc_name(tasks: Sequence[str]) -> str:
-    return "Gold AUC" if len(tasks) == 1 else "Mean gold AUC over tasks"
+def _missing_seeds(dataset: str, results: Sequence[ModelResult], missing: Sequence[tuple]) -> list[str]:
+    """Notes on models of which some seeds have results and others are missing (a partial report)."""
+    found = {r.model for r in results}
+    seeds: dict[str, list[str]] = {}
+    for item in missing:
+        if item[0] == dataset and len(item) > 2 and item[1] in found:
+            seeds.setdefault(item[1], []).append(str(item[2]))
+    return [f"{model}: seed {', '.join(s)} missing, the mean is over the seeds that finished" for model, s in seeds.items()]
 
 
-def _scatter(
-    entries: Sequence[ResultEntry], colors: dict[str, str], tasks: Sequence[str], task: str | None = None
+def _quality_chart(
+    ranked: Sequence[ModelResult],
+    colors: dict[str, str],
+    cost: str,
+    significance: dict[tuple[str, str], TaskSignificance],
+    task: str | None = None,
 ) -> Markup:
-    """Gold AUC against peak memory, one point per model: of ``task``, or the mean over the tasks."""
-    name = f"Gold AUC of {task}" if task is not None else _auc_name(tasks)
-    points = []
-    for entry in entries:
-        memory = float(entry.cost.peak_memory_bytes)
-        auc = entry.gold_metric(task, "auc") if task is not None else entry.mean_gold("auc")
-        if auc is not None:
-            tooltip = (
-                f"{entry.model}: {name[0].lower()}{name[1:]} {format_metric(auc)}, peak memory {format_bytes(memory)}"
-            )
-            points.append(charts.Point(entry.model, memory, auc, colors[entry.model], tooltip))
-    svg = charts.scatter_svg(
-        points, title=f"{name} vs peak memory", x_label="Peak memory", y_label=name, x_format=_tick_bytes, x_bytes=True
-    )
-    return Markup(svg)
+    """Gold AUC against the cost: of ``task``, or of the only task, or the mean over the tasks (drawn without
+    intervals or ties: no test compares means over tasks)."""
+    tasks = ranked[0].tasks
+    tested_task = task or (tasks[0] if len(tasks) == 1 else None)
+    tested = significance.get((tested_task, "auc"))
+    spreads = {}
+    for result in ranked if tested_task else ():
+        values = result.gold_values(tested_task, "auc")
+        if len(values) > 1 and None not in values:
+            spreads[result.model] = mean_ci(values)[1]
+    tied = {r.model for r in ranked if tested and tested.tied(r.model)}
+    return quality_cost_chart(ranked, colors, tasks, cost, task, spreads, tied)
 
 
-def _curves(entries: Sequence[ResultEntry], colors: dict[str, str]) -> Markup:
-    series = []
-    for entry in entries:
-        points = [(float(e.epoch), e.monitored) for e in entry.train.epochs if e.monitored is not None]
-        series.append(charts.Series(entry.model, colors[entry.model], points, float(entry.train.best_epoch)))
-    monitors = {entry.train.monitor for entry in entries}
-    what = "validation AUC (mean over tasks)" if monitors == {MEAN_AUC} else "validation value early stopping compares"
-    svg = charts.line_chart_svg(
-        series, title=f"{what[0].upper()}{what[1:]} per epoch", x_label="Epoch", y_label="Validation AUC",
-        highlight_label="best epoch",
-    )  # fmt: skip
-    return Markup(svg)
-
-
-def history_length(entry: ResultEntry) -> int | None:
-    """The longest history a model read (events, over its dataset's sequence groups), or None without any."""
-    lengths = entry.train.history_lengths
-    return max(lengths.values()) if lengths else None
-
-
-def _length_charts(entries: Sequence[ResultEntry], colors: dict[str, str], tasks: Sequence[str]) -> list[Markup]:
-    """Where a dataset's models read histories of several lengths: gold AUC, forward FLOPs per sample and training
-    samples/s against the length (log scale), one line per configuration (architecture and params) through the
-    lengths its models read, named after the architecture (or after its longest model where an architecture runs
-    in several configurations, e.g. LONGER with and without token merge)."""
-    measured = [(history_length(e), e) for e in entries if history_length(e) is not None]
-    if len({length for length, _ in measured}) < 2:
-        return []
-    lines: dict[tuple[str, str], list[tuple[int, ResultEntry]]] = {}
-    for length, entry in sorted(measured, key=lambda pair: pair[0]):
-        lines.setdefault((entry.arch, json.dumps(entry.train.params, sort_keys=True)), []).append((length, entry))
-    configurations = Counter(arch for arch, _ in lines)
-    names = {key: key[0] if configurations[key[0]] == 1 else pairs[-1][1].model for key, pairs in lines.items()}
-    figures = [
-        (_auc_name(tasks), lambda e: e.mean_gold("auc")),
-        ("Forward FLOPs per sample", lambda e: e.cost.forward_flops_per_sample),
-        ("Training samples/s", lambda e: e.cost.train_samples_per_s),
-    ]
-    charts_out = []
-    for name, value in figures:
-        series = [
-            charts.Series(
-                names[key],
-                colors[pairs[-1][1].model],
-                [(math.log2(length), float(v)) for length, e in pairs if (v := value(e)) is not None],
-            )
-            for key, pairs in lines.items()
-        ]
-        svg = charts.line_chart_svg(
-            series, title=f"{name} vs history length", x_label="Events per history (log scale)", y_label=name,
-            x_format=lambda x: f"{2**x:,.0f}",
-        )  # fmt: skip
-        charts_out.append(Markup(svg))
-    return charts_out
+SIGNIFICANCE_NOTE = (
+    "≈: not significantly different from the best of its column (gold AUC: DeLong's paired test; gold logloss: a "
+    "paired t-test over the rows; both with the spread over seeds added and Holm's correction over the models, at "
+    "5%). Values are means over the seeds, ± the 95% t interval where a model ran several; hover a value for each "
+    "seed's and its test."
+)
 
 
 def dataset_sections(
     entries: Sequence[ResultEntry],
-    missing: Sequence[tuple[str, str]],
+    missing: Sequence[tuple],
     colors: dict[str, str],
     references: dict[str, dict] | None = None,
+    manifests: dict[str, DataManifest] | None = None,
+    cost: str = "peak_memory",
 ) -> list[DatasetSection]:
-    """One section per dataset, in the order datasets first appear (results, then missing ones).
+    """One section per dataset, in the order datasets first appear (results, then missing ones); each model's runs
+    (seeds) are one row.
 
-    ``references`` (checked by ``check_references``: a list per dataset) adds reference columns to its datasets'
-    sections.
+    ``missing`` holds (dataset, model) or (dataset, model, seed) items without results. ``references`` (checked by
+    ``check_references``: a list per dataset) adds reference columns; ``manifests`` give the training label rates
+    the constant-model flag compares with; ``cost`` is the x axis of the quality charts (``COST_AXES``).
     """
-    order = list(dict.fromkeys([e.dataset for e in entries] + [d for d, _ in missing]))
+    order = list(dict.fromkeys([e.dataset for e in entries] + [item[0] for item in missing]))
     anchors: set[str] = set()
     sections = []
     for dataset in order:
-        ranked = rank_entries([e for e in entries if e.dataset == dataset])
+        ranked = rank_entries(group_runs([e for e in entries if e.dataset == dataset]))
+        found_models = {r.model for r in ranked}
         tasks = ranked[0].tasks if ranked else []
-        missing_models = list(dict.fromkeys(m for d, m in missing if d == dataset))
+        missing_models = list(dict.fromkeys(item[1] for item in missing if item[0] == dataset and item[1] not in found_models))
         dataset_references = (references or {}).get(dataset, [])
         columns = section_columns(tasks, dataset_references) if ranked else []
-        notes = []
+        significance = dataset_significance(ranked)
+        notes = [SIGNIFICANCE_NOTE] if significance else []
+        notes += _missing_seeds(dataset, ranked, missing)
         best_by_column = {}
         for column in columns:
             best_by_column[column.key], note = best_models(ranked, column)
@@ -200,30 +178,36 @@ def dataset_sections(
         for reference in dataset_references if ranked else []:
             compared = next(c for c in columns if c.key == f"{reference['task'] or tasks[0]}:{reference['metric']}")
             label = compared.label if len(tasks) == 1 else f"{compared.label} of {compared.group}"
-            notes += reference_notes(reference, label, [entry.model for entry in ranked])
+            notes += reference_notes(reference, label, [result.model for result in ranked])
+        train_rates = train_label_rates((manifests or {}).get(dataset), tasks)
         rows, extra = [], []
-        for rank, entry in enumerate(ranked, start=1):
-            cells = []
-            for column in columns:
-                value = column.value(entry)
-                best = entry.model in best_by_column[column.key]
-                cells.append(Cell(column.key, value, column.format(value), column.detail(entry), best))
+        for rank, result in enumerate(ranked, start=1):
+            cells = [_cell(c, result, result.model in best_by_column[c.key], significance) for c in columns]
             rows.append(
                 TableRow(
-                    entry.model,
-                    entry.arch,
-                    colors[entry.model],
+                    result.model,
+                    result.arch,
+                    colors[result.model],
                     rank,
                     cells,
-                    model_info=model_info_text(entry.model_info),
-                    starts_from=starts_from_text(entry.train.initialised_from),
+                    model_info=model_info_text(result.model_info),
+                    starts_from=starts_from_text(result.train.initialised_from),
+                    seeds=f"{len(result.runs)} seeds" if len(result.runs) > 1 else "",
+                    flags=model_flags(result, train_rates),
                 )
             )
             extra += [
-                _extra_output_view(entry.model, output, colors[entry.model]) for output in entry.gold.extra_outputs
+                _extra_output_view(result.model, output, colors[result.model]) for output in result.gold.extra_outputs
             ]
         rows += [TableRow(model, "", colors[model], missing=True) for model in missing_models]
         first = ranked[0] if ranked else None
+        flags = [
+            flag
+            for task in tasks
+            if (tested := significance.get((task, "auc")))
+            and (flag := small_gold_flag(ranked, tested, first.gold.tasks[task].rows))
+        ]
+
         sections.append(
             DatasetSection(
                 name=dataset,
@@ -234,12 +218,11 @@ def dataset_sections(
                 rows=rows,
                 missing=missing_models,
                 notes=notes,
-                scatter_svg=_scatter(ranked, colors, tasks) if ranked else None,
-                curves_svg=_curves(ranked, colors) if ranked else None,
-                task_charts=[_scatter(ranked, colors, tasks, task) for task in tasks]
-                if ranked and len(tasks) > 1
-                else [],
-                length_charts=_length_charts(ranked, colors, tasks),
+                flags=flags,
+                scatter_svg=_quality_chart(ranked, colors, cost, significance) if ranked else None,
+                curves_svg=validation_curves(ranked, colors) if ranked else None,
+                task_charts=[_quality_chart(ranked, colors, cost, significance, task) for task in tasks] if len(tasks) > 1 else [],
+                length_charts=length_charts(ranked, colors, tasks),
                 columns=columns,
                 groups=column_groups(columns),
                 extra_outputs=extra,

@@ -1,5 +1,6 @@
-"""The results table of a dataset: one column group per task (gold and validation quality), then the cost
-bill; the best value of each column marked; an optional column of published reference values."""
+"""The results table of a dataset: one column group per task (gold and validation quality, means over the seeds
+with their spread), then the cost bill; the best value of each column marked, and the models the gold rows cannot
+tell from the best; an optional column of published reference values."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ctrbench.report.entries import ResultEntry
+from ctrbench.report.entries import ModelResult
 from ctrbench.report.formatting import (
     finite,
     format_bytes,
@@ -30,30 +31,37 @@ class Column:
     key: str  # "<task>:<metric>" for a task's column, the cost's name otherwise
     label: str
     better: str  # "min" or "max"
-    value: Callable[[ResultEntry], float | None]
+    value: Callable[[ModelResult], float | None]
     format: Callable[[float | None], str]
     group: str = COST_GROUP  # the task a quality column belongs to
-    detail: Callable[[ResultEntry], str] = lambda entry: ""  # small second line in the cell
+    detail: Callable[[ModelResult], str] = lambda entry: ""  # small second line in the cell
     detail_label: str = ""  # what that second line holds, shown under the header
     # Values are only ranked against values of the same kind (CPU RSS is not CUDA allocation).
-    kind: Callable[[ResultEntry], Any] = lambda entry: None
+    kind: Callable[[ModelResult], Any] = lambda entry: None
     ranked: bool = True  # False: shown only, never marked best (e.g. published reference values)
     title: str = ""  # header tooltip; default: which direction is better
+    per_seed: Callable[[ModelResult], list] | None = None  # each seed's value, when the column is their mean
+    tested: str = ""  # the metric ctrbench.report.significance compares the models on ("auc", "logloss")
 
 
 def task_columns(task: str) -> list[Column]:
-    def gold(name: str) -> Callable[[ResultEntry], float | None]:
-        return lambda e: e.gold_metric(task, name)
+    def gold(name: str) -> dict:
+        return {"value": lambda e: e.gold_metric(task, name), "per_seed": lambda e: e.gold_values(task, name)}
 
     return [
-        Column(f"{task}:gold_logloss", "Gold logloss", "min", gold("logloss"), format_metric, task),
-        Column(f"{task}:gold_auc", "Gold AUC", "max", gold("auc"), format_metric, task),
-        Column(f"{task}:gold_gauc", "Gold gAUC", "max", gold("gauc"), format_metric, task),
+        Column(f"{task}:gold_logloss", "Gold logloss", "min", format=format_metric, group=task, tested="logloss", **gold("logloss")),
+        Column(f"{task}:gold_auc", "Gold AUC", "max", format=format_metric, group=task, tested="auc", **gold("auc")),
+        Column(f"{task}:gold_gauc", "Gold gAUC", "max", format=format_metric, group=task, **gold("gauc")),
         Column(
             f"{task}:valid_auc", "Val AUC", "max", lambda e: e.valid_metric(task, "auc"), format_metric, task,
-            detail=lambda e: f"epoch {e.train.best_epoch}",
+            detail=_best_epochs, per_seed=lambda e: e.valid_values(task, "auc"),
         ),
     ]  # fmt: skip
+
+
+def _best_epochs(entry: ModelResult) -> str:
+    epochs = [run.train.best_epoch for run in entry.runs]
+    return f"epoch {epochs[0]}" if len(epochs) == 1 else f"epochs {', '.join(map(str, epochs))}"
 
 
 MEAN_GROUP = "mean over tasks"  # a multi-task section's summary columns (no task is named so: tasks are label columns)
@@ -63,7 +71,7 @@ def mean_columns() -> list[Column]:
     """A multi-task section's means over its tasks of the gold metrics (tasks whose metric is undefined on the gold
     split, e.g. one class, are left out of every model's mean alike: all models share the gold file)."""
 
-    def mean(name: str) -> Callable[[ResultEntry], float | None]:
+    def mean(name: str) -> Callable[[ModelResult], float | None]:
         return lambda e: e.mean_gold(name)
 
     return [
@@ -73,18 +81,18 @@ def mean_columns() -> list[Column]:
     ]
 
 
-def _params_detail(entry: ResultEntry) -> str:
+def _params_detail(entry: ModelResult) -> str:
     groups = entry.cost.parameter_groups
     parts = [f"{format_count(g.params)} {name}" for name, g in groups.items() if g.params]
     return " + ".join(parts)
 
 
-def _optimizer_detail(entry: ResultEntry) -> str:
+def _optimizer_detail(entry: ModelResult) -> str:
     groups = entry.cost.parameter_groups
     return " / ".join(f"{g.optimizer}" for g in groups.values() if g.optimizer and g.params)
 
 
-def _run_detail(entry: ResultEntry) -> str:
+def _run_detail(entry: ModelResult) -> str:
     cost = entry.cost
     processes = f" × {cost.processes}" if cost.processes > 1 else ""
     return f"{cost.device}{processes} · {cost.precision}"
@@ -146,17 +154,17 @@ def column_groups(columns: Sequence[Column]) -> list[tuple[str, int]]:
     return groups
 
 
-def rank_entries(entries: Sequence[ResultEntry]) -> list[ResultEntry]:
+def rank_entries(entries: Sequence[ModelResult]) -> list[ModelResult]:
     """Best first: highest mean gold AUC over the tasks, then lowest mean gold logloss; no AUC goes last."""
 
-    def key(entry: ResultEntry):
+    def key(entry: ModelResult):
         auc, logloss = entry.mean_gold("auc"), entry.mean_gold("logloss")
         return (auc is None, -(auc or 0.0), logloss is None, logloss or 0.0, entry.model)
 
     return sorted(entries, key=key)
 
 
-def best_models(entries: Sequence[ResultEntry], column: Column) -> tuple[set[str], str]:
+def best_models(entries: Sequence[ModelResult], column: Column) -> tuple[set[str], str]:
     """Models holding the column's best value (ties share it), and a note when nothing is marked.
 
     With fewer than two values there is nothing to compare, so nothing is marked; nor in a column
@@ -183,6 +191,9 @@ class Cell:
     text: str
     detail: str = ""
     best: bool = False
+    spread: str = ""  # ± the 95% confidence half-width over the seeds
+    tied: bool = False  # not significantly different from the best (Holm-corrected paired test on the gold rows)
+    title: str = ""  # tooltip: each seed's value, the test against the best
 
 
 @dataclass
@@ -195,6 +206,8 @@ class TableRow:
     missing: bool = False
     model_info: str = ""
     starts_from: str = ""  # a training phase: the run and parts it started from
+    seeds: str = ""  # "3 seeds" where the model ran more than one
+    flags: list[str] = field(default_factory=list)  # ctrbench.report.flags
 
 
 # ---------------------------------------------------------------- reference values
@@ -248,7 +261,7 @@ def reference_column(reference: dict, compared: Column) -> Column:
     """The "Reference" column of one section: the published value, and ours minus it underneath."""
     values = reference["values"]
 
-    def difference(entry: ResultEntry) -> str:
+    def difference(entry: ModelResult) -> str:
         ours, theirs = compared.value(entry), values.get(entry.model)
         return "" if ours is None or theirs is None else format_difference(ours - theirs)
 
