@@ -19,8 +19,9 @@ FuxiCTR's defaults (``AutoInt.__init__``): embedding_dim 10, attention_layers 2,
 use_scale False, use_residual True, layer_norm False, net_dropout 0 (attention weights and DNN), batch_norm False,
 use_wide False, dnn_hidden_units [64, 64, 64] (so FuxiCTR's ``AutoInt`` is AutoInt+ unless the DNN is emptied).
 Ours: ``num_layers`` is FuxiCTR's ``attention_layers``, ``dropout`` its ``net_dropout``; ``attention_dim`` defaults
-to ``embedding_dim``; FuxiCTR's optional wide (LR) term is not offered. Weights start as in FuxiCTR: Xavier-normal
-per matrix, zero biases, embeddings N(0, 1e-4).
+to ``embedding_dim``; FuxiCTR's optional wide (LR) term is not offered. Weights start as in FuxiCTR (Xavier-normal
+per matrix, zero biases, categorical embeddings N(0, 1e-4)) but for the dense ``v_m``: N(0, 1e-4) as in every model
+here, where FuxiCTR's ``reset_parameters`` gives its ``nn.Linear(1, d)`` Xavier-normal weights.
 """
 
 from __future__ import annotations
