@@ -286,7 +286,7 @@ class FeedForward(nn.Sequential):
 class TransformerBlock(nn.Module):
     """Self-attention + FFN, each with a residual connection, on ``[B, T, d]``.
 
-    ``prenorm=False`` (AutoInt, original Transformer): ``x = LN(x + drop(f(x)))``.
+    ``prenorm=False`` (field_transformer, HyFormer, the original Transformer): ``x = LN(x + drop(f(x)))``.
     ``prenorm=True``  (FT-Transformer): ``x = x + drop(f(LN(x)))``; the stack then needs a final LN.
     """
 
