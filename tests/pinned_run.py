@@ -38,7 +38,8 @@ datasets:
         dense: {name: adamw, lr: 0.003, weight_decay: 1.0e-5}
 models:
   dcnv2: {arch: dcnv2, params: {embedding_dim: 16, num_cross_layers: 3, cross_type: full, structure: parallel, mlp_hidden: [256, 128], dropout: 0.1}}
-  autoint: {arch: autoint, params: {embedding_dim: 16, num_layers: 2, num_heads: 2, dropout: 0.1}}
+  # arch `autoint` when pinned: the post-LN field Transformer, renamed when the paper's AutoInt took that arch
+  autoint: {arch: field_transformer, params: {embedding_dim: 16, num_layers: 2, num_heads: 2, dropout: 0.1}}
   ft_transformer: {arch: ft_transformer, params: {d_token: 16, num_layers: 2, num_heads: 2, dense_tokens: single, pooling: cls}}
   deepfm: {arch: deepfm, params: {embedding_dim: 16, mlp_hidden: [256, 128], dropout: 0.1}}
   dcnv3: {arch: dcnv3, params: {embedding_dim: 16, num_heads: 2, num_lcn_layers: 3, num_ecn_layers: 3}}

@@ -18,7 +18,7 @@ TRAINING = {"device": "cuda", "batch_size": 256, "steps_per_epoch": None, "max_e
             "optimizer": {"embedding": {"name": "sgd", "lr": 1.0}, "dense": {"name": "adamw", "lr": 0.003}}}
 
 
-@pytest.mark.parametrize("arch", ["dcnv2", "autoint", "ft_transformer", "deepfm"])
+@pytest.mark.parametrize("arch", ["dcnv2", "autoint_plus", "field_transformer", "ft_transformer", "deepfm"])
 def test_cuda_training_accounts_cuda_memory_and_scores_like_cpu(tiny_processed, tmp_path, arch):
     outputs = TrainOutputs(tmp_path / "ckpt.pt", tmp_path / "metrics.json", tmp_path / "log.jsonl")
     metrics = train(train_path=tiny_processed["train"], valid_path=tiny_processed["valid"],

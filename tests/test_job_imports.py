@@ -36,7 +36,7 @@ def test_model_lookup_imports_the_module_of_its_arch_alone():
     # transformers is imported when an LLM-CTR model is built, not when its class is looked up (the config check)
     assert modules_after(lookup.format("llm_ctr")) == ["ctrbench.models.llm_ctr", "torch"]
     fm = FeatureMap(dataset="tiny", tasks=tasks_of(["y"]), features=[Feature("c", "categorical", vocab_size=3)])
-    with pytest.raises(ValueError, match="unknown model arch 'dcn'; known: autoint, bst, dcnv2, .*, sum_pooling"):
+    with pytest.raises(ValueError, match="unknown model arch 'dcn'; known: autoint, autoint_plus, bst, dcnv2, .*, sum_pooling"):
         build_model("dcn", fm)
 
 

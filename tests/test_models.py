@@ -55,7 +55,10 @@ def embedding_weights(model: nn.Module) -> set[int]:
 
 
 def test_registry_has_every_model():
-    assert ARCHS == ["autoint", "dcnv2", "dcnv3", "deepfm", "ft_transformer", "infnet", "mmoe", "omoe", "ple", "shared_bottom"]
+    assert ARCHS == [
+        "autoint", "autoint_plus", "dcnv2", "dcnv3", "deepfm", "field_transformer", "ft_transformer", "infnet", "mmoe",
+        "omoe", "ple", "shared_bottom",
+    ]  # fmt: skip
     assert sorted(set(PACKAGE_MODELS) - set(ARCHS) - set(LLM_ARCHS)) == [
         "bst", "din", "hyformer", "longer", "mamba4rec", "mdaf", "sum_pooling"
     ]  # fmt: skip
@@ -127,6 +130,10 @@ def test_deterministic_given_seed(arch):
         ("dcnv2", {"cross_type": "full", "structure": "stacked", "mlp_hidden": []}),
         ("deepfm", {"mlp_hidden": [8, 4], "batch_norm": True, "embedding_dim": 4}),
         ("autoint", {"embedding_dim": 8, "num_heads": 4, "num_layers": 1}),
+        ("autoint", {"attention_dim": 6, "num_heads": 3, "use_scale": True, "layer_norm": True, "dropout": 0.1}),
+        ("autoint", {"use_residual": False, "project_residual": True, "dense_bias": True}),
+        ("autoint_plus", {"mlp_hidden": [8], "batch_norm": True, "dropout": 0.1}),
+        ("field_transformer", {"embedding_dim": 8, "num_heads": 4, "num_layers": 1, "dense_bias": False}),
         ("ft_transformer", {"dense_tokens": "per_feature", "pooling": "mean"}),
         ("shared_bottom", {"bottom_hidden": [8, 4], "tower_hidden": [], "batch_norm": True, "dropout": 0.1}),
         ("mmoe", {"num_experts": 2, "expert_hidden": [8, 4], "gate_hidden": [4], "batch_norm": True}),
@@ -249,7 +256,9 @@ def test_unknown_param_raises(arch):
 @pytest.mark.parametrize(
     "arch,params",
     [("dcnv2", {"cross_type": "bogus"}), ("dcnv2", {"structure": "bogus"}), ("ft_transformer", {"pooling": "bogus"}),
-     ("ft_transformer", {"dense_tokens": "bogus"}), ("autoint", {"num_heads": 3})],
+     ("ft_transformer", {"dense_tokens": "bogus"}), ("autoint", {"num_heads": 3}), ("autoint", {"num_layers": 0}),
+     ("autoint", {"attention_dim": 8, "num_heads": 3}), ("autoint_plus", {"mlp_hidden": []}),
+     ("field_transformer", {"num_heads": 3}), ("deepfm", {"dense_bias": "no"})],
 )
 def test_invalid_choice_raises(arch, params):
     with pytest.raises(ValueError):

@@ -15,7 +15,7 @@ from preset_data import stand_ins
 # ctrbench (and its report templates) too: Snakemake and the jobs then import this checkout's package, whatever
 # `pip install -e` points at
 WORKFLOW_PARTS = ["Snakefile", "rules", "workflow_scripts", "config", "envs", "containers", "ctrbench", "report"]
-MODELS = ["dcnv2", "autoint", "ft_transformer", "deepfm"]
+MODELS = ["dcnv2", "field_transformer", "ft_transformer", "deepfm"]
 
 TINY_CONFIG = {
     "benchmark": {"datasets": ["tiny_criteo"], "models": MODELS, "seeds": [11]},
@@ -30,8 +30,8 @@ TINY_CONFIG = {
     "models": {
         "dcnv2": {"arch": "dcnv2", "params": {"embedding_dim": 4, "num_cross_layers": 1, "mlp_hidden": [16]}},
         # attention models learn slowly from 6k rows: a per-model training override speeds them up
-        "autoint": {
-            "arch": "autoint",
+        "field_transformer": {
+            "arch": "field_transformer",
             "params": {"embedding_dim": 8, "num_layers": 1, "num_heads": 2},
             "training": {
                 "optimizer": {"embedding": {"name": "sgd", "lr": 10.0}, "dense": {"name": "adamw", "lr": 0.01}}
@@ -184,8 +184,8 @@ def with_changes(config: dict, change) -> dict:
             "- datasets.tiny_userbehavior.training: Additional properties are not allowed ('max_epoch' was unexpected)",
         ),
         (
-            lambda c: c["models"]["autoint"]["training"].update(max_epoch=2),
-            "- models.autoint.training: Additional properties are not allowed ('max_epoch' was unexpected)",
+            lambda c: c["models"]["field_transformer"]["training"].update(max_epoch=2),
+            "- models.field_transformer.training: Additional properties are not allowed ('max_epoch' was unexpected)",
         ),
         (
             lambda c: c["training"]["optimizer"]["dense"].update(weight_decy=0.1),

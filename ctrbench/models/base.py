@@ -76,13 +76,16 @@ class CTRModel(nn.Module):
     def param_problems(cls, params: dict, history_groups: tuple[str, ...] | None = None) -> list[str]:
         """What is wrong with ``params`` (values, not names), checked when the config is read; ``history_groups``: the
         dataset's sequence groups where one is known (None: check what does not depend on the dataset). Here: every
-        param annotated with a ``Literal`` takes one of its values; models add their own checks."""
+        param annotated with a ``Literal`` takes one of its values, and one annotated ``bool`` is true or false (not
+        0, 1 or a string such as "no"); models add their own checks."""
         hints = typing.get_type_hints(cls.__init__)
         problems = []
         for name, value in params.items():
             hint = hints.get(name)
             if typing.get_origin(hint) is Literal and value not in typing.get_args(hint):
                 problems.append(f"{name} must be one of {list(typing.get_args(hint))}, got {value!r}")
+            elif hint is bool and not isinstance(value, bool):
+                problems.append(f"{name} must be true or false, got {value!r}")
         return problems
 
     def forward(self, batch: Batch) -> ModelOutput:  # pragma: no cover - abstract

@@ -4,7 +4,8 @@ The user's behaviour sequence plus the target item go through a transformer (pos
 learned position embeddings in place of the paper's time-gap buckets, which the processed data does
 not carry); its outputs, concatenated as in the paper (or pooled), join the flattened embeddings of
 the other features in an MLP. Embeddings start at N(0, 0.05): FuxiCTR's 1e-4 (or 0.02) leaves the
-target-history matching this model learns on a plateau for hundreds of steps.
+target-history matching this model learns on a plateau for hundreds of steps. The dense features, where a
+dataset has them, are one token ``x W + b`` (``dense_bias=False``: ``x W``, as FuxiCTR embeds numeric features).
 """
 
 from __future__ import annotations
@@ -61,11 +62,13 @@ class BST(CTRModel):
         mlp_hidden: Sequence[int] = (256, 128),
         mlp_dropout: float = 0.1,
         history_group: str | None = None,
+        dense_bias: bool = True,
     ):
         super().__init__(feature_map, sparse_embeddings=sparse_embeddings)
         self.pooling = pooling
         self.embedding = FeatureEmbedding(
-            feature_map, embedding_dim, dense_mode="single", sparse=sparse_embeddings, init_std=embedding_init_std
+            feature_map, embedding_dim, dense_mode="single", sparse=sparse_embeddings, init_std=embedding_init_std,
+            dense_bias=dense_bias,
         )
         self.tokens = BehaviourTokens(feature_map, self.embedding, history_group)
         self.encoder = TransformerSequenceEncoder(

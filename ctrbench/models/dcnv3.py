@@ -18,13 +18,25 @@ class MultiHeadFeatureEmbedding(nn.Module):
 
     Each token is cut into ``H`` heads of size ``d``; within a head, each field's ``d`` values are cut
     into two halves, and the head vector is ``[first halves of all fields, second halves of all fields]``.
-    Every field (categorical, and each dense feature as a ``per_feature`` token) is one token.
+    Every field (categorical, and each dense feature as a ``per_feature`` token) is one token. A dense
+    token is ``x_i w_i + b_i`` (rtdl style); FuxiCTR's is ``x_i w_i`` (``nn.Linear(1, H*d, bias=False)``),
+    which ``dense_bias=False`` gives.
     """
 
-    def __init__(self, feature_map: FeatureMap, embedding_dim: int, num_heads: int, *, sparse: bool = False):
+    def __init__(
+        self,
+        feature_map: FeatureMap,
+        embedding_dim: int,
+        num_heads: int,
+        *,
+        sparse: bool = False,
+        dense_bias: bool = True,
+    ):
         super().__init__()
         self.num_heads = num_heads
-        self.embedding = FeatureEmbedding(feature_map, embedding_dim * num_heads, dense_mode="per_feature", sparse=sparse)
+        self.embedding = FeatureEmbedding(
+            feature_map, embedding_dim * num_heads, dense_mode="per_feature", sparse=sparse, dense_bias=dense_bias
+        )
 
     @property
     def num_fields(self) -> int:
@@ -106,7 +118,8 @@ class DCNv3(CTRModel):
     """Multi-head field embeddings -> LCN (shallow) and ECN (deep) in parallel; each yields a logit
     (``aux["logit_lcn"]``, ``aux["logit_ecn"]``), the prediction is their mean. Trained with Tri-BCE:
     ``L + w_D L_D + w_S L_S`` with ``w = max(0, L_branch - L)`` per task. As in the reference the
-    weights are not detached (gradients flow through them); ``detach_loss_weights=True`` stops them."""
+    weights are not detached (gradients flow through them); ``detach_loss_weights=True`` stops them.
+    Dense features are tokens ``x_i w_i + b_i``; ``dense_bias=False`` gives FuxiCTR's ``x_i w_i``."""
 
     arch = "dcnv3"
 
@@ -122,12 +135,15 @@ class DCNv3(CTRModel):
         dropout: float = 0.1,
         layer_norm: bool = True,
         detach_loss_weights: bool = False,
+        dense_bias: bool = True,
     ):
         super().__init__(feature_map, sparse_embeddings=sparse_embeddings)
         if num_heads < 1 or embedding_dim < 1:
             raise ValueError(f"num_heads and embedding_dim must be positive, got {num_heads}, {embedding_dim}")
         self.detach_loss_weights = detach_loss_weights
-        self.embedding = MultiHeadFeatureEmbedding(feature_map, embedding_dim, num_heads, sparse=sparse_embeddings)
+        self.embedding = MultiHeadFeatureEmbedding(
+            feature_map, embedding_dim, num_heads, sparse=sparse_embeddings, dense_bias=dense_bias
+        )
         width = self.embedding.num_fields * embedding_dim
         kw = {"layer_norm": layer_norm, "dropout": dropout}
         self.lcn = LinearCrossNetwork(width, num_lcn_layers, feature_map.num_tasks, **kw)

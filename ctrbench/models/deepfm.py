@@ -20,7 +20,8 @@ from ctrbench.models.registry import register
 class DeepFM(CTRModel):
     """logits = first-order + FM(field tokens) + DNN(flattened field tokens).
 
-    Dense features are per-feature tokens ``x_i * v_i + b_i`` so that they join the FM. With several
+    Dense features are per-feature tokens ``x_i * v_i + b_i`` so that they join the FM; FuxiCTR's (and the
+    paper's) are ``x_i * v_i``, which ``dense_bias=False`` gives. With several
     tasks, the first-order term and the DNN have one output per task and the (scalar) FM term is
     shared; with one task this is exactly DeepFM.
 
@@ -44,10 +45,13 @@ class DeepFM(CTRModel):
         batch_norm: bool = False,
         gen: bool = False,
         gen_gamma: float = GEN_GAMMA,
+        dense_bias: bool = True,
     ):
         super().__init__(feature_map, sparse_embeddings=sparse_embeddings)
         n_tasks = feature_map.num_tasks
-        self.embedding = FeatureEmbedding(feature_map, embedding_dim, dense_mode="per_feature", sparse=sparse_embeddings)
+        self.embedding = FeatureEmbedding(
+            feature_map, embedding_dim, dense_mode="per_feature", sparse=sparse_embeddings, dense_bias=dense_bias
+        )
         # first order: one weight per categorical row (per task), same layout and offsets as the tokens
         self.linear_cat = None
         if self.embedding.num_categorical:

@@ -13,7 +13,8 @@ intensity of user interests"); ``use_softmax`` takes ``w = softmax_j(w_j)`` over
 
     u = sum_{j : mask_j} w_j e_j                                          (an empty history gives u = 0)
 
-and the prediction an MLP over ``[u; every field token]`` (the target fields, user id, ... and the dense token).
+and the prediction an MLP over ``[u; every field token]`` (the target fields, user id, ... and the dense token
+``x W + b``, or ``x W`` with ``dense_bias=False``).
 
 Dice (paper eq. 9), the activation of the attention MLP by default (as FuxiCTR; the head is ReLU by default, as
 FuxiCTR, ``mlp_activation: dice`` gives the paper's):
@@ -125,10 +126,12 @@ class DIN(CTRModel):
         mlp_hidden: Sequence[int] = (200, 80),
         mlp_activation: str = "relu",
         mlp_dropout: float = 0.0,
+        dense_bias: bool = True,
     ):
         super().__init__(feature_map, sparse_embeddings=sparse_embeddings)
         self.embedding = FeatureEmbedding(
-            feature_map, embedding_dim, dense_mode="single", sparse=sparse_embeddings, init_std=embedding_init_std
+            feature_map, embedding_dim, dense_mode="single", sparse=sparse_embeddings, init_std=embedding_init_std,
+            dense_bias=dense_bias,
         )
         self.tokens = BehaviourTokens(feature_map, self.embedding, group=history_group)
         self.attention = DINAttention(

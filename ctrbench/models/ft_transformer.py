@@ -14,11 +14,11 @@ from ctrbench.models.registry import register
 
 @register
 class FTTransformer(CTRModel):
-    """Tokens: categorical fields, then the dense features as ONE token (``dense_tokens="single"``)
-    or one each (``"per_feature"``), then a learned CLS token (appended, as in rtdl). Pre-LN blocks
-    (FFN 4*d, GELU), then ``pooling`` (CLS token or mean of all tokens) and the rtdl head
-    LN -> ReLU -> Linear, whose LN is the final LN a pre-LN stack needs. Unlike rtdl, the first
-    block also normalises its input (our tokens are not scaled for a raw residual stream)."""
+    """Tokens: categorical fields, then the dense features as ONE token (``dense_tokens="single"``, ``x W + b``)
+    or one each (``"per_feature"``, ``x_i w_i + b_i``, rtdl's; ``dense_bias=False`` drops the biases), then a
+    learned CLS token (appended, as in rtdl). Pre-LN blocks (FFN 4*d, GELU), then ``pooling`` (CLS token or mean
+    of all tokens) and the rtdl head LN -> ReLU -> Linear, whose LN is the final LN a pre-LN stack needs. Unlike
+    rtdl, the first block also normalises its input (our tokens are not scaled for a raw residual stream)."""
 
     arch = "ft_transformer"
 
@@ -35,6 +35,7 @@ class FTTransformer(CTRModel):
         residual_dropout: float = 0.0,
         dense_tokens: str = "single",
         pooling: str = "cls",
+        dense_bias: bool = True,
     ):
         super().__init__(feature_map, sparse_embeddings=sparse_embeddings)
         if dense_tokens not in ("single", "per_feature"):
@@ -44,7 +45,8 @@ class FTTransformer(CTRModel):
         self.pooling = pooling
         # std 0.01 rather than 1e-4: LayerNorm's eps (1e-5) would swamp the variance of tinier tokens
         self.tokenizer = FeatureEmbedding(
-            feature_map, d_token, dense_mode=dense_tokens, sparse=sparse_embeddings, init_std=1e-2
+            feature_map, d_token, dense_mode=dense_tokens, sparse=sparse_embeddings, init_std=1e-2,
+            dense_bias=dense_bias,
         )
         self.cls = uniform_token(d_token)
         self.blocks = nn.Sequential(

@@ -5,7 +5,8 @@ histories (query decoding) and mix with the non-sequence tokens (query boosting)
 Tokens, all of width D (``d_model``):
 
 - non-sequence tokens ``NS = [ns_1 .. ns_M]`` ``[B, M, D]`` (M = ``num_field_groups``): the field tokens (every
-  categorical field, then one token for all dense features) are cut into M contiguous groups in feature-map order
+  categorical field, then one token ``x W + b`` for all dense features, ``x W`` with ``dense_bias=False``) are cut
+  into M contiguous groups in feature-map order
   (sizes differing by at most one, larger first); ``ns_j = W_j [e_f for f in group j] + b_j``. The paper groups
   fields "by semantics" (RankMixer's tokenisation); here the feature map's order stands in for it.
 - event tokens of sequence group g: ``H_g^0 = W_g [e(id_1); ..; e(id_S)] + b_g (+ TimeGap(Δt))`` ``[B, L_g, D]``,
@@ -84,6 +85,7 @@ class HyFormer(CTRModel):
         mlp_hidden: Sequence[int] = (64,),
         history_groups: Sequence[str] | None = None,
         use_time_gaps: bool = True,
+        dense_bias: bool = True,
     ):
         super().__init__(feature_map, sparse_embeddings=sparse_embeddings)
         self.groups = list(history_groups or [g.name for g in feature_map.sequence_groups])
@@ -94,7 +96,8 @@ class HyFormer(CTRModel):
         D, N, G = d_model, num_queries, len(self.groups)
         self.d_model, self.num_queries = D, N
         self.embedding = FeatureEmbedding(
-            feature_map, embedding_dim, dense_mode="single", sparse=sparse_embeddings, init_std=EMBEDDING_INIT_STD
+            feature_map, embedding_dim, dense_mode="single", sparse=sparse_embeddings, init_std=EMBEDDING_INIT_STD,
+            dense_bias=dense_bias,
         )
         self.ns_tokens = FieldGroupTokens(self.embedding.num_tokens, embedding_dim, D, num_field_groups)
         self.tokens = nn.ModuleList(BehaviourTokens(feature_map, self.embedding, group) for group in self.groups)

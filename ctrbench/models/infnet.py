@@ -7,8 +7,8 @@ Equation numbers count the display equations of v1's §3 in order of appearance 
 Tokens, all of size d:
 
 - categorical tokens C ``[B, M, d]`` (eqs. 1-2): one per categorical field; dense features become tokens too,
-  ``x_i w_i + b_i`` each (``dense_mode="per_feature"``; the paper buckets continuous values into categorical
-  fields instead, which the readers may do as well);
+  ``x_i w_i + b_i`` each (``dense_mode="per_feature"``; ``x_i w_i`` with ``dense_bias=False``; the paper buckets
+  continuous values into categorical fields instead, which the readers may do as well);
 - categorical proxies ``C~ = Reshape(φ_cat(Flatten(C)))`` ``[B, m, d]`` (eq. 3), φ_cat an MLP;
 - sequence tokens S ``[B, L, d]`` (eq. 4): the behaviour sequences concatenated (one sequence group per
   behaviour), each event from its ids' embeddings in the target fields' tables (see BehaviourSequenceTokens);
@@ -159,6 +159,7 @@ class INFNet(CTRModel):
         residual: bool = True,
         sequence_positions: bool = False,
         dropout: float = 0.0,
+        dense_bias: bool = True,
     ):
         super().__init__(feature_map, sparse_embeddings=sparse_embeddings)
         for name, value in (("num_blocks", num_blocks), ("categorical_proxies", categorical_proxies),
@@ -170,7 +171,8 @@ class INFNet(CTRModel):
             raise ValueError("infnet: dense_mode must be 'per_feature' or 'single' (dense features are tokens of C)")
         d = self.d = embedding_dim
         self.embedding = FeatureEmbedding(
-            feature_map, d, dense_mode=dense_mode, sparse=sparse_embeddings, init_std=embedding_init_std
+            feature_map, d, dense_mode=dense_mode, sparse=sparse_embeddings, init_std=embedding_init_std,
+            dense_bias=dense_bias,
         )
         # one sequence group per behaviour; without any, S is empty
         self.has_sequences = bool(behaviour_fields(feature_map))

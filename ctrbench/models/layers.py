@@ -37,9 +37,12 @@ class FeatureEmbedding(nn.Module):
     gradient. Row 0 of each field (the missing value) is an ordinary learnable row: missingness is
     signal in CTR data. Dense features become, by ``dense_mode``:
 
-    - ``"per_feature"``: one token each, ``x_i * W_i + b_i`` (AutoInt / rtdl numerical embedding);
-    - ``"single"``:      one token for all of them, ``Linear(n_dense -> d)``;
-    - ``"none"``:        no token; the model uses ``batch.dense`` itself.
+    - ``"per_feature"``: one token each, ``x_i * w_i + b_i`` (rtdl's numerical embedding); with
+      ``dense_bias=False`` it is ``x_i * w_i``, as in the AutoInt paper (``e_m = v_m x_m``) and FuxiCTR
+      (``nn.Linear(1, d, bias=False)`` per numeric feature), where a dense value of 0 gives a zero token;
+    - ``"single"``:      one token for all of them, ``x W + b`` (``Linear(n_dense -> d)``; without ``b`` when
+      ``dense_bias=False``);
+    - ``"none"``:        no token; the model uses ``batch.dense`` itself (``dense_bias`` is then moot).
 
     Sequence features are not embedded here; a sequence model can look its ids up in the table of
     the categorical field it shares a vocabulary with via :meth:`embed_field`.
@@ -53,6 +56,7 @@ class FeatureEmbedding(nn.Module):
         dense_mode: DenseMode = "per_feature",
         sparse: bool = False,
         init_std: float = 1e-4,
+        dense_bias: bool = True,
     ):
         super().__init__()
         if dense_mode not in ("per_feature", "single", "none"):
@@ -77,11 +81,13 @@ class FeatureEmbedding(nn.Module):
         self.dense_weight = self.dense_bias = self.dense_linear = None
         if dense and dense_mode == "per_feature":
             self.dense_weight = nn.Parameter(torch.empty(len(dense), embedding_dim).normal_(std=init_std))
-            self.dense_bias = nn.Parameter(torch.empty(len(dense), embedding_dim).normal_(std=init_std))
+            if dense_bias:
+                self.dense_bias = nn.Parameter(torch.empty(len(dense), embedding_dim).normal_(std=init_std))
         elif dense and dense_mode == "single":
-            self.dense_linear = nn.Linear(len(dense), embedding_dim)
+            self.dense_linear = nn.Linear(len(dense), embedding_dim, bias=dense_bias)
             nn.init.normal_(self.dense_linear.weight, std=init_std)
-            nn.init.zeros_(self.dense_linear.bias)
+            if dense_bias:
+                nn.init.zeros_(self.dense_linear.bias)
 
     @property
     def num_dense_tokens(self) -> int:
@@ -104,7 +110,8 @@ class FeatureEmbedding(nn.Module):
     def dense_tokens(self, dense: torch.Tensor) -> torch.Tensor:
         """``[B, n_dense]`` -> ``[B, num_dense_tokens, d]``."""
         if self.dense_weight is not None:
-            return dense.unsqueeze(-1) * self.dense_weight + self.dense_bias
+            tokens = dense.unsqueeze(-1) * self.dense_weight  # [B, n_dense, d]
+            return tokens if self.dense_bias is None else tokens + self.dense_bias
         return self.dense_linear(dense).unsqueeze(1)
 
     def forward(self, batch: Batch) -> torch.Tensor:
@@ -216,6 +223,58 @@ class MultiHeadSelfAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(B, T, d))
 
 
+class InteractingLayer(nn.Module):
+    """AutoInt's interacting layer (Song et al., 2019; FuxiCTR's ``MultiHeadSelfAttention``): field tokens
+    ``[B, F, d_in] -> [B, F, d_att]``. For head ``h`` (``H`` heads of size ``d_h = d_att / H``) and fields ``m, k``:
+
+        alpha^h_mk = softmax_k(<W_Q^h e_m, W_K^h e_k> / s)       s = sqrt(d_h) if scale else 1 (the paper: 1)
+        e~^h_m     = sum_k alpha^h_mk W_V^h e_k
+        e~_m       = [e~^1_m || ... || e~^H_m]
+        e^Res_m    = ReLU(LN(e~_m + R e_m))                      LN only with layer_norm; no R e_m without residual
+
+    ``W_Q, W_K, W_V`` and ``W_Res`` have no bias; there is no output projection and no FFN. ``R = W_Res``
+    (``[d_att, d_in]``) when ``d_in != d_att`` or ``project_residual``, else the identity: FuxiCTR keeps the
+    identity when the widths agree, the paper writes ``W_Res`` always. Dropout applies to ``alpha``.
+    """
+
+    def __init__(
+        self,
+        d_in: int,
+        d_att: int,
+        num_heads: int,
+        *,
+        scale: bool = False,
+        residual: bool = True,
+        project_residual: bool = False,
+        layer_norm: bool = False,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        if d_att % num_heads:
+            raise ValueError(f"attention width {d_att} is not divisible by num_heads={num_heads}")
+        self.num_heads = num_heads
+        self.sdpa_scale = None if scale else 1.0  # None: SDPA's own 1/sqrt(d_h)
+        self.dropout = dropout
+        self.qkv = nn.Linear(d_in, 3 * d_att, bias=False)  # [W_Q; W_K; W_V], one matmul
+        self.residual = residual
+        self.w_res = nn.Linear(d_in, d_att, bias=False) if residual and (project_residual or d_in != d_att) else None
+        self.norm = nn.LayerNorm(d_att) if layer_norm else None
+        for w in (*self.qkv.weight.data.chunk(3), *(() if self.w_res is None else (self.w_res.weight.data,))):
+            nn.init.xavier_normal_(w)  # per matrix, as FuxiCTR initialises each nn.Linear
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        B, F_, _ = e.shape
+        q, k, v = self.qkv(e).view(B, F_, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)  # 3 x [B, H, F, d_h]
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, scale=self.sdpa_scale)  # [B, H, F, d_h]
+        y = y.transpose(1, 2).reshape(B, F_, -1)  # heads concatenated: [B, F, d_att]
+        if self.residual:
+            y = y + (e if self.w_res is None else self.w_res(e))
+        if self.norm is not None:
+            y = self.norm(y)
+        return torch.relu(y)
+
+
 class FeedForward(nn.Sequential):
     """Position-wise FFN: ``Linear(d -> multiplier*d) -> activation -> Dropout -> Linear(-> d)``."""
 
@@ -227,7 +286,7 @@ class FeedForward(nn.Sequential):
 class TransformerBlock(nn.Module):
     """Self-attention + FFN, each with a residual connection, on ``[B, T, d]``.
 
-    ``prenorm=False`` (AutoInt, original Transformer): ``x = LN(x + drop(f(x)))``.
+    ``prenorm=False`` (field_transformer, HyFormer, the original Transformer): ``x = LN(x + drop(f(x)))``.
     ``prenorm=True``  (FT-Transformer): ``x = x + drop(f(LN(x)))``; the stack then needs a final LN.
     """
 

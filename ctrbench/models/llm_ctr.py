@@ -74,11 +74,14 @@ class LLMCTR(CTRModel):
         lora_targets: Sequence[str] = LORA_TARGETS,
         gradient_checkpointing: bool = False,
         freeze: Sequence[str] = (),
+        dense_bias: bool = True,
     ):
         super().__init__(feature_map, sparse_embeddings=sparse_embeddings)
         if feature_map.num_tasks != 1:
             raise ValueError(f"llm_ctr answers one question; dataset {feature_map.dataset!r} has tasks {feature_map.labels}")
-        self.embedding = FeatureEmbedding(feature_map, embedding_dim, dense_mode="per_feature", sparse=sparse_embeddings)
+        self.embedding = FeatureEmbedding(
+            feature_map, embedding_dim, dense_mode="per_feature", sparse=sparse_embeddings, dense_bias=dense_bias
+        )
         fields = self.embedding.num_tokens
         self.gen = FeatureGeneration(fields, embedding_dim, gen_gamma) if gen else None
         # chosen per forward pass (device and precision decide whether FlashAttention-2 can run); what ran is counted

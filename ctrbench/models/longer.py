@@ -5,7 +5,8 @@ Tokens (width d = ``d_model``):
 - global tokens ``G [B, m, d]``: the candidate ``W_e t`` (its target fields' embeddings, through the event
   projection ``W_e`` so candidate and events share a space), a learned CLS token, and one token per other
   non-sequence field ``W_f e_f`` (every categorical field that is not a target field, user id included, or
-  the ``global_fields`` subset; plus one token for all dense features): ``m = 2 + fields``;
+  the ``global_fields`` subset; plus one token for all dense features, ``W_f (x W + b)``, without ``b`` when
+  ``dense_bias=False``): ``m = 2 + fields``;
 - event tokens ``x_t = W_e e_t + P[r_t] + T(gap_t)``: the event's embeddings (BehaviourTokens), an absolute
   position embedding by recency rank ``r_t`` (0 = most recent, so extra left padding changes nothing) and,
   where the data has times and ``use_time_gaps``, the log2-bucket embedding of its time gap to the sample;
@@ -81,12 +82,14 @@ class LONGER(CTRModel):
         history_group: str | None = None,
         use_time_gaps: bool = True,
         global_fields: Sequence[str] | None = None,
+        dense_bias: bool = True,
     ):
         super().__init__(feature_map, sparse_embeddings=sparse_embeddings)
         if num_query_tokens is not None and num_query_tokens < 1:
             raise ValueError(f"num_query_tokens must be >= 1 or null (all tokens), got {num_query_tokens}")
         self.embedding = FeatureEmbedding(
-            feature_map, embedding_dim, dense_mode="single", sparse=sparse_embeddings, init_std=embedding_init_std
+            feature_map, embedding_dim, dense_mode="single", sparse=sparse_embeddings, init_std=embedding_init_std,
+            dense_bias=dense_bias,
         )
         self.tokens = BehaviourTokens(feature_map, self.embedding, history_group)
         self.field_columns = self._global_field_columns(feature_map, global_fields)

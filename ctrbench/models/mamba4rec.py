@@ -6,7 +6,8 @@ user's sequence representation ``h``. Mamba4Rec scores the next item by ``<h, e_
 head is an MLP over ``[h, e_target, h * e_target]`` and the flattened embeddings of every field.
 
 The mixer runs ``mamba_ssm``'s CUDA kernels where they import and the input is on CUDA, otherwise a
-pure-PyTorch selective scan with the same parameters; ``model_info()`` records which one ran.
+pure-PyTorch selective scan with the same parameters; ``model_info()`` records which one ran. The dense
+features, where a dataset has them, are one field token ``x W + b`` (``dense_bias=False``: ``x W``).
 """
 
 from __future__ import annotations
@@ -54,10 +55,12 @@ class Mamba4Rec(CTRModel):
         mlp_dropout: float = 0.1,
         backend: Backend = "auto",
         history_group: str | None = None,
+        dense_bias: bool = True,
     ):
         super().__init__(feature_map, sparse_embeddings=sparse_embeddings)
         self.embedding = FeatureEmbedding(
-            feature_map, embedding_dim, dense_mode="single", sparse=sparse_embeddings, init_std=embedding_init_std
+            feature_map, embedding_dim, dense_mode="single", sparse=sparse_embeddings, init_std=embedding_init_std,
+            dense_bias=dense_bias,
         )
         self.tokens = BehaviourTokens(feature_map, self.embedding, history_group)
         self.encoder = MambaSequenceEncoder(

@@ -68,13 +68,16 @@ class MDAF(CTRModel):
         dropout: float = 0.2,
         backend: Backend = "auto",
         history_group: str | None = None,
+        dense_bias: bool = True,
     ):
         super().__init__(feature_map, sparse_embeddings=sparse_embeddings)
         if sequence_encoder not in ("mamba", "bst"):
             raise ValueError(f"sequence_encoder must be 'mamba' or 'bst', got {sequence_encoder!r}")
         self.sequence_encoder = sequence_encoder
 
-        self.static_embedding = MultiHeadFeatureEmbedding(feature_map, static_embedding_dim, static_heads, sparse=sparse_embeddings)
+        self.static_embedding = MultiHeadFeatureEmbedding(
+            feature_map, static_embedding_dim, static_heads, sparse=sparse_embeddings, dense_bias=dense_bias
+        )
         width = self.static_embedding.num_fields * static_embedding_dim
         self.lcn = LinearCrossNetwork(width, num_lcn_layers, None)
         self.ecn = ExponentialCrossNetwork(width, num_ecn_layers, None)

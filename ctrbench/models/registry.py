@@ -21,8 +21,9 @@ MODELS: dict[str, type[CTRModel]] = {}
 BUILT_IN: dict[str, str] = {
     arch: f"ctrbench.models.{arch}"
     for arch in (
-        "autoint", "bst", "dcnv2", "dcnv3", "deepfm", "din", "ft_transformer", "hyformer", "infnet", "llm_ctr",
-        "longer", "mamba4rec", "mdaf", "mmoe", "omoe", "ple", "shared_bottom", "sum_pooling",
+        "autoint", "autoint_plus", "bst", "dcnv2", "dcnv3", "deepfm", "din", "field_transformer", "ft_transformer",
+        "hyformer", "infnet", "llm_ctr", "longer", "mamba4rec", "mdaf", "mmoe", "omoe", "ple", "shared_bottom",
+        "sum_pooling",
     )
 }  # fmt: skip
 

@@ -7,6 +7,7 @@ With event tokens ``e_j`` (``[S*d]``, the event's ids' embeddings concatenated) 
 
 (an empty history gives u = 0), and the prediction is an MLP over ``[u; every field token]`` (the target fields among
 them, so history and candidate meet only in the MLP). Its cost is one pass over the history, linear in its length.
+The dense features, where a dataset has them, are one field token ``x W + b`` (``dense_bias=False``: ``x W``).
 """
 
 from __future__ import annotations
@@ -51,13 +52,15 @@ class SumPooling(CTRModel):
         pooling: HistoryPooling = "sum",
         mlp_hidden: Sequence[int] = (200, 80),
         mlp_dropout: float = 0.0,
+        dense_bias: bool = True,
     ):
         super().__init__(feature_map, sparse_embeddings=sparse_embeddings)
         if pooling not in ("sum", "mean"):
             raise ValueError(f"pooling must be 'sum' or 'mean', got {pooling!r}")
         self.pooling = pooling
         self.embedding = FeatureEmbedding(
-            feature_map, embedding_dim, dense_mode="single", sparse=sparse_embeddings, init_std=embedding_init_std
+            feature_map, embedding_dim, dense_mode="single", sparse=sparse_embeddings, init_std=embedding_init_std,
+            dense_bias=dense_bias,
         )
         self.tokens = BehaviourTokens(feature_map, self.embedding, group=history_group)
         width = self.tokens.token_dim + self.embedding.num_tokens * embedding_dim
