@@ -89,7 +89,7 @@ def run_pinned(work: Path) -> dict[str, dict]:
             train(
                 train_path=paths["train"], valid_path=paths["valid"], feature_map_path=paths["feature_map"],
                 arch=spec["arch"], params=spec.get("params", {}), training=model_training(config, model, dataset),
-                seed=config["benchmark"]["seeds"][0], progress=False, meta={"dataset": dataset, "model": model, "config_sha256": None},
+                seed=config["seed"], progress=False, meta={"dataset": dataset, "model": model, "config_sha256": None},
                 outputs=TrainOutputs(folder / "checkpoint.pt", folder / "train_metrics.json", folder / "train_log.jsonl"),
             )  # fmt: skip
             gold = evaluate_gold(
