@@ -47,6 +47,28 @@ def _kuairand(work: Path) -> Path:
     return folder
 
 
+def _split_three(lines: list[str], folder: Path) -> Path:
+    """A header and rows as BARS distributes a split: train.csv, valid.csv and test.csv with the header each."""
+    folder.mkdir(exist_ok=True)
+    header, rows = lines[0], lines[1:]
+    third = len(rows) // 3
+    for name, part in (("train", rows[:third]), ("valid", rows[third : 2 * third]), ("test", rows[2 * third :])):
+        (folder / f"{name}.csv").write_text("\n".join([header, *part]) + "\n")
+    return folder
+
+
+def _criteo_x4(work: Path) -> Path:
+    """BARS's Criteo_x4 layout (header Label,I1..I13,C1..C26) from the real DAC rows in tests/data."""
+    header = ",".join(["Label"] + [f"I{i}" for i in range(1, 14)] + [f"C{i}" for i in range(1, 27)])
+    rows = [line.replace("\t", ",") for line in (DATA / "criteo" / "train_head50.txt").read_text().splitlines()]
+    return _split_three([header, *rows], work / "Criteo_x4")
+
+
+def _avazu_x4(work: Path) -> Path:
+    """BARS's Avazu_x4 layout: the raw Avazu header and rows (tests/data's real sample) in three files."""
+    return _split_three((DATA / "avazu" / "avazu_sample.txt").read_text().splitlines(), work / "Avazu_x4")
+
+
 def local_qwen3(work: Path) -> Path:
     """A Hugging Face folder in the layout of a local Qwen3 (config.json, safetensors weights, tokenizer files), holding
     a tiny random Qwen3 and the byte-level tokenizer: where a preset's ``lm_path`` points at Qwen3-0.6B."""
@@ -71,6 +93,8 @@ MADE = {
     "/data/KuaiRand-27K/data": _kuairand,  # the Pure layout: the reader takes both (27K's logs come in _part files)
     "/data/KuaiRand-1K/data": _kuairand,
     "/models/Qwen3-0.6B": local_qwen3,
+    "/data/criteo/Criteo_x4": _criteo_x4,
+    "/data/avazu/Avazu_x4": _avazu_x4,
 }
 
 

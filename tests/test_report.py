@@ -658,11 +658,14 @@ def test_several_references_each_beside_its_task_and_metric(tmp_path):
     pairs = _write_results(tmp_path / "results")
     references = {
         "criteo_synthetic": [
-            {"metric": "gold_auc", "source": "Table 1", "values": {"autoint": 0.7751}},
-            {"metric": "gold_logloss", "source": "Table 1", "values": {"deepfm": 0.5}},
+            {"metric": "gold_auc", "source": "Table 1", "values": {"autoint": 0.7751}, "runs": 5},
+            {"metric": "gold_logloss", "source": "Table 1", "values": {"deepfm": 0.5}, "runs": 1},
         ]
     }
-    parsed = _parse(render_report(load_entries(pairs), tmp_path / "report.html", references=references).read_text())
+    html = render_report(load_entries(pairs), tmp_path / "report.html", references=references).read_text()
+    parsed = _parse(html)
+    assert "Reference (Gold AUC): Table 1 (each the mean of 5 runs)." in html
+    assert "Reference (Gold logloss): Table 1 (a single run)." in html
     headers = parsed.headers["criteo_synthetic"]
     assert headers[headers.index("label:gold_auc") + 1] == "reference:label:gold_auc"
     assert headers[headers.index("label:gold_logloss") + 1] == "reference:label:gold_logloss"
@@ -684,6 +687,7 @@ def test_no_reference_column_without_references(report):
         ({"metric": "accuracy", "values": {}}, "metric must be one of"),
         ({"metric": "valid_auc", "values": {"deepfm": "0.7"}}, "finite number"),
         ({"metric": "valid_auc", "values": [0.7]}, "values must be a mapping"),
+        ({"metric": "valid_auc", "values": {}, "runs": 0}, "runs must be a positive integer"),
     ],
 )
 def test_bad_references_are_refused_before_writing(tmp_path, reference, message):

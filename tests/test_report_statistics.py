@@ -181,3 +181,14 @@ def test_the_training_label_rate_comes_from_the_manifest():
     multi = DataManifest.model_construct(splits={"train": type("S", (), {"rows": 100, "positives": 0, "task_positives": {"a": 10, "b": 40}})()})
     assert train_label_rates(multi, ["a", "b"]) == {"a": 0.1, "b": 0.4}
     assert train_label_rates(None, ["a"]) == {}
+
+
+def test_a_partial_report_names_the_missing_seeds_and_the_models_with_none(tmp_path):
+    pairs = _write_runs(tmp_path / "results", seeds=(1, 2))
+    finished = [pair for pair in pairs if "weak" not in str(pair[0]) and "seed2" not in str(pair[0]) or "strong" in str(pair[0])]
+    missing = [("ds", "twin", 2), ("ds", "weak", 1), ("ds", "weak", 2)]
+    html = build_report(finished, tmp_path / "partial.html", missing=missing).read_text()
+    assert "twin: seed 2 missing, the mean is over the seeds that finished" in html
+    assert ("ds", "weak") in _parse(html).missing_rows and ("ds", "twin") not in _parse(html).missing_rows
+    with pytest.raises(ValueError, match="listed as missing but results were given: ds/strong/1"):
+        build_report(finished, tmp_path / "bad.html", missing=[("ds", "strong", 1)])

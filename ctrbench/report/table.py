@@ -249,11 +249,15 @@ def _checked_reference(reference: dict, where: str) -> dict:
             raise ValueError(f"{where}: value of {model!r} must be a finite number, got {value!r}")
         numbers[str(model)] = float(value)
     source = reference.get("source")
+    runs = reference.get("runs")
+    if runs is not None and (isinstance(runs, bool) or not isinstance(runs, int) or runs < 1):
+        raise ValueError(f"{where}: runs must be a positive integer (how many runs each value is the mean of), got {runs!r}")
     return {
         "metric": metric,
         "task": reference.get("task"),
         "source": "" if source is None else str(source),
         "values": numbers,
+        "runs": runs,
     }
 
 
@@ -281,10 +285,12 @@ def reference_column(reference: dict, compared: Column) -> Column:
 
 def reference_notes(reference: dict, compared_label: str, result_models: Sequence[str]) -> list[str]:
     source = reference["source"] or "source not given"
+    runs = reference.get("runs")
+    runs_text = "" if runs is None else " (a single run)" if runs == 1 else f" (each the mean of {runs} runs)"
     notes = [
         (
-            f"Reference ({compared_label}): {source}. Not a result of this run, so never marked best; "
-            f"under each reference value: our {compared_label} minus the reference."
+            f"Reference ({compared_label}): {source}{runs_text}. Not a result of this run, so never marked best; "
+            f"under each reference value: our {compared_label} (the mean over our seeds) minus the reference."
         )
     ]
     unmatched = [model for model in reference["values"] if model not in result_models]
