@@ -25,13 +25,19 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(np.trapezoid(tps / tps[-1], fps / fps[-1]))
 
 
-def logloss(labels: np.ndarray, probs: np.ndarray) -> float:
-    """Mean binary cross-entropy, as ``sklearn.metrics.log_loss``: each class's probability clipped to
-    [eps, 1 - eps] (float64 eps)."""
+def row_logloss(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Each row's binary cross-entropy, as ``sklearn.metrics.log_loss`` computes it before averaging: each class's
+    probability clipped to [eps, 1 - eps] (float64 eps)."""
     eps = np.finfo(np.float64).eps
+    probs = np.asarray(probs, np.float64)
     positive = np.clip(probs, eps, 1 - eps)
     negative = np.clip(1 - probs, eps, 1 - eps)
-    return float(np.mean(-np.where(labels == 1, np.log(positive), np.log(negative))))
+    return -np.where(labels == 1, np.log(positive), np.log(negative))
+
+
+def logloss(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Mean binary cross-entropy, as ``sklearn.metrics.log_loss``."""
+    return float(np.mean(row_logloss(labels, probs)))
 
 
 def group_auc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> float | None:

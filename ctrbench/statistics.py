@@ -14,20 +14,26 @@ models a little differently), and training is random (another seed gives another
 - training randomness: the spread of each model's AUC over its seeds on these same rows, ``s²_A/k + s²_B/k'``
   (zero where a model has one seed, which then cannot be measured: the report says how many seeds it saw).
 
-The two add (each is the variance given the other source fixed), ``z = d̄ / √(var_rows + var_seeds)``, two-sided
-normal p-value. Per-row log loss is compared the same way: ``δ_i = mean_s ℓ(A, s, i) − mean_s ℓ(B, s, i)``,
-``var_rows = Var(δ)/N``, the same seed term over the models' mean losses, and a t distribution with N − 1 degrees
-of freedom, so that with one seed each it is exactly scipy's paired t-test (``ttest_rel``). Comparisons of every
+The two are added, ``t = d̄ / √(var_rows + var_seeds)`` (each is the variance given the other source fixed; their
+sum counts a rows × seeds interaction twice, which errs on the side of calling a tie), and the two-sided p-value
+comes from a t distribution with Welch–Satterthwaite's degrees of freedom (``compare``): the seed terms rest on
+k − 1 degrees of freedom each. With one seed each, DeLong's test is exactly the normal one. Per-row log loss is
+compared the same way: ``δ_i = mean_s ℓ(A, s, i) − mean_s ℓ(B, s, i)``, ``var_rows = Var(δ)/N`` with N − 1
+degrees of freedom and the same seed terms over the models' mean losses, so that with one seed each it is exactly
+scipy's paired t-test (``ttest_rel``). Comparisons of every
 model against the best are corrected for their number by Holm's step-down method.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+
+from ctrbench.metrics import row_logloss
 
 LEVEL = 0.95
 
@@ -97,24 +103,25 @@ def summarise_logloss(labels: np.ndarray, probs: Sequence[np.ndarray]) -> RunsSu
     return RunsSummary((total / len(probs),), np.array(means))
 
 
-def _seed_variance(a: RunsSummary, b: RunsSummary) -> float:
-    return sum(float(v.per_seed.var(ddof=1)) / v.per_seed.size for v in (a, b) if v.per_seed.size > 1)
-
-
-def _test(difference: float, var_rows: float, var_seeds: float, distribution) -> Difference:
-    scale = np.sqrt(var_rows + var_seeds)
-    if scale == 0:  # identical predictions: no evidence of a difference
-        return Difference(difference, var_rows, var_seeds, 0.0, 1.0)
-    statistic = difference / scale
-    return Difference(difference, var_rows, var_seeds, float(statistic), float(2 * distribution.sf(abs(statistic))))
-
-
 def compare(a: RunsSummary, b: RunsSummary, metric: str) -> Difference:
-    """A − B on ``metric`` ("auc": DeLong's normal test; "logloss": the paired t-test), plus the seeds' spread."""
+    """A − B on ``metric`` ("auc": DeLong's normal test; "logloss": the paired t-test), plus the seeds' spread, with
+    Welch–Satterthwaite's degrees of freedom for the sum: ``ν = V² / (var_rows²/df_rows + Σ (s²/k)²/(k − 1))``, where
+    ``df_rows`` is ∞ for DeLong (asymptotically normal) and N − 1 for the log loss. Each seed term is estimated from
+    k − 1 degrees of freedom only, so with few seeds the statistic has heavy tails (two seeds each: about 2), and a
+    normal reference would call ties differences far more often than 5%."""
     contrasts = [x - y for x, y in zip(a.rows, b.rows)]  # per row: mean over A's seeds minus mean over B's
     var_rows = float(sum(c.var(ddof=1) / c.size for c in contrasts))
-    distribution = stats.norm if metric == "auc" else stats.t(contrasts[0].size - 1)
-    return _test(float(contrasts[0].mean()), var_rows, _seed_variance(a, b), distribution)
+    seed_terms = [float(v.per_seed.var(ddof=1)) / v.per_seed.size for v in (a, b) if v.per_seed.size > 1]
+    seed_dfs = [v.per_seed.size - 1 for v in (a, b) if v.per_seed.size > 1]
+    difference, total = float(contrasts[0].mean()), var_rows + sum(seed_terms)
+    if total == 0:  # every row's contrast is the same: no difference, or one with no variance to doubt it
+        statistic = 0.0 if difference == 0 else math.copysign(math.inf, difference)
+        return Difference(difference, var_rows, sum(seed_terms), statistic, 1.0 if difference == 0 else 0.0)
+    rows_part = var_rows**2 / (contrasts[0].size - 1) if metric == "logloss" else 0.0
+    spread = rows_part + sum(term**2 / df for term, df in zip(seed_terms, seed_dfs))
+    distribution = stats.norm if spread == 0 else stats.t(total**2 / spread)
+    statistic = difference / math.sqrt(total)
+    return Difference(difference, var_rows, sum(seed_terms), statistic, float(2 * distribution.sf(abs(statistic))))
 
 
 def auc_difference(labels: np.ndarray, scores_a: Sequence[np.ndarray], scores_b: Sequence[np.ndarray]) -> Difference:
@@ -125,21 +132,6 @@ def auc_difference(labels: np.ndarray, scores_a: Sequence[np.ndarray], scores_b:
 def logloss_difference(labels: np.ndarray, probs_a: Sequence[np.ndarray], probs_b: Sequence[np.ndarray]) -> Difference:
     """Mean log loss over A's seeds minus B's: a paired test over the rows plus the seed spread."""
     return compare(summarise_logloss(labels, probs_a), summarise_logloss(labels, probs_b), "logloss")
-
-
-def auc_half_width(summary: RunsSummary, level: float = LEVEL) -> float:
-    """Half-width of the confidence interval of a model's mean AUC over its seeds from row sampling alone (DeLong):
-    how finely the gold rows can tell AUCs apart."""
-    v10, v01 = summary.rows
-    var_rows = v10.var(ddof=1) / v10.size + v01.var(ddof=1) / v01.size
-    return float(stats.norm.ppf(0.5 + level / 2) * np.sqrt(var_rows))
-
-
-def row_logloss(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """Per-row binary cross-entropy, probabilities clipped as ``metrics.logloss`` clips them."""
-    eps = np.finfo(np.float64).eps
-    probs = np.clip(np.asarray(probs, np.float64), eps, 1 - eps)
-    return -np.where(labels == 1, np.log(probs), np.log1p(-probs))
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

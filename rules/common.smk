@@ -98,10 +98,10 @@ def training_config(wildcards):
 
 
 def run_meta(wildcards):
-    """What identifies a result: names, and the hash of every config value it depends on."""
+    """What identifies a result: names, the seed, and the hash of every config value it depends on but the seed (the
+    seed is in the path and the records): the runs of one model over its seeds share it, which the report checks."""
     depends_on = {
         "result_version": RESULT_VERSION,  # results of another version are rebuilt, not read
-        "seed": int(wildcards.seed),
         "dataset": data_settings(wildcards),
         "model": model_config(wildcards),
         "training": training_config(wildcards),

@@ -1,6 +1,6 @@
 """Logits against FuxiCTR 2.3.10's own layers on copied weights (fp32, CPU, eval mode), for every model here with a
 FuxiCTR counterpart, so that a drift from the reference fails. Needs ``pip install --no-deps fuxictr==2.3.10``
-(the ``test`` extra); skipped, with the reason, where it is missing or another version.
+(the README's test set-up installs it); skipped, with the reason, where it is missing or another version.
 
 What comes from the installed fuxictr package (loaded file by file, see ``_load``): ``CrossNetV2``, ``CrossNetMix``,
 ``InnerProductInteraction`` (the FM term), ``MLP_Block`` and ``ScaledDotProductAttention``. The models themselves

@@ -167,10 +167,14 @@ def test_a_gold_split_too_small_for_the_gaps_is_flagged_and_a_large_one_is_not(t
         far = close if expected else {"a": 1.6, "b": 0.9, "c": 0.2}
         results = group_runs(load_entries(_write_runs(root, seeds=(1,), separation=far, rows=rows, labels=labels, cost={})))
         (significance,) = [s for key, s in dataset_significance(results).items() if key == ("label", "auc")]
-        flag = small_gold_flag(results, significance, rows)
+        flag = small_gold_flag(significance, rows)
         assert (flag is not None) == expected, flag
         if expected:
             assert f"with {rows:,} rows" in flag and "DeLong" in flag
+        # the flag's numbers: the median gap and paired half-width over the neighbouring pairs
+        assert len(significance.neighbours) == 2
+        half = float(np.median([h for _, h in significance.neighbours]))
+        assert (half > float(np.median([g for g, _ in significance.neighbours]))) == expected
 
 
 def test_the_training_label_rate_comes_from_the_manifest():
@@ -192,3 +196,70 @@ def test_a_partial_report_names_the_missing_seeds_and_the_models_with_none(tmp_p
     assert ("ds", "weak") in _parse(html).missing_rows and ("ds", "twin") not in _parse(html).missing_rows
     with pytest.raises(ValueError, match="listed as missing but results were given: ds/strong/1"):
         build_report(finished, tmp_path / "bad.html", missing=[("ds", "strong", 1)])
+
+
+def test_the_pareto_front_takes_the_cost_s_direction():
+    from ctrbench.report.section_charts import pareto_front
+
+    points = {"cheap": (1.0, 0.70), "mid": (2.0, 0.75), "dominated": (3.0, 0.74), "best": (4.0, 0.80)}
+    assert pareto_front(points, "min") == {"cheap", "mid", "best"}
+    # samples/s: more is cheaper; here the fastest model is also the best, so it alone is on the front
+    assert pareto_front(points, "max") == {"best"}
+    assert pareto_front({"a": (1.0, 0.7), "b": (1.0, 0.7)}, "min") == {"a", "b"}  # equal points dominate neither
+
+
+def test_the_chart_s_cost_is_chosen_and_checked(tmp_path):
+    pairs = _write_runs(tmp_path / "results", seeds=(1,))
+    html = build_report(pairs, tmp_path / "r.html", cost="samples_per_s").read_text()
+    assert "Gold AUC vs training samples/s" in html
+    with pytest.raises(ValueError, match="cost 'speed' is not one of peak_memory, params, flops, samples_per_s"):
+        build_report(pairs, tmp_path / "bad.html", cost="speed")
+
+
+def test_runs_of_other_gold_rows_or_other_settings_are_refused(tmp_path):
+    from ctrbench.predictions import PredictionsError
+
+    pairs = _write_runs(tmp_path / "a", seeds=(1,), separation={"strong": 1.2})
+    pairs += _write_runs(tmp_path / "b", seeds=(2,), separation={"weak": 0.5}, rows=ROWS - 1, labels=LABELS[:-1])
+    with pytest.raises(PredictionsError, match="does not hold the gold rows and labels of"):
+        build_report(pairs, tmp_path / "r.html")
+    two = _write_runs(tmp_path / "c", seeds=(1, 2), separation={"strong": 1.2})
+    train = json.loads(two[1][0].read_text())
+    two[1][0].write_text(json.dumps(train | {"config_sha256": "f" * 64}))
+    with pytest.raises(ValueError, match="ds/strong: its seeds were trained with different settings"):
+        build_report(two, tmp_path / "r.html")
+
+
+def test_masked_tasks_are_compared_on_their_known_rows(tmp_path):
+    """A multi-task dataset whose second task is known on half the rows: its tests use those rows only."""
+    from ctrbench.predictions import read_predictions
+    from ctrbench.statistics import auc_difference
+
+    rng = np.random.default_rng(3)
+    labels = (rng.random((ROWS, 2)) < 0.3).astype(np.float32)
+    mask = np.ones((ROWS, 2), bool)
+    mask[::2, 1] = False
+    pairs = []
+    for model, shift in {"a": 1.2, "b": 0.8}.items():
+        folder = tmp_path / "ds" / model / "seed1"
+        folder.mkdir(parents=True)
+        probs = (1 / (1 + np.exp(-(labels * shift + rng.normal(size=labels.shape) - 1)))).astype(np.float32)
+        metrics = task_metrics(["click", "like"], labels, probs, mask=mask)
+        numbers = {"valid_auc": 0.7, "emb": 1, "dense": 1, "opt": 1, "mem": MIB, "sps": 1.0, "secs": 1.0, "frozen": 0}
+        train = _train_metrics("ds", model, numbers) | {"tasks": ["click", "like"]}
+        train["best_valid"] = {task: metrics[task] for task in ("click", "like")}
+        gold = _gold_eval("criteo_synthetic", model, {"logloss": 0, "auc": 0, "gauc": None}) | {"dataset": "ds", "rows": ROWS, "tasks": metrics}
+        sha = write_predictions(folder / "gold_predictions.parquet", ["click", "like"], np.arange(ROWS), labels, probs, mask)
+        gold["predictions"] = {"file": "gold_predictions.parquet", "sha256": sha, "rows": ROWS}
+        (folder / "train_metrics.json").write_text(json.dumps(train))
+        (folder / "gold_eval.json").write_text(json.dumps(gold))
+        pairs.append((folder / "train_metrics.json", folder / "gold_eval.json"))
+    found = dataset_significance(group_runs(load_entries(pairs)))
+    like = found[("like", "auc")]
+    assert like.best == "a"
+    a, b = (read_predictions(p[1].parent / "gold_predictions.parquet", ["click", "like"]) for p in pairs)
+    _, known_labels, a_probs = a.task("like")
+    expected = auc_difference(known_labels, [b.task("like")[2]], [a_probs])
+    assert len(known_labels) == ROWS // 2
+    assert like.versus["b"].p_value == pytest.approx(expected.p_value, rel=1e-9)
+    assert like.versus["b"].difference == pytest.approx(expected.difference, abs=1e-12)

@@ -53,6 +53,7 @@ def test_leftovers_are_cleared_and_a_failed_retrain_leaves_no_stale_gold_eval(tm
     output = run.stdout + run.stderr
     assert run.returncode != 0 and "Error in rule train" in output and "model=dcnv2" in output
     assert not (results / "dcnv2" / "seed11" / "gold_eval.json").exists()
+    assert not (results / "dcnv2" / "seed11" / "gold_predictions.parquet").exists()  # scored the same checkpoint
     assert not any((results / "dcnv2" / "seed11").glob("*.json")) and not (results / "dcnv2" / "seed11" / "checkpoint.pt").exists()
     assert [path for path in leftovers if path.exists()] == []
     assert "removed results/tiny_criteo/dcnv2/seed11/gold_eval.json" in (results / "dcnv2" / "seed11" / "logs" / "train.log").read_text()

@@ -129,6 +129,8 @@ def with_changes(config: dict, change) -> dict:
     [
         (lambda c: c["models"]["dcnv2"].update(arch="dcn_v9"), "models.dcnv2: unknown model arch 'dcn_v9'"),
         (lambda c: c["benchmark"]["models"].append("lr"), "benchmark.models names 'lr'"),
+        (lambda c: c.update(seed=7), "seed: 7 is now benchmark.seeds, a list of training seeds (e.g. [7])"),
+        (lambda c: c["benchmark"].update(seeds=[1, 1]), "benchmark.seeds"),
         (lambda c: c["benchmark"]["datasets"].append("avazu"), "benchmark.datasets names 'avazu'"),
         (lambda c: c["models"]["deepfm"]["params"].update(embeding_dim=8), "no parameter(s) ['embeding_dim']"),
         (lambda c: c["training"].update(batch_size="big"), "'big' is not of type 'integer'"),
@@ -274,6 +276,8 @@ def with_changes(config: dict, change) -> dict:
     ids=[
         "unknown-arch",
         "unknown-model",
+        "top-level-seed",
+        "repeated-seed",
         "unknown-dataset",
         "unknown-param",
         "wrong-type",

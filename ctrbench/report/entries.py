@@ -164,6 +164,13 @@ class ModelResult:
 
     def __post_init__(self):
         self.runs = sorted(self.runs, key=lambda run: run.seed)
+        settings = {run.train.config_sha256 for run in self.runs} - {None}
+        if len(settings) > 1:  # e.g. a partial report over a seed retrained with new settings and a stale one
+            listed = ", ".join(f"seed {run.seed}: {str(run.train.config_sha256)[:12]}" for run in self.runs)
+            raise ValueError(
+                f"{self.runs[0].dataset}/{self.runs[0].model}: its seeds were trained with different settings "
+                f"(config_sha256 {listed}); rerun the stale seeds before comparing them"
+            )
 
     @property
     def first(self) -> ResultEntry:

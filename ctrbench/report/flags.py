@@ -4,19 +4,18 @@ Per model (over its seeds): a gold log loss no better than predicting the traini
 validation AUC at or below 0.5; a best epoch that is the last one run without early stopping (it may be
 undertrained under the budget) or the first one (every later epoch was worse); an extra output whose gold mean sits
 at an end of its range where the model says that means a collapse (MDAF's gate: one branch took over). Per dataset
-and task: a gold split whose rows cannot resolve the gaps between the models (the DeLong half-width of a model's
-AUC larger than the median gap between neighbours in the ranking).
+and task: a gold split whose rows cannot resolve the gaps between the models (the DeLong half-width of the paired
+difference between neighbours in the ranking larger than their gap, both as medians over the pairs).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from itertools import pairwise
 
 import numpy as np
 
 from ctrbench.data.manifest import DataManifest
+from ctrbench.metrics import row_logloss
 from ctrbench.report.entries import ModelResult
 from ctrbench.report.significance import TaskSignificance
 
@@ -33,9 +32,8 @@ def train_label_rates(manifest: DataManifest | None, tasks: Sequence[str]) -> di
 
 def constant_logloss(train_rate: float, gold_rate: float) -> float:
     """The gold log loss of predicting ``train_rate`` for every row, on rows whose label rate is ``gold_rate``."""
-    eps = np.finfo(np.float64).eps
-    rate = min(max(train_rate, eps), 1 - eps)
-    return -(gold_rate * math.log(rate) + (1 - gold_rate) * math.log(1 - rate))
+    positive, negative = row_logloss(np.array([1.0, 0.0]), np.full(2, train_rate))
+    return float(gold_rate * positive + (1 - gold_rate) * negative)
 
 
 def _seeds(result: ModelResult, seeds: list[int]) -> str:
@@ -48,7 +46,9 @@ def model_flags(result: ModelResult, train_rates: dict[str, float]) -> list[str]
     for task in result.tasks:
         named = f" of {task}" if len(result.tasks) > 1 else ""
         logloss, gold_rate = result.gold_metric(task, "logloss"), result.gold.tasks[task].label_rate
-        if logloss is not None and gold_rate is not None and task in train_rates:
+        # a task known on part of the rows (a mask): the manifest's rate is over all rows, so it is not compared
+        whole = result.gold.tasks[task].rows == result.gold.rows
+        if logloss is not None and gold_rate is not None and task in train_rates and whole:
             constant = constant_logloss(train_rates[task], gold_rate)
             if logloss >= constant:
                 flags.append(
@@ -77,17 +77,18 @@ def model_flags(result: ModelResult, train_rates: dict[str, float]) -> list[str]
     return flags
 
 
-def small_gold_flag(results: Sequence[ModelResult], significance: TaskSignificance, rows: int) -> str | None:
-    """The dataset-level flag of one task: the rows' own uncertainty of an AUC exceeds the typical gap between
-    neighbouring models, so most of the ranking is within noise (None when it does not)."""
-    aucs = sorted((r.gold_metric(significance.task, "auc") for r in results if r.model in significance.half_widths), reverse=True)
-    gaps = [a - b for a, b in pairwise(aucs)]
-    if not gaps:
+def small_gold_flag(significance: TaskSignificance, rows: int) -> str | None:
+    """The dataset-level flag of one task: the gold rows' own uncertainty of the paired difference between
+    neighbouring models (DeLong) exceeds the typical gap between them, so most of the ranking is within the rows'
+    noise (None when it is not)."""
+    if not significance.neighbours:
         return None
-    half_width, gap = float(np.median(list(significance.half_widths.values()))), float(np.median(gaps))
+    gap = float(np.median([gap for gap, _ in significance.neighbours]))
+    half_width = float(np.median([half for _, half in significance.neighbours]))
     if half_width <= gap:
         return None
     return (
-        f"gold split too small for the differences shown ({significance.task}): with {rows:,} rows a model's AUC is "
-        f"known to ±{half_width:.4f} (95%, DeLong), more than the median gap between neighbouring models ({gap:.4f})"
+        f"gold split too small for the differences shown ({significance.task}): with {rows:,} rows the difference "
+        f"between neighbouring models is known to ±{half_width:.4f} (95%, DeLong, median over the pairs), more than "
+        f"their median gap ({gap:.4f})"
     )

@@ -205,7 +205,7 @@ def dataset_sections(
             flag
             for task in tasks
             if (tested := significance.get((task, "auc")))
-            and (flag := small_gold_flag(ranked, tested, first.gold.tasks[task].rows))
+            and (flag := small_gold_flag(tested, first.gold.tasks[task].rows))
         ]
 
         sections.append(

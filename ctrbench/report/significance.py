@@ -1,28 +1,36 @@
 """Which models of a dataset the gold rows cannot tell from the best: paired tests on the runs' per-row predictions
-(``ctrbench.statistics``), Holm-corrected over the comparisons of each task and metric."""
+(``ctrbench.statistics``), Holm-corrected over the comparisons of each task and metric.
+
+Each model's files are read, checked and summarised (``RunsSummary``: per row, the mean over its seeds of DeLong's
+placements and of the log loss) before the next model's are read, so memory grows with models × rows, not with
+runs × rows."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 
-from ctrbench.predictions import PredictionsError, read_predictions
+from ctrbench.predictions import GoldPredictions, PredictionsError, read_predictions
 from ctrbench.report.entries import ModelResult
-from ctrbench.statistics import auc_half_width, compare, holm, summarise_auc, summarise_logloss
+from ctrbench.statistics import RunsSummary, compare, holm, summarise_auc, summarise_logloss
 
 ALPHA = 0.05
-TESTED = {"auc": "max", "logloss": "min"}  # the metrics compared, and which way is better
+SUMMARISE = {"auc": summarise_auc, "logloss": summarise_logloss}  # the metrics tested
+BETTER = {"auc": max, "logloss": min}
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """One model against the best: the difference of their means (model − best) and the p-values."""
+    """One model against another: the difference of their means (model − other) and the p-values."""
 
     difference: float
     p_value: float
-    p_holm: float  # Holm-adjusted over the task's comparisons of this metric
+    p_holm: float  # Holm-adjusted over the task's comparisons with the best of this metric
+    half_width: float  # 95% half-width of the paired difference from the gold rows alone (DeLong / paired t)
 
 
 @dataclass
@@ -30,68 +38,69 @@ class TaskSignificance:
     task: str
     metric: str
     best: str
-    versus: dict[str, Comparison] = field(default_factory=dict)  # every other model with the metric
-    half_widths: dict[str, float] = field(default_factory=dict)  # AUC: ± of each model's mean from the rows alone
+    versus: dict[str, Comparison] = field(default_factory=dict)  # every other model with the metric, against the best
+    # AUC: each model against the next one down the ranking, as (gap, half-width of their paired difference)
+    neighbours: list[tuple[float, float]] = field(default_factory=list)
 
     def tied(self, model: str) -> bool:
         """Not significantly different from the best (the best itself included)."""
         return model == self.best or (model in self.versus and self.versus[model].p_holm >= ALPHA)
 
 
-@dataclass
-class DatasetPredictions:
-    """Every run's probabilities on one dataset's gold rows (which every run must share, labels included)."""
-
-    labels: np.ndarray  # [N, T]
-    known: np.ndarray  # [N, T] bool
-    probs: dict[str, list[np.ndarray]]  # model -> one [N, T] float32 array per seed
-
-    def task(self, model: str, index: int) -> list[np.ndarray]:
-        """Each seed's probabilities of task ``index`` on the rows where its label is known (float32: exact for
-        ranks, and half the memory)."""
-        rows = self.known[:, index]
-        return [p[rows, index] for p in self.probs[model]]
+def _check_same_rows(found: GoldPredictions, reference: GoldPredictions, path, first) -> None:
+    same = (
+        np.array_equal(found.row_id, reference.row_id)
+        and np.array_equal(found.known, reference.known)
+        and np.array_equal(found.labels, reference.labels)
+    )
+    if not same:
+        raise PredictionsError(f"{path} does not hold the gold rows and labels of {first}")
 
 
-def load_predictions(results: Sequence[ModelResult]) -> DatasetPredictions:
-    """Read each run's predictions (checked against its record's sha256) and check they cover the same gold rows."""
+def summarise_results(results: Sequence[ModelResult]) -> dict[tuple[str, str], dict[str, RunsSummary]]:
+    """{(task, metric): {model: its runs' summary}} for every task and tested metric a model has a value of. Each
+    run's file is checked against its record's sha256 and against the first file's rows and labels."""
     tasks = results[0].tasks
-    reference = None
-    probs: dict[str, list[np.ndarray]] = {}
+    reference, first = None, None
+    summaries: dict[tuple[str, str], dict[str, RunsSummary]] = {}
     for result in results:
+        runs = []
         for run in result.runs:
             found = read_predictions(run.predictions_path, tasks, run.gold.predictions.sha256)
             if reference is None:
                 reference, first = found, run.predictions_path
-            elif not (
-                np.array_equal(found.row_id, reference.row_id)
-                and np.array_equal(found.known, reference.known)
-                and np.array_equal(found.labels, reference.labels)
-            ):
-                raise PredictionsError(f"{run.predictions_path} does not hold the gold rows and labels of {first}")
-            probs.setdefault(result.model, []).append(found.probs.astype(np.float32))
-    return DatasetPredictions(reference.labels, reference.known, probs)
+            _check_same_rows(found, reference, run.predictions_path, first)
+            runs.append(found)
+        for index, task in enumerate(tasks):
+            rows = reference.known[:, index]
+            labels = reference.labels[rows, index]
+            probs = [run.probs[rows, index] for run in runs]
+            for metric, summarise in SUMMARISE.items():
+                if result.gold_metric(task, metric) is not None:
+                    summaries.setdefault((task, metric), {})[result.model] = summarise(labels, probs)
+    return summaries
 
 
-def task_significance(results: Sequence[ModelResult], predictions: DatasetPredictions, task: str, metric: str) -> TaskSignificance | None:
-    """Each model against the best (by the mean over seeds) on ``task``'s ``metric``; None with fewer than two
-    models holding the metric (e.g. AUC where the gold rows hold one class)."""
-    scored = [r for r in results if r.gold_metric(task, metric) is not None]
-    if len(scored) < 2:
+def _half_width(difference) -> float:
+    return 1.959964 * math.sqrt(difference.var_rows)
+
+
+def task_significance(task: str, metric: str, summaries: dict[str, RunsSummary]) -> TaskSignificance | None:
+    """Each model against the best (by the mean over seeds) on ``task``'s ``metric``, Holm-corrected; for AUC also
+    each pair of neighbours in the ranking. None with fewer than two models holding the metric."""
+    if len(summaries) < 2:
         return None
-    pick = max if TESTED[metric] == "max" else min
-    best = pick(scored, key=lambda r: r.gold_metric(task, metric))
-    index = best.tasks.index(task)
-    labels = predictions.labels[predictions.known[:, index], index]
-    summarise = summarise_auc if metric == "auc" else summarise_logloss
-    summaries = {r.model: summarise(labels, predictions.task(r.model, index)) for r in scored}
-    others = [r.model for r in scored if r is not best]
-    found = [compare(summaries[model], summaries[best.model], metric) for model in others]
-    significance = TaskSignificance(task, metric, best.model)
+    best = BETTER[metric](summaries, key=lambda model: summaries[model].mean)
+    others = [model for model in summaries if model != best]
+    found = [compare(summaries[model], summaries[best], metric) for model in others]
+    significance = TaskSignificance(task, metric, best)
     for model, difference, p_holm in zip(others, found, holm([d.p_value for d in found])):
-        significance.versus[model] = Comparison(difference.difference, difference.p_value, p_holm)
+        significance.versus[model] = Comparison(difference.difference, difference.p_value, p_holm, _half_width(difference))
     if metric == "auc":
-        significance.half_widths = {model: auc_half_width(summary) for model, summary in summaries.items()}
+        ranked = sorted(summaries, key=lambda model: -summaries[model].mean)
+        for upper, lower in pairwise(ranked):
+            difference = compare(summaries[upper], summaries[lower], metric)
+            significance.neighbours.append((difference.difference, _half_width(difference)))
     return significance
 
 
@@ -99,10 +108,8 @@ def dataset_significance(results: Sequence[ModelResult]) -> dict[tuple[str, str]
     """{(task, metric): its comparisons} for every task of the dataset and every tested metric."""
     if len(results) < 2:
         return {}
-    predictions = load_predictions(results)
     found = {}
-    for task in results[0].tasks:
-        for metric in TESTED:
-            if (significance := task_significance(results, predictions, task, metric)) is not None:
-                found[(task, metric)] = significance
+    for (task, metric), summaries in summarise_results(results).items():
+        if (significance := task_significance(task, metric, summaries)) is not None:
+            found[(task, metric)] = significance
     return found
