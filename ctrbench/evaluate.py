@@ -12,7 +12,7 @@ from ctrbench.data.schema import EVENTS_FILE
 from ctrbench.data.sources import open_source
 from ctrbench.inference import predict
 from ctrbench.metrics import distribution_summary, task_metrics
-from ctrbench.predictions import ROW_ID, write_predictions
+from ctrbench.predictions import PREDICTIONS_FILE, ROW_ID, write_predictions
 from ctrbench.provenance import provenance, sha256_file
 from ctrbench.results import ExtraOutput, GoldRecord, PredictionsFile, TaskMetrics, write_record
 from ctrbench.train.checkpoint import load_checkpoint
@@ -33,7 +33,7 @@ def evaluate_gold(
     meta: dict | None = None,
 ) -> GoldRecord:
     """Score the gold split and write its ``GoldRecord`` (metrics per task, row count, hashes) and the per-row
-    predictions (``ctrbench.predictions``; default ``gold_predictions.parquet`` beside the record).
+    predictions (``ctrbench.predictions``; default ``PREDICTIONS_FILE`` beside the record).
 
     Each extra output the model describes (``CTRModel.extra_outputs``, e.g. MDAF's gate: g near 1
     leans on the static-feature branch, near 0 on the sequence branch) is summarised over the whole
@@ -49,7 +49,7 @@ def evaluate_gold(
     seconds = time.perf_counter() - start
     tasks = model.feature_map.labels
     per_task = task_metrics(tasks, scored["labels"], scored["probs"], scored["groups"], scored["mask"])
-    predictions_path = Path(predictions_path or Path(output_path).with_name("gold_predictions.parquet"))
+    predictions_path = Path(predictions_path or Path(output_path).with_name(PREDICTIONS_FILE))
     row_id = pq.read_table(gold_path, columns=[ROW_ID]).column(ROW_ID).to_numpy()  # the split's order, as scored
     predictions_sha256 = write_predictions(
         predictions_path, tasks, row_id, scored["labels"], scored["probs"], scored["mask"], scored["groups"]

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from ctrbench.atomic import atomic_path
 from ctrbench.provenance import sha256_file
 
+PREDICTIONS_FILE = "gold_predictions.parquet"  # beside the run's gold_eval.json
 ROW_ID = "row_id"
 GROUP = "group"
 

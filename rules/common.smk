@@ -13,6 +13,7 @@ from snakemake.utils import min_version, validate
 
 from ctrbench.config import ConfigError, benchmark_runs as configured_runs, check_config, model_training, schema_problem
 from ctrbench.data.formats import FORMATS
+from ctrbench.predictions import PREDICTIONS_FILE
 from ctrbench.provenance import sha256_json
 from ctrbench.results import RESULT_VERSION
 
@@ -75,9 +76,12 @@ def model_config(wildcards):
     return config["models"][wildcards.model]
 
 
+# where one training run (a dataset, a model, a seed) keeps its files: the rules' paths and run_dir's
+RUN = "results/{dataset}/{model}/seed{seed}"
+
+
 def run_dir(dataset, model, seed):
-    """Where one training run (a dataset, a model, a seed) keeps its files."""
-    return f"results/{dataset}/{model}/seed{seed}"
+    return RUN.format(dataset=dataset, model=model, seed=seed)
 
 
 def init_checkpoint(wildcards):
@@ -125,7 +129,7 @@ def benchmark_runs():
 def result_files(dataset, model, seed):
     """A run's train record, gold record and gold predictions."""
     folder = run_dir(dataset, model, seed)
-    return f"{folder}/train_metrics.json", f"{folder}/gold_eval.json", f"{folder}/gold_predictions.parquet"
+    return f"{folder}/train_metrics.json", f"{folder}/gold_eval.json", f"{folder}/{PREDICTIONS_FILE}"
 
 
 def training_downstream(wildcards, output):

@@ -1,11 +1,11 @@
 rule gold_eval:
     input:
-        checkpoint="results/{dataset}/{model}/seed{seed}/checkpoint.pt",
+        checkpoint=f"{RUN}/checkpoint.pt",
         gold="results/{dataset}/data/gold.parquet",
         events="results/{dataset}/data/events.parquet",
     output:
-        gold_eval="results/{dataset}/{model}/seed{seed}/gold_eval.json",
-        predictions="results/{dataset}/{model}/seed{seed}/gold_predictions.parquet",
+        gold_eval=f"{RUN}/gold_eval.json",
+        predictions=f"{RUN}/{PREDICTIONS_FILE}",
     params:
         training=training_config,
         meta=run_meta,
@@ -14,9 +14,9 @@ rule gold_eval:
     container:
         container_image("gpu")
     log:
-        "results/{dataset}/{model}/seed{seed}/logs/gold_eval.log",
+        f"{RUN}/logs/gold_eval.log",
     benchmark:
-        "results/{dataset}/{model}/seed{seed}/benchmarks/gold_eval.tsv"
+        f"{RUN}/benchmarks/gold_eval.tsv"
     threads: job_resources("gold_eval")["threads"]
     resources:
         mem_mb=job_resources("gold_eval")["mem_mb"],

@@ -6,9 +6,9 @@ rule train:
         feature_map="results/{dataset}/data/feature_map.json",
         init=init_checkpoint,
     output:
-        checkpoint="results/{dataset}/{model}/seed{seed}/checkpoint.pt",
-        metrics="results/{dataset}/{model}/seed{seed}/train_metrics.json",
-        train_log="results/{dataset}/{model}/seed{seed}/train_log.jsonl",
+        checkpoint=f"{RUN}/checkpoint.pt",
+        metrics=f"{RUN}/train_metrics.json",
+        train_log=f"{RUN}/train_log.jsonl",
     params:
         model=model_config,
         training=training_config,
@@ -21,9 +21,9 @@ rule train:
     container:
         container_image("gpu")
     log:
-        "results/{dataset}/{model}/seed{seed}/logs/train.log",
+        f"{RUN}/logs/train.log",
     benchmark:
-        "results/{dataset}/{model}/seed{seed}/benchmarks/train.tsv"
+        f"{RUN}/benchmarks/train.tsv"
     threads: job_resources("train")["threads"]
     retries: job_resources("train").get("retries", 0)
     resources:
