@@ -45,10 +45,11 @@ models:
   dcnv3: {arch: dcnv3, params: {embedding_dim: 16, num_heads: 2, num_lcn_layers: 3, num_ecn_layers: 3}}
   bst: {arch: bst, params: {embedding_dim: 16, d_model: 32, num_layers: 1, num_heads: 2, pooling: concat, mlp_hidden: [128, 64]}}
   mamba4rec: {arch: mamba4rec, params: {embedding_dim: 16, d_model: 16, num_layers: 1, d_state: 8, mlp_hidden: [128, 64]}}
+  # branch_norm: false, MDAF as it was pinned (the batch-normalised branches came later, on purpose)
   mdaf_mamba: {arch: mdaf, params: {sequence_encoder: mamba, static_embedding_dim: 8, sequence_embedding_dim: 16, d_model: 16,
-                                    d_state: 8, fusion_dim: 128, mlp_hidden: [128, 64], dropout: 0.2}}
+                                    d_state: 8, fusion_dim: 128, mlp_hidden: [128, 64], dropout: 0.2, branch_norm: false}}
   mdaf_bst: {arch: mdaf, params: {sequence_encoder: bst, static_embedding_dim: 8, sequence_embedding_dim: 16, d_model: 32,
-                                  num_heads: 2, fusion_dim: 128, mlp_hidden: [128, 64], dropout: 0.2}}
+                                  num_heads: 2, fusion_dim: 128, mlp_hidden: [128, 64], dropout: 0.2, branch_norm: false}}
 training:
   device: cpu
   batch_size: 1024
