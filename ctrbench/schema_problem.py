@@ -10,5 +10,9 @@ def schema_problem(error) -> str:
     where = "".join(f"[{key}]" if isinstance(key, int) else f".{key}" for key in error.absolute_path).lstrip(".")
     message = f"{where or 'the config'}: {error.message}"
     if error.validator in ("additionalProperties", "unevaluatedProperties") and error.validator_value is False:
-        message += f"; it takes {', '.join(sorted(error.schema.get('properties', {})))}"
+        # a key kept in the schema only to be refused with its own message (the top-level seed) is not offered
+        taken = [key for key, spec in error.schema.get("properties", {}).items() if "replaced by" not in str(spec.get("description", ""))]
+        message += f"; it takes {', '.join(sorted(taken))}"
+    if error.validator == "type" and isinstance(error.instance, str) and error.instance.lstrip("-").replace(".", "", 1).isdigit():
+        message += " (Snakemake's --config reads a number inside a list or mapping as a string: give it in a config file)"
     return message

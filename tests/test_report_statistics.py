@@ -73,6 +73,7 @@ def test_several_seeds_show_means_intervals_and_ties_with_the_best(tmp_path):
     assert f"vs {best}: " in html and "(Holm " in html
     # the chart: error bars, the Pareto front, the cheapest model tied with the best ringed
     assert html.count('class="error-bar"') >= 3 and 'class="pareto-front"' in html
+
     assert "cheapest not significantly worse than the best" in html and 'class="highlight"' in html
 
 
@@ -263,3 +264,16 @@ def test_masked_tasks_are_compared_on_their_known_rows(tmp_path):
     assert len(known_labels) == ROWS // 2
     assert like.versus["b"].p_value == pytest.approx(expected.p_value, rel=1e-9)
     assert like.versus["b"].difference == pytest.approx(expected.difference, abs=1e-12)
+
+
+def test_an_interval_wider_than_auc_s_range_is_drawn_within_it(tmp_path):
+    import re
+
+    from ctrbench.report.section_charts import quality_cost_chart
+
+    results = group_runs(load_entries(_write_runs(tmp_path / "results", seeds=(1,))))
+    colors = {r.model: "#000000" for r in results}
+    svg = str(quality_cost_chart(results, colors, ["label"], "peak_memory", None, {"weak": 5.0}))
+    numbers = [float(t) for t in re.findall(r">(-?\d+(?:\.\d+)?)</text>", svg)]  # the y ticks (x ticks are MiB)
+    assert numbers and min(numbers) >= 0.0 and max(numbers) <= 1.0
+    assert "± 5.0000" in svg and svg.count('class="error-bar"') == 1

@@ -38,8 +38,12 @@ def nice_step(span: float, target_ticks: int) -> float:
     return 10 * magnitude
 
 
-def linear_axis(values: Sequence[float], *, target_ticks: int = 5, unit: float = 1.0, integer: bool = False) -> Axis:
-    """Axis over ``values`` with round ticks; ``unit`` makes ticks round in that unit (e.g. MiB)."""
+def linear_axis(
+    values: Sequence[float], *, target_ticks: int = 5, unit: float = 1.0, integer: bool = False,
+    within: tuple[float, float] | None = None,
+) -> Axis:
+    """Axis over ``values`` with round ticks; ``unit`` makes ticks round in that unit (e.g. MiB); ``within`` keeps
+    the axis (its padding and rounding) inside a quantity's own range, e.g. (0, 1) for an AUC."""
     lo, hi = min(values) / unit, max(values) / unit
     if integer:
         # counts such as epochs: half a step of room and whole-number ticks, so no "epoch 0"
@@ -54,6 +58,8 @@ def linear_axis(values: Sequence[float], *, target_ticks: int = 5, unit: float =
     lo, hi = lo - pad, hi + pad
     step = nice_step(hi - lo, target_ticks)
     lo, hi = math.floor(lo / step) * step, math.ceil(hi / step) * step
+    if within is not None:
+        lo, hi = max(lo, within[0] / unit), min(hi, within[1] / unit)
     count = round((hi - lo) / step)
     ticks = tuple((lo + i * step) * unit for i in range(count + 1))
     return Axis(lo * unit, hi * unit, ticks)

@@ -35,7 +35,7 @@ class Point:
     y: float
     color: str
     tooltip: str = ""
-    error: float | None = None  # y half-width of its confidence interval, drawn as a bar
+    error: tuple[float, float] | None = None  # (low, high) of its confidence interval on y, drawn as a bar
     on_front: bool = False  # on the Pareto front: joined by the front's dashed line
     highlight: bool = False  # ringed (the cheapest model not significantly worse than the best)
 
@@ -165,6 +165,7 @@ def scatter_svg(
     y_label: str,
     x_format: Formatter,
     x_bytes: bool = False,
+    y_within: tuple[float, float] | None = None,
     width: int = 520,
     height: int = 340,
 ) -> str:
@@ -174,9 +175,9 @@ def scatter_svg(
     if not points:
         return empty_chart(title, "no results with both values")
     xs = [p.x for p in points]
-    ys = [y for p in points for y in ((p.y - p.error, p.y + p.error) if p.error else (p.y,))]
+    ys = [y for p in points for y in (p.error or (p.y,))]
     x_axis = byte_axis(xs) if x_bytes else spread_axis(xs)
-    canvas = _Canvas(width, height, x_axis, linear_axis(ys))
+    canvas = _Canvas(width, height, x_axis, linear_axis(ys, within=y_within))
     canvas.frame(title, x_label + (" (log scale)" if x_axis.log else ""), y_label, x_format)
 
     anchors = [(canvas.px(p.x), canvas.py(p.y), p.label) for p in points]
@@ -189,7 +190,7 @@ def scatter_svg(
         )  # fmt: skip
     for point, (x, y, _) in zip(points, anchors):
         if point.error:
-            low, high = canvas.py(point.y - point.error), canvas.py(point.y + point.error)
+            low, high = (canvas.py(bound) for bound in point.error)
             canvas.parts.append(_el("line", class_="error-bar", x1=x, y1=low, x2=x, y2=high, stroke=point.color, stroke_width=1.5))
         if point.highlight:
             canvas.parts.append(_el("circle", class_="highlight", cx=x, cy=y, r=9, fill="none", stroke=point.color, stroke_width=1.5))

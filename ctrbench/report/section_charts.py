@@ -86,11 +86,12 @@ def quality_cost_chart(
     for model, (x, auc) in found.items():
         error = (spreads or {}).get(model)
         tooltip = f"{model}: {name[0].lower()}{name[1:]} {format_metric(auc)}" + (f" ± {error:.4f}" if error else "")
-        tooltip += f", {axis.label.lower()} {axis.tick(x)}" + (" · cheapest not significantly worse than the best" if model == cheapest else "")
-        points.append(charts.Point(model, x, auc, colors[model], tooltip, error, model in front, model == cheapest))
+        bar = (max(0.0, auc - error), min(1.0, auc + error)) if error else None  # an AUC interval stays in [0, 1]
+        tooltip += f", {axis.label[0].lower()}{axis.label[1:]} {axis.tick(x)}" + (" · cheapest not significantly worse than the best" if model == cheapest else "")
+        points.append(charts.Point(model, x, auc, colors[model], tooltip, bar, model in front, model == cheapest))
     svg = charts.scatter_svg(
-        points, title=f"{name} vs {axis.label.lower()}", x_label=axis.label, y_label=name, x_format=axis.tick,
-        x_bytes=axis.in_bytes,
+        points, title=f"{name} vs {axis.label[0].lower()}{axis.label[1:]}", x_label=axis.label, y_label=name, x_format=axis.tick,
+        x_bytes=axis.in_bytes, y_within=(0.0, 1.0),
     )  # fmt: skip
     return Markup(svg)
 
