@@ -19,17 +19,17 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from ctrbench.predictions import write_predictions
+from ctrbench.metrics import binary_metrics
+from ctrbench.predictions import PREDICTIONS_FILE, write_predictions
 from ctrbench.report.entries import ModelResult, ResultEntry
 from ctrbench.report.significance import dataset_significance
 from ctrbench.results import GoldRecord, PredictionsFile, TaskMetrics, TrainRecord
 
 
 def _run(folder: Path, model: str, seed: int, labels: np.ndarray, probs: np.ndarray) -> ResultEntry:
-    sha = write_predictions(folder / "gold_predictions.parquet", ["label"], np.arange(len(labels)), labels[:, None], probs[:, None])
-    metrics = TaskMetrics(logloss=float(-np.mean(labels * np.log(probs) + (1 - labels) * np.log1p(-probs))),
-                          auc=float(roc_auc_score(labels, probs)), accuracy=None, gauc=None, rows=len(labels), label_rate=None)  # fmt: skip
-    gold = GoldRecord.model_construct(tasks={"label": metrics}, predictions=PredictionsFile(file="gold_predictions.parquet", sha256=sha, rows=len(labels)))
+    sha = write_predictions(folder / PREDICTIONS_FILE, ["label"], np.arange(len(labels)), labels[:, None], probs[:, None])
+    metrics = TaskMetrics(**binary_metrics(labels, probs))
+    gold = GoldRecord.model_construct(tasks={"label": metrics}, predictions=PredictionsFile(file=PREDICTIONS_FILE, sha256=sha))
     train = TrainRecord.model_construct(seed=seed, tasks=["label"], dataset="bench", model=model, arch=model)
     return ResultEntry("bench", model, train, gold, None, str(folder / "gold_eval.json"))
 

@@ -90,7 +90,7 @@ def evaluate_gold(
         device_name=device_name(torch_device),
         model_info=ckpt.get("model_info", {}),
         extra_outputs=extra,
-        predictions=PredictionsFile(file=os.path.relpath(predictions_path, Path(output_path).parent), sha256=predictions_sha256, rows=len(row_id)),
+        predictions=PredictionsFile(file=os.path.relpath(predictions_path, Path(output_path).parent), sha256=predictions_sha256),
         provenance=meta.get("provenance") or provenance(),
     )
     write_record(output_path, record)

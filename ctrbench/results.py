@@ -193,7 +193,6 @@ class PredictionsFile(StrictRecord):
 
     file: str  # the name, in the record's folder
     sha256: str
-    rows: int
 
 
 class GoldRecord(_Result):

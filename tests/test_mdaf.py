@@ -4,11 +4,9 @@ in training: it picks no side when nothing carries signal, and the fused model b
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
-from test_sequence_models import CATEGORIES, CONFIGS, FM, ITEMS, USERS, L, make_batch
+from test_sequence_models import CONFIGS, FM, L, make_batch, random_histories, write_history_split
 
 from ctrbench.data.sources import open_source
 from ctrbench.metrics import roc_auc
@@ -134,23 +132,10 @@ def write_two_signal_split(path, rows: int, seed: int) -> None:
     """Click odds raised by a static signal (the target item is a multiple of 3) and, independently, by a history
     signal (the most recent event's category is even), each worth 2.5 in the logit; 1-6 events per history."""
     rng = np.random.default_rng(seed)
-    lengths = rng.integers(1, L + 1, rows)
-    items = rng.integers(1, ITEMS, (rows, L))
-    items[np.arange(L)[None, :] < (L - lengths)[:, None]] = 0
-    categories = np.where(items > 0, items % (CATEGORIES - 1) + 1, 0)
-    target = rng.integers(1, ITEMS, rows)
+    _, items, categories, target = random_histories(rng, rows, min_length=1)
     static, recent = (target % 3 == 0).astype(np.float64), (categories[:, -1] % 2 == 0).astype(np.float64)
     logit = 2.5 * (static + recent - 1.0)
-    label = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(np.float32)
-    table = pa.table({
-        "row_id": np.arange(1, rows + 1), "y0": label,
-        "user_id": rng.integers(1, USERS, rows).astype(np.int32), "item_id": target.astype(np.int32),
-        "category_id": (target % (CATEGORIES - 1) + 1).astype(np.int32), "hour": rng.integers(1, 25, rows).astype(np.int32),
-        "price": rng.normal(size=rows).astype(np.float32),
-        "item_history": pa.FixedSizeListArray.from_arrays(pa.array(items.reshape(-1).astype(np.int32)), L),
-        "category_history": pa.FixedSizeListArray.from_arrays(pa.array(categories.reshape(-1).astype(np.int32)), L),
-    })  # fmt: skip
-    pq.write_table(table, path)
+    write_history_split(path, rng, rng.random(rows) < 1 / (1 + np.exp(-logit)), items, categories, target)
 
 
 @pytest.fixture(scope="module")

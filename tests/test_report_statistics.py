@@ -43,7 +43,7 @@ def _write_runs(root: Path, seeds=(1, 2, 3), separation=SEPARATION, rows=ROWS, l
             gold["tasks"]["label"] = metrics
             gold["gold_sha256"] = "a" * 64
             sha = write_predictions(folder / "gold_predictions.parquet", ["label"], np.arange(rows), labels[:, None], probs[:, None])
-            gold["predictions"] = {"file": "gold_predictions.parquet", "sha256": sha, "rows": rows}
+            gold["predictions"] = {"file": "gold_predictions.parquet", "sha256": sha}
             (folder / "train_metrics.json").write_text(json.dumps(train))
             (folder / "gold_eval.json").write_text(json.dumps(gold))
             pairs.append((folder / "train_metrics.json", folder / "gold_eval.json"))
@@ -251,7 +251,7 @@ def test_masked_tasks_are_compared_on_their_known_rows(tmp_path):
         train["best_valid"] = {task: metrics[task] for task in ("click", "like")}
         gold = _gold_eval("criteo_synthetic", model, {"logloss": 0, "auc": 0, "gauc": None}) | {"dataset": "ds", "rows": ROWS, "tasks": metrics}
         sha = write_predictions(folder / "gold_predictions.parquet", ["click", "like"], np.arange(ROWS), labels, probs, mask)
-        gold["predictions"] = {"file": "gold_predictions.parquet", "sha256": sha, "rows": ROWS}
+        gold["predictions"] = {"file": "gold_predictions.parquet", "sha256": sha}
         (folder / "train_metrics.json").write_text(json.dumps(train))
         (folder / "gold_eval.json").write_text(json.dumps(gold))
         pairs.append((folder / "train_metrics.json", folder / "gold_eval.json"))

@@ -221,27 +221,38 @@ def test_flat_dataset_is_refused_with_a_clear_error():
         build_model("mdaf", FM, {"sequence_encoder": "lstm"})
 
 
-def write_sequence_split(path, rows: int, seed: int) -> None:
-    """Click iff the most recent event's category is even (10% of labels flipped; an empty history never
-    clicks): a signal only the history carries; the target's ids are uniform and independent of it."""
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(0, L + 1, rows)
+def random_histories(rng: np.random.Generator, rows: int, min_length: int = 0):
+    """Left-padded histories of ``min_length``..L random events and uniform targets: (lengths, items, categories,
+    target), each event's category a function of its item as the target's is."""
+    lengths = rng.integers(min_length, L + 1, rows)
     items = rng.integers(1, ITEMS, (rows, L))
     items[np.arange(L)[None, :] < (L - lengths)[:, None]] = 0
     categories = np.where(items > 0, items % (CATEGORIES - 1) + 1, 0)
-    target = rng.integers(1, ITEMS, rows)
-    target_category = target % (CATEGORIES - 1) + 1
-    recent = (categories[:, -1] % 2 == 0) & (lengths > 0)
-    label = np.where(rng.random(rows) < 0.9, recent, ~recent).astype(np.float32)
+    return lengths, items, categories, rng.integers(1, ITEMS, rows)
+
+
+def write_history_split(path, rng: np.random.Generator, label, items, categories, target) -> None:
+    """One processed split of FM's layout from ``random_histories``' arrays and the labels; the other fields random."""
+    rows = len(label)
     table = pa.table({
-        "row_id": np.arange(1, rows + 1), "y0": label,
+        "row_id": np.arange(1, rows + 1), "y0": np.asarray(label, np.float32),
         "user_id": rng.integers(1, USERS, rows).astype(np.int32), "item_id": target.astype(np.int32),
-        "category_id": target_category.astype(np.int32), "hour": rng.integers(1, 25, rows).astype(np.int32),
+        "category_id": (target % (CATEGORIES - 1) + 1).astype(np.int32), "hour": rng.integers(1, 25, rows).astype(np.int32),
         "price": rng.normal(size=rows).astype(np.float32),
         "item_history": pa.FixedSizeListArray.from_arrays(pa.array(items.reshape(-1).astype(np.int32)), L),
         "category_history": pa.FixedSizeListArray.from_arrays(pa.array(categories.reshape(-1).astype(np.int32)), L),
     })  # fmt: skip
     pq.write_table(table, path)
+
+
+def write_sequence_split(path, rows: int, seed: int) -> None:
+    """Click iff the most recent event's category is even (10% of labels flipped; an empty history never
+    clicks): a signal only the history carries; the target's ids are uniform and independent of it."""
+    rng = np.random.default_rng(seed)
+    lengths, items, categories, target = random_histories(rng, rows)
+    recent = (categories[:, -1] % 2 == 0) & (lengths > 0)
+    label = np.where(rng.random(rows) < 0.9, recent, ~recent)
+    write_history_split(path, rng, label, items, categories, target)
 
 
 @pytest.fixture(scope="module")
