@@ -2,7 +2,8 @@
 
 Writes each run's gold predictions (as gold_eval writes them) to a scratch folder, then times what the report does
 with them: reading and checking every file (sha256, same rows and labels) and testing each model against the best
-(DeLong for AUC with the seeds' spread, the paired log-loss test, Holm) plus each model's DeLong half-width. The
+(DeLong for AUC with the seeds' spread, the paired log-loss test, Holm) and each model against its neighbour in
+the ranking (the small-gold flag). The
 baseline in the same process is one pass of scikit-learn's roc_auc_score over every run, the cheapest thing any
 per-run AUC needs. Prints figures; it is not a test.
 
@@ -30,7 +31,7 @@ def _run(folder: Path, model: str, seed: int, labels: np.ndarray, probs: np.ndar
     sha = write_predictions(folder / PREDICTIONS_FILE, ["label"], np.arange(len(labels)), labels[:, None], probs[:, None])
     metrics = TaskMetrics(**binary_metrics(labels, probs))
     gold = GoldRecord.model_construct(tasks={"label": metrics}, predictions=PredictionsFile(file=PREDICTIONS_FILE, sha256=sha))
-    train = TrainRecord.model_construct(seed=seed, tasks=["label"], dataset="bench", model=model, arch=model)
+    train = TrainRecord.model_construct(seed=seed, tasks=["label"], dataset="bench", model=model, arch=model, config_sha256=None)
     return ResultEntry("bench", model, train, gold, None, str(folder / "gold_eval.json"))
 
 
@@ -63,7 +64,7 @@ def main() -> None:
         seconds = time.perf_counter() - start
     runs = args.models * args.seeds
     print(f"statistics of {args.models} models x {args.seeds} seeds on {args.rows:,} gold rows: {seconds:.1f} s "
-          f"(read and check {runs} prediction files, {2 * (args.models - 1)} tests against the best, {args.models} half-widths)")
+          f"(read and check {runs} prediction files, {2 * (args.models - 1)} tests against the best, {args.models - 1} between neighbours)")
     print(f"baseline, sklearn roc_auc_score once per run: {baseline:.1f} s -> statistics / baseline = {seconds / baseline:.2f}")
     tied = [m for m in (r.model for r in results) if found[("label", "auc")].tied(m)]
     print(f"best by AUC: {found[('label', 'auc')].best}; not significantly worse: {', '.join(tied)}")
